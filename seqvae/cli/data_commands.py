@@ -1,0 +1,53 @@
+"""`seqvae data ...`: corpus conversion, building and statistics."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    data = subparsers.add_parser("data", help="convert, build and inspect melody corpora")
+    data_sub = data.add_subparsers(dest="data_command", metavar="DATA_COMMAND")
+    data.set_defaults(handler=lambda args: data.print_help() or 2)
+
+    build = data_sub.add_parser(
+        "build",
+        help="cut a folder of MIDI files into training windows",
+        description="Extract bar-aligned monophonic windows from every MIDI file under MIDI_DIR.",
+    )
+    build.add_argument("midi_dir", metavar="MIDI_DIR")
+    build.add_argument("--out", required=True, metavar="BUILT_DIR", help="output folder (new or empty)")
+    build.add_argument("--steps", type=int, default=32, choices=[32, 256, 24, 192], help="window length in 16ths")
+    build.add_argument("--meters", choices=["duple", "triple"], help="meter family (implied by --steps)")
+    build.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="parallel processes (default: cores)")
+    build.add_argument("--min-notes", type=int, help="fewest notes a window may hold (default: one per 8 steps)")
+    build.add_argument("--max-gap", type=int, help="longest silence in steps (default: one bar drops the window)")
+    build.add_argument("--valid-fraction", type=float, default=0.05)
+    build.add_argument("--test-fraction", type=float, default=0.05)
+    build.add_argument("--force", action="store_true", help="replace an existing built corpus in --out")
+    build.set_defaults(handler=_build)
+
+
+def _build(args: argparse.Namespace) -> int:
+    from seqvae.codec.meter import family_for_window
+    from seqvae.data.build import build_corpus
+
+    family = family_for_window(args.steps)
+    if args.meters and args.meters != family:
+        raise ValueError(f"--steps {args.steps} is a {family} window; use --meters {family} or another --steps")
+    if args.workers < 1:
+        raise ValueError("--workers must be at least 1")
+    result = build_corpus(
+        args.midi_dir, args.out, steps=args.steps, workers=args.workers, valid_fraction=args.valid_fraction,
+        test_fraction=args.test_fraction, min_notes=args.min_notes, max_gap_steps=args.max_gap, force=args.force,
+    )
+    print(f"built {result.out_dir}: {result.files_used}/{result.files} files used "
+          f"in {result.seconds:.1f} s ({result.files_per_second:.0f} files/s)")
+    for split, n in result.windows.items():
+        print(f"  {split:5s} {n:8d} windows  {result.meta['splits'][split]['meters']}")
+    if result.skipped:
+        print("  skipped files: " + ", ".join(f"{k} {v}" for k, v in sorted(result.skipped.items())))
+    if result.dropped_windows:
+        print("  dropped windows: " + ", ".join(f"{k} {v}" for k, v in sorted(result.dropped_windows.items())))
+    return 0

@@ -1,0 +1,164 @@
+"""MIDI files <-> notes on the 16th-note grid.
+
+Reading goes through mido in ticks, so quantization follows the file's own beat grid whatever
+its tempo map; writing goes through pretty_midi, which handles tempo, program and velocity.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import mido
+import pretty_midi
+
+from seqvae.codec.events import Note
+from seqvae.codec.melody import Melody
+from seqvae.codec.meter import STEPS_PER_QUARTER, Meter
+
+DRUM_CHANNEL = 9
+WRITE_RESOLUTION = 480
+
+
+class MidiReadError(ValueError):
+    """A MIDI file that cannot be read; the message says why."""
+
+
+@dataclass
+class Line:
+    """The notes of one (track, channel) of a file, quantized to steps; may be polyphonic."""
+
+    name: str
+    program: int
+    is_drum: bool
+    notes: list[Note] = field(default_factory=list)
+
+
+@dataclass
+class MidiScore:
+    lines: list[Line]
+    meters: list[tuple[int, Meter | None]]  # (first step, meter or None if unusable), sorted
+    bpm: float
+    n_steps: int
+
+
+def read_midi(path: str | Path) -> MidiScore:
+    """Read a MIDI file into quantized lines; raises MidiReadError naming the problem."""
+    try:
+        mid = mido.MidiFile(str(path), clip=True)
+    except FileNotFoundError:
+        raise MidiReadError(f"{path}: no such file") from None
+    except Exception as exc:  # mido raises many types for corrupt data
+        raise MidiReadError(f"{path}: not a readable MIDI file ({type(exc).__name__}: {exc})") from None
+    if mid.type == 2:
+        raise MidiReadError(f"{path}: type 2 MIDI (independent sequences) is not supported")
+    if not mid.ticks_per_beat or mid.ticks_per_beat <= 0:
+        raise MidiReadError(f"{path}: SMPTE time division is not supported; save with ticks per beat")
+    ticks_per_step = mid.ticks_per_beat / STEPS_PER_QUARTER
+
+    def step(tick: int) -> int:
+        return int(round(tick / ticks_per_step))
+
+    meters: dict[int, Meter | None] = {}
+    tempo = None
+    lines: dict[tuple[int, int], Line] = {}
+    programs: dict[int, int] = defaultdict(int)
+    last_tick = 0
+    for track_index, track in enumerate(mid.tracks):
+        tick = 0
+        open_notes: dict[tuple[int, int], list[tuple[int, int]]] = defaultdict(list)
+        for msg in track:
+            tick += msg.time
+            kind = msg.type
+            if kind == "note_on" and msg.velocity > 0:
+                open_notes[(msg.channel, msg.note)].append((tick, msg.velocity))
+            elif kind in ("note_off", "note_on"):
+                stack = open_notes.get((msg.channel, msg.note))
+                if stack:
+                    start, velocity = stack.pop(0)
+                    s, e = step(start), step(tick)
+                    line = _line_for(lines, programs, track_index, msg.channel)
+                    line.notes.append(Note(msg.note, s, max(e, s + 1), velocity))
+                    last_tick = max(last_tick, tick)
+            elif kind == "program_change":
+                programs[msg.channel] = msg.program
+            elif kind == "time_signature":
+                try:
+                    meters[step(tick)] = Meter(msg.numerator, msg.denominator)
+                except ValueError:
+                    meters[step(tick)] = None  # an unusable meter stops windows until the next one
+            elif kind == "set_tempo" and tempo is None:
+                tempo = mido.tempo2bpm(msg.tempo)
+        for (channel, pitch), stack in open_notes.items():  # notes never released end with the track
+            for start, velocity in stack:
+                line = _line_for(lines, programs, track_index, channel)
+                s = step(start)
+                line.notes.append(Note(pitch, s, max(step(tick), s + 1), velocity))
+                last_tick = max(last_tick, tick)
+        _name_tracks(lines, track_index, track)
+    if 0 not in meters:
+        meters[0] = Meter(4, 4)  # the MIDI default when a file states none
+    meter_list = sorted(meters.items(), key=lambda kv: kv[0])
+    ordered = [lines[k] for k in sorted(lines)]
+    for line in ordered:
+        line.notes.sort(key=lambda n: (n.start, -n.pitch))
+    return MidiScore(ordered, meter_list, float(tempo or 120.0), step(last_tick))
+
+
+def _line_for(lines: dict[tuple[int, int], Line], programs: dict[int, int], track: int, channel: int) -> Line:
+    key = (track, channel)
+    if key not in lines:
+        lines[key] = Line(f"track {track} channel {channel + 1}", programs[channel], channel == DRUM_CHANNEL)
+    return lines[key]
+
+
+def _name_tracks(lines: dict[tuple[int, int], Line], track_index: int, track: mido.MidiTrack) -> None:
+    """Give every line of a track the track's name, wherever in the track the name came."""
+    for msg in track:
+        if msg.type == "track_name" and msg.name.strip():
+            for (ti, channel), line in lines.items():
+                if ti == track_index:
+                    line.name = f"{msg.name.strip()} (ch {channel + 1})"
+            return
+
+
+def melodies_to_pretty_midi(melodies: list[Melody]) -> pretty_midi.PrettyMIDI:
+    """Melodies back to back in one file, at the first melody's tempo, each bar-aligned."""
+    if not melodies:
+        raise ValueError("nothing to write: no melodies given")
+    first = melodies[0]
+    pm = pretty_midi.PrettyMIDI(initial_tempo=float(first.bpm), resolution=WRITE_RESOLUTION)
+    instrument = pretty_midi.Instrument(program=int(first.program), name="seqvae melody")
+    sps = first.seconds_per_step
+    offset = 0
+    for melody in melodies:
+        seconds_at = offset * sps
+        pm.time_signature_changes.append(
+            pretty_midi.TimeSignature(melody.meter.numerator, melody.meter.denominator, seconds_at)
+        )
+        for note in melody.notes():
+            instrument.notes.append(
+                pretty_midi.Note(int(note.velocity), note.pitch, (offset + note.start) * sps, (offset + note.end) * sps)
+            )
+        offset += melody.n_steps
+    pm.time_signature_changes = _dedupe_meters(pm.time_signature_changes)
+    pm.instruments.append(instrument)
+    return pm
+
+
+def _dedupe_meters(changes: list[pretty_midi.TimeSignature]) -> list[pretty_midi.TimeSignature]:
+    kept: list[pretty_midi.TimeSignature] = []
+    for ts in changes:
+        if not kept or (ts.numerator, ts.denominator) != (kept[-1].numerator, kept[-1].denominator):
+            kept.append(ts)
+    return kept
+
+
+def write_midi(melodies: Melody | list[Melody], path: str | Path) -> Path:
+    """Write one melody, or several back to back, as a MIDI file; returns the path."""
+    items = [melodies] if isinstance(melodies, Melody) else list(melodies)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    melodies_to_pretty_midi(items).write(str(path))
+    return path

@@ -1,0 +1,1 @@
+"""Corpora -> windows -> built arrays -> batches. Augmentation lives here, not in models."""

@@ -1,0 +1,91 @@
+"""Codec: events <-> notes <-> MIDI round trips, meters, and clear errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from seqvae.codec import EventCodec, Melody, Meter, Note, read_midi, write_midi
+from seqvae.codec.events import FIRST_NOTE_ON, NO_EVENT, NOTE_OFF
+
+CODEC = EventCodec()
+event_values = st.one_of(
+    st.just(NO_EVENT), st.just(NO_EVENT), st.just(NOTE_OFF), st.integers(FIRST_NOTE_ON, CODEC.num_classes - 1)
+)
+
+
+@given(st.lists(event_values, min_size=1, max_size=64))
+def test_events_notes_events_is_exact_on_canonical_events(values):
+    events = CODEC.canonical(np.array(values))
+    notes = CODEC.events_to_notes(events)
+    assert np.array_equal(CODEC.notes_to_events(notes, len(events)), events)
+
+
+@given(st.lists(event_values, min_size=1, max_size=64))
+def test_canonical_is_idempotent_and_keeps_notes(values):
+    raw = np.array(values)
+    once = CODEC.canonical(raw)
+    assert np.array_equal(CODEC.canonical(once), once)
+    assert CODEC.events_to_notes(once) == CODEC.events_to_notes(raw)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(event_values, min_size=32, max_size=32),
+    st.sampled_from([Meter(4, 4), Meter(3, 4), Meter(6, 8), Meter(2, 4)]),
+    st.floats(40, 240),
+    st.integers(0, 127),
+)
+def test_events_to_midi_file_and_back_is_exact(tmp_path_factory, values, meter, bpm, program):
+    events = CODEC.canonical(np.array(values))
+    melody = Melody(events, meter=meter, bpm=bpm, program=program)
+    path = write_midi(melody, tmp_path_factory.mktemp("rt") / "m.mid")
+    score = read_midi(path)
+    notes = score.lines[0].notes if score.lines else []
+    assert np.array_equal(CODEC.notes_to_events(notes, len(events)), events)
+    assert score.meters[0][1] == meter
+    assert abs(score.bpm - bpm) < 1e-3
+    assert all(line.program == program for line in score.lines)
+
+
+def test_melodies_back_to_back_keep_their_meters(tmp_path):
+    a = Melody(CODEC.notes_to_events([Note(60, 0, 4)], 32), meter=Meter(4, 4))
+    b = Melody(CODEC.notes_to_events([Note(62, 0, 4)], 24), meter=Meter(3, 4))
+    score = read_midi(write_midi([a, b, b], tmp_path / "ab.mid"))
+    assert [(s, str(m)) for s, m in score.meters] == [(0, "4/4"), (32, "3/4")]
+    assert [(n.pitch, n.start) for n in score.lines[0].notes] == [(60, 0), (62, 32), (62, 56)]
+
+
+def test_notes_in_beats_and_seconds():
+    melody = Melody(CODEC.notes_to_events([Note(60, 2, 6, 100)], 16), bpm=120, velocity=100)
+    assert melody.notes_in_beats() == [(60, 0.5, 1.0, 100)]
+    assert melody.notes_in_seconds() == [(60, 0.25, 0.5, 100)]
+
+
+def test_overlapping_notes_encode_as_a_monophonic_line():
+    notes = [Note(60, 0, 8), Note(64, 2, 4), Note(55, 2, 6)]  # a higher and a lower onset at step 2
+    events = CODEC.notes_to_events(notes, 8)
+    assert [(n.pitch, n.start, n.end) for n in CODEC.events_to_notes(events)] == [(60, 0, 2), (64, 2, 4)]
+
+
+@pytest.mark.parametrize(
+    "meter, steps, family",
+    [((4, 4), 16, "duple"), ((2, 2), 16, "duple"), ((2, 4), 8, "duple"), ((3, 4), 12, "triple"),
+     ((6, 8), 12, "triple"), ((3, 8), 6, "triple"), ((9, 8), 18, None), ((5, 4), 20, None)],
+)
+def test_meter_steps_and_family(meter, steps, family):
+    m = Meter(*meter)
+    assert m.steps_per_bar == steps and m.family == family
+
+
+def test_bad_input_gets_clear_errors():
+    with pytest.raises(ValueError, match="outside 0..89"):
+        CODEC.check(np.array([0, 95]))
+    with pytest.raises(ValueError, match="not a time signature"):
+        Meter.parse("four")
+    with pytest.raises(ValueError, match="not playable"):
+        Melody(np.zeros(32), bpm=0)
+    with pytest.raises(ValueError, match="outside the codec range"):
+        CODEC.pitch_to_class(10)
