@@ -178,3 +178,11 @@ def test_cli_build_reports_counts(tmp_path, capsys):
 def test_load_corpus_errors_name_the_fix(tmp_path):
     with pytest.raises(FileNotFoundError, match="seqvae data build"):
         load_corpus(tmp_path)
+
+
+def test_meter_change_after_the_last_note_is_harmless():
+    from seqvae.codec.midi import Line, MidiScore
+
+    notes = [Note(60 + i % 5, i * 4, i * 4 + 4) for i in range(16)]
+    score = MidiScore([Line("x", 0, False, notes)], [(0, Meter(4, 4)), (90, Meter(3, 4))], 120.0, 64)
+    assert extract_windows(score, WindowRules(steps=32)).windows.shape == (3, 32)

@@ -5,6 +5,9 @@ from __future__ import annotations
 import argparse
 import os
 
+from seqvae.cli.folk_command import register_folk
+from seqvae.cli.stats_command import register_stats
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     data = subparsers.add_parser("data", help="convert, build and inspect melody corpora")
@@ -27,6 +30,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     build.add_argument("--test-fraction", type=float, default=0.05)
     build.add_argument("--force", action="store_true", help="replace an existing built corpus in --out")
     build.set_defaults(handler=_build)
+    register_folk(data_sub)
+    register_stats(data_sub)
 
 
 def _build(args: argparse.Namespace) -> int:

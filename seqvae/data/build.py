@@ -116,7 +116,7 @@ def build_corpus(
     split_files: Counter = Counter()
     sources: list[str] = []
     jobs = [(str(f), rules) for f in files]
-    with tqdm(total=len(files), desc="build", unit="file", disable=not progress) as bar:
+    with tqdm(total=len(files), desc="build", unit="file", disable=not progress, mininterval=0.5) as bar:
         for index, (reason, file_dropped, extraction) in enumerate(_run(jobs, workers)):
             bar.update(1)
             dropped.update(file_dropped)

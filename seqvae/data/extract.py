@@ -86,8 +86,8 @@ def _longest_run(mask: np.ndarray) -> int:
 
 
 def _meter_segments(score: MidiScore, n_steps: int) -> list[tuple[int, int, Meter | None]]:
-    bounds = [s for s, _ in score.meters] + [n_steps]
-    return [(start, bounds[i + 1], meter) for i, (start, meter) in enumerate(score.meters) if bounds[i + 1] > start]
+    bounds = [min(s, n_steps) for s, _ in score.meters] + [n_steps]
+    return [(bounds[i], bounds[i + 1], meter) for i, (_, meter) in enumerate(score.meters) if bounds[i + 1] > bounds[i]]
 
 
 def _window_from(events: np.ndarray, top: np.ndarray, start: int, steps: int) -> np.ndarray:
