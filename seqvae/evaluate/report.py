@@ -1,0 +1,156 @@
+"""`seqvae eval`: every measure of issue 3 for one checkpoint on one corpus split, as a table and as JSON."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from seqvae.data.corpus import load_corpus
+from seqvae.evaluate.interpolation import interpolation_check
+from seqvae.evaluate.prior import compare_features, sample_prior
+from seqvae.evaluate.reconstruction import reconstruction_metrics
+from seqvae.models import ModelConfig, load_model
+
+# Issue 3 quality targets, by what the model is.
+ACTIVE_TARGET = 0.8
+OVERLAP_TARGET = 0.8
+
+
+@dataclass
+class EvalOptions:
+    checkpoint: str | Path
+    data: Path
+    split: str = "test"
+    limit: int | None = None
+    samples: int = 1000
+    temperature: float = 1.0
+    pairs: int = 50
+    seed: int = 0
+    device: str | None = None
+    progress: bool = True
+
+
+@dataclass
+class Target:
+    measure: str
+    value: float
+    target: float
+    met: bool
+
+
+@dataclass
+class EvalReport:
+    checkpoint: str
+    model: str
+    architecture: str
+    steps: int
+    split: str
+    windows: int
+    reconstruction: dict
+    prior: list[dict]
+    interpolation: dict | None
+    targets: list[Target] = field(default_factory=list)
+    seconds: float = 0.0
+    sample_temperature: float = 1.0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def write_json(self, path: str | Path) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+
+
+def quality_targets(config: ModelConfig, recon: dict, prior: list[dict]) -> list[Target]:
+    """The issue's targets that apply to this model (recurrent 2-bar: 0.97 / 0.95; hierarchical: 0.85 greedy)."""
+    out = []
+    greedy = recon.get("greedy_accuracy")
+    if config.architecture == "hier" and greedy is not None:
+        out.append(Target("greedy accuracy", greedy, 0.85, greedy >= 0.85))
+    elif config.bars == 1:
+        out.append(Target("teacher-forced accuracy", recon["teacher_forced_accuracy"], 0.97,
+                          recon["teacher_forced_accuracy"] >= 0.97))
+        if greedy is not None:
+            out.append(Target("greedy accuracy", greedy, 0.95, greedy >= 0.95))
+    out.append(Target("active latent fraction", recon["active_fraction"], ACTIVE_TARGET,
+                      recon["active_fraction"] >= ACTIVE_TARGET))
+    for item in prior:
+        out.append(Target(f"prior overlap: {item['feature']}", item["overlap"], OVERLAP_TARGET,
+                          item["overlap"] >= OVERLAP_TARGET))
+    return out
+
+
+def evaluate_checkpoint(options: EvalOptions) -> EvalReport:
+    started = time.perf_counter()
+    loaded = load_model(options.checkpoint, device=options.device)
+    model, config = loaded.model, loaded.config
+    corpus = load_corpus(options.data)
+    if corpus.steps != config.steps:
+        raise ValueError(f"{options.data} holds {corpus.steps}-step windows but {config.name!r} reads {config.steps}: "
+                         f"evaluate on a corpus built with --steps {config.steps}")
+    events = corpus.split(options.split).events
+    if options.limit:
+        events = events[: options.limit]
+    events = np.asarray(events, dtype=np.int64)
+    if len(events) == 0:
+        raise ValueError(f"the {options.split} split of {options.data} is empty: evaluate another split")
+    recon = reconstruction_metrics(model, events, progress=options.progress).to_dict()
+    prior: list[dict] = []
+    if options.samples:
+        samples = sample_prior(model, options.samples, options.temperature, options.seed)
+        prior = [c.to_dict() for c in compare_features(samples, events, config.min_pitch)]
+    interpolation = None
+    if options.pairs and len(events) >= 2:
+        interpolation = interpolation_check(model, events, options.pairs, seed=options.seed).to_dict()
+    return EvalReport(
+        checkpoint=str(loaded.directory), model=config.name, architecture=config.architecture, steps=config.steps,
+        split=options.split, windows=len(events), reconstruction=recon, prior=prior, interpolation=interpolation,
+        targets=quality_targets(config, recon, prior), seconds=time.perf_counter() - started,
+        sample_temperature=options.temperature,
+    )
+
+
+def format_report(report: EvalReport) -> str:
+    r = report.reconstruction
+    lines = [
+        f"{report.model} ({report.architecture}, {report.steps} steps) from {report.checkpoint}",
+        f"{report.split} split: {report.windows} windows, {report.seconds:.1f} s",
+        "",
+        f"{'reconstruction (z = mu)':<34}{'value':>10}",
+        f"{'teacher-forced accuracy':<34}{r['teacher_forced_accuracy']:>10.4f}",
+    ]
+    if r["greedy_accuracy"] is not None:
+        lines.append(f"{'free-running greedy accuracy':<34}{r['greedy_accuracy']:>10.4f}")
+    kl = np.asarray(r["kl_per_dim"])
+    lines += [
+        f"{'reconstruction loss (nats/window)':<34}{r['recon_nats']:>10.3f}",
+        f"{'KL (nats/window)':<34}{r['kl']:>10.3f}",
+        f"{'KL per dim: mean / max':<34}{kl.mean():>10.4f} / {kl.max():.4f}",
+        f"{'active units':<34}{r['active_units']:>10d} of {len(kl)} ({r['active_fraction']:.0%})",
+    ]
+    if report.prior:
+        lines += ["", f"{'prior samples vs data (T=' + str(report.sample_temperature) + ')':<34}{'overlap':>10}"
+                  f"{'sample mean':>14}{'data mean':>12}"]
+        for item in report.prior:
+            lines.append(f"{item['feature']:<34}{item['overlap']:>10.3f}{item['sample_mean']:>14.3f}"
+                         f"{item['data_mean']:>12.3f}")
+    if report.interpolation:
+        i = report.interpolation
+        lines += [
+            "",
+            f"interpolation ({i['pairs']} pairs, {i['points']} points, slerp, greedy)",
+            f"{'monotonic moves':<34}{i['monotonic_fraction']:>10.3f}",
+            f"{'fully monotonic pairs':<34}{i['monotonic_pairs']:>10.3f}",
+            "distance to start: " + " ".join(f"{v:.2f}" for v in i["distance_to_start"]),
+            "distance to end:   " + " ".join(f"{v:.2f}" for v in i["distance_to_end"]),
+        ]
+    if report.targets:
+        lines += ["", f"{'target':<34}{'value':>10}{'needed':>10}  met"]
+        for t in report.targets:
+            lines.append(f"{t.measure:<34}{t.value:>10.3f}{t.target:>10.2f}  {'yes' if t.met else 'NO'}")
+    return "\n".join(lines)

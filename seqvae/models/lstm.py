@@ -1,0 +1,286 @@
+"""Recurrent encoder and decoders: the MusicVAE flat ('lstm') and hierarchical ('hier') shapes.
+
+Training runs the fused nn.LSTM (oneDNN on CPU, cuDNN on GPU) over whole sequences. Free-running
+generation on CPU goes through `fast_lstm.NumpyLSTMPlan`, a step loop with the z contribution and the
+one-hot input matmul precomputed; on other devices it runs the torch cell loop below, which is also
+the reference the fast path is tested against.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from seqvae.models.sampling import choose_tokens, draw_uniforms
+
+
+class BidirectionalLSTMEncoder(nn.Module):
+    """Events -> (mu, sigma): stacked bidirectional LSTMs, final states of both directions -> two heads."""
+
+    def __init__(self, num_classes: int, sizes: tuple[int, ...], z_size: int) -> None:
+        super().__init__()
+        self.num_classes = num_classes
+        layers, width = [], num_classes
+        for size in sizes:
+            layers.append(nn.LSTM(width, size, batch_first=True, bidirectional=True))
+            width = 2 * size
+        self.layers = nn.ModuleList(layers)
+        self.mu = nn.Linear(width, z_size)
+        self.sigma = nn.Linear(width, z_size)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = F.one_hot(x, self.num_classes).to(self.mu.weight.dtype)
+        final = None
+        for layer in self.layers:
+            h, (h_n, _) = layer(h)
+            final = h_n
+        summary = torch.cat([final[0], final[1]], dim=-1)  # forward and backward final states
+        return self.mu(summary), F.softplus(self.sigma(summary)) + 1e-5
+
+
+class ConditionedLSTM(nn.Module):
+    """LSTM decoder fed [previous one-hot, conditioning] at every step, initial state tanh(dense(cond)).
+
+    `cond` is z for the flat model and a bar embedding for the hierarchical one. The previous token
+    of the first step is START (index num_classes), which is an all-zero one-hot.
+    """
+
+    def __init__(self, num_classes: int, cond_size: int, sizes: tuple[int, ...]) -> None:
+        super().__init__()
+        self.num_classes, self.cond_size, self.sizes = num_classes, cond_size, tuple(sizes)
+        self.init_state = nn.Linear(cond_size, 2 * sum(sizes))
+        layers, width = [], num_classes + cond_size
+        for size in sizes:
+            layers.append(nn.LSTM(width, size, batch_first=True))
+            width = size
+        self.layers = nn.ModuleList(layers)
+        self.output = nn.Linear(width, num_classes)
+
+    @property
+    def start_token(self) -> int:
+        return self.num_classes
+
+    def initial_states(self, cond: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        flat = torch.tanh(self.init_state(cond))
+        states, offset = [], 0
+        for size in self.sizes:
+            states.append((flat[:, offset:offset + size], flat[:, offset + size:offset + 2 * size]))
+            offset += 2 * size
+        return states
+
+    def inputs(self, prev: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        """[B, T] previous tokens (START allowed) and [B, cond] -> [B, T, C + cond] LSTM inputs."""
+        one_hot = F.one_hot(prev, self.num_classes + 1)[..., : self.num_classes].to(cond.dtype)
+        return torch.cat([one_hot, cond.unsqueeze(1).expand(-1, prev.shape[1], -1)], dim=-1)
+
+    def teacher_forced(self, prev: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        """Logits [B, T, C] for the given previous tokens, all steps at once (fused LSTM)."""
+        h = self.inputs(prev, cond)
+        for layer, (h0, c0) in zip(self.layers, self.initial_states(cond), strict=True):
+            h, _ = layer(h, (h0.unsqueeze(0).contiguous(), c0.unsqueeze(0).contiguous()))
+        return self.output(h)
+
+    def cell_step(
+        self, prev: torch.Tensor, cond: torch.Tensor, states: list[tuple[torch.Tensor, torch.Tensor]]
+    ) -> tuple[torch.Tensor, list[tuple[torch.Tensor, torch.Tensor]]]:
+        """One step with the fused layers' own weights: logits [B, C] and the new states."""
+        h = self.inputs(prev.unsqueeze(1), cond)[:, 0]
+        new_states = []
+        for layer, (hx, cx) in zip(self.layers, states, strict=True):
+            hx, cx = torch.lstm_cell(h, (hx, cx), layer.weight_ih_l0, layer.weight_hh_l0, layer.bias_ih_l0,
+                                     layer.bias_hh_l0)
+            new_states.append((hx, cx))
+            h = hx
+        return self.output(h), new_states
+
+    def run_cells(
+        self,
+        cond: torch.Tensor,
+        states: list[tuple[torch.Tensor, torch.Tensor]],
+        prev: torch.Tensor,
+        steps: int,
+        choose,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Step loop: `choose(t, logits_t) -> token_t` decides what is fed back. Returns (logits, tokens)."""
+        all_logits, tokens = [], []
+        for t in range(steps):
+            logits, states = self.cell_step(prev, cond, states)
+            prev = choose(t, logits)
+            all_logits.append(logits)
+            tokens.append(prev)
+        return torch.stack(all_logits, dim=1), torch.stack(tokens, dim=1)
+
+
+def shift_right(x: torch.Tensor, start: int) -> torch.Tensor:
+    """Previous-token inputs: START then x[:, :-1]."""
+    return torch.cat([torch.full_like(x[:, :1], start), x[:, :-1]], dim=1)
+
+
+def mix_previous(
+    x: torch.Tensor, sampled: torch.Tensor, coin: torch.Tensor, start: int
+) -> torch.Tensor:
+    """Scheduled sampling inputs: the model's own token where coin is True, the true one elsewhere."""
+    return shift_right(torch.where(coin, sampled, x), start)
+
+
+def generation_choice(
+    temperature: float, uniforms: torch.Tensor | None, forced: torch.Tensor | None, mask: torch.Tensor | None,
+    offset: int = 0,
+):
+    """The `choose` callback for free-running generation with optional forced steps."""
+
+    def choose(t: int, logits: torch.Tensor) -> torch.Tensor:
+        u = None if uniforms is None else uniforms[offset + t]
+        token = choose_tokens(logits, temperature, u)
+        if forced is not None:
+            token = torch.where(mask[:, offset + t], forced[:, offset + t], token)
+        return token
+
+    return choose
+
+
+class LSTMDecoder(nn.Module):
+    """The flat decoder: one ConditionedLSTM over the whole window, conditioned on z."""
+
+    def __init__(self, num_classes: int, z_size: int, sizes: tuple[int, ...], steps: int) -> None:
+        super().__init__()
+        self.steps = steps
+        self.core = ConditionedLSTM(num_classes, z_size, sizes)
+
+    def teacher_forced(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        return self.core.teacher_forced(shift_right(x, self.core.start_token), z)
+
+    def scheduled(
+        self, x: torch.Tensor, z: torch.Tensor, prob: float, uniforms: torch.Tensor, mode: str
+    ) -> torch.Tensor:
+        """Training logits with scheduled sampling; uniforms [B, T, 2] (coin, sample draw)."""
+        coin = uniforms[..., 0] < prob
+        if mode == "parallel":
+            with torch.no_grad():
+                sampled = choose_tokens(self.teacher_forced(x, z), 1.0, uniforms[..., 1])
+            return self.core.teacher_forced(mix_previous(x, sampled, coin, self.core.start_token), z)
+
+        def choose(t: int, logits: torch.Tensor) -> torch.Tensor:
+            sampled = choose_tokens(logits.detach(), 1.0, uniforms[:, t, 1])
+            return torch.where(coin[:, t], sampled, x[:, t])
+
+        start = torch.full_like(x[:, 0], self.core.start_token)
+        logits, _ = self.core.run_cells(z, self.core.initial_states(z), start, x.shape[1], choose)
+        return logits
+
+    def generate_reference(
+        self, z: torch.Tensor, temperature: float, uniforms: torch.Tensor | None,
+        forced: torch.Tensor | None, mask: torch.Tensor | None,
+    ) -> torch.Tensor:
+        start = torch.full((z.shape[0],), self.core.start_token, dtype=torch.long, device=z.device)
+        choose = generation_choice(temperature, uniforms, forced, mask)
+        _, tokens = self.core.run_cells(z, self.core.initial_states(z), start, self.steps, choose)
+        return tokens
+
+    def decode(
+        self, z: torch.Tensor, temperature: float, generator: torch.Generator | None,
+        forced: torch.Tensor | None, mask: torch.Tensor | None, fast: bool,
+    ) -> torch.Tensor:
+        uniforms = draw_uniforms(self.steps, z.shape[0], temperature, generator)
+        if fast:
+            from seqvae.models.fast_lstm import plan_for
+
+            return plan_for(self).generate(z, temperature, uniforms, forced, mask, steps=self.steps)
+        return self.generate_reference(z, temperature, uniforms, forced, mask)
+
+
+class HierarchicalDecoder(nn.Module):
+    """MusicVAE hierdec: a conductor LSTM turns z into one embedding per bar; a ConditionedLSTM decodes each
+    bar from its embedding, carrying the previous token across bar lines.
+
+    Teacher forcing decodes all bars in parallel (batch B * bars), so training costs one fused
+    LSTM call over `steps_per_bar` steps instead of `steps`.
+    """
+
+    def __init__(
+        self, num_classes: int, z_size: int, conductor_sizes: tuple[int, ...], sizes: tuple[int, ...],
+        steps: int, bars: int,
+    ) -> None:
+        super().__init__()
+        self.steps, self.bars, self.bar_steps = steps, bars, steps // bars
+        self.conductor_init = nn.Linear(z_size, 2 * sum(conductor_sizes))
+        self.conductor_sizes = tuple(conductor_sizes)
+        layers, width = [], 1
+        for size in conductor_sizes:
+            layers.append(nn.LSTM(width, size, batch_first=True))
+            width = size
+        self.conductor = nn.ModuleList(layers)
+        self.core = ConditionedLSTM(num_classes, width, sizes)
+
+    def bar_embeddings(self, z: torch.Tensor) -> torch.Tensor:
+        """[B, bars, conductor size]: the conductor reads zeros and is steered by its initial state only."""
+        flat = torch.tanh(self.conductor_init(z))
+        h = z.new_zeros(z.shape[0], self.bars, 1)
+        offset = 0
+        for layer, size in zip(self.conductor, self.conductor_sizes, strict=True):
+            h0 = flat[:, offset:offset + size].unsqueeze(0).contiguous()
+            c0 = flat[:, offset + size:offset + 2 * size].unsqueeze(0).contiguous()
+            h, _ = layer(h, (h0, c0))
+            offset += 2 * size
+        return h
+
+    def _per_bar(self, prev: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        batch = z.shape[0]
+        emb = self.bar_embeddings(z).reshape(batch * self.bars, -1)
+        logits = self.core.teacher_forced(prev.reshape(batch * self.bars, self.bar_steps), emb)
+        return logits.reshape(batch, self.steps, -1)
+
+    def teacher_forced(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        return self._per_bar(shift_right(x, self.core.start_token), z)
+
+    def scheduled(
+        self, x: torch.Tensor, z: torch.Tensor, prob: float, uniforms: torch.Tensor, mode: str
+    ) -> torch.Tensor:
+        coin = uniforms[..., 0] < prob
+        if mode == "parallel":
+            with torch.no_grad():
+                sampled = choose_tokens(self.teacher_forced(x, z), 1.0, uniforms[..., 1])
+            return self._per_bar(mix_previous(x, sampled, coin, self.core.start_token), z)
+        emb = self.bar_embeddings(z)
+        prev = torch.full_like(x[:, 0], self.core.start_token)
+        out = []
+        for bar in range(self.bars):
+            offset = bar * self.bar_steps
+
+            def choose(t: int, logits: torch.Tensor, offset: int = offset) -> torch.Tensor:
+                sampled = choose_tokens(logits.detach(), 1.0, uniforms[:, offset + t, 1])
+                return torch.where(coin[:, offset + t], sampled, x[:, offset + t])
+
+            cond = emb[:, bar]
+            logits, tokens = self.core.run_cells(cond, self.core.initial_states(cond), prev, self.bar_steps, choose)
+            prev = tokens[:, -1]
+            out.append(logits)
+        return torch.cat(out, dim=1)
+
+    def decode(
+        self, z: torch.Tensor, temperature: float, generator: torch.Generator | None,
+        forced: torch.Tensor | None, mask: torch.Tensor | None, fast: bool,
+    ) -> torch.Tensor:
+        uniforms = draw_uniforms(self.steps, z.shape[0], temperature, generator)
+        emb = self.bar_embeddings(z)
+        if fast:
+            from seqvae.models.fast_lstm import plan_for
+
+            plan = plan_for(self)
+            prev, out = None, []
+            for bar in range(self.bars):
+                tokens = plan.generate(emb[:, bar], temperature, uniforms, forced, mask, prev=prev,
+                                       offset=bar * self.bar_steps, steps=self.bar_steps)
+                prev = tokens[:, -1]
+                out.append(tokens)
+            return torch.cat(out, dim=1)
+        prev = torch.full((z.shape[0],), self.core.start_token, dtype=torch.long, device=z.device)
+        out = []
+        for bar in range(self.bars):
+            cond = emb[:, bar]
+            choose = generation_choice(temperature, uniforms, forced, mask, offset=bar * self.bar_steps)
+            _, tokens = self.core.run_cells(cond, self.core.initial_states(cond), prev, self.bar_steps, choose)
+            prev = tokens[:, -1]
+            out.append(tokens)
+        return torch.cat(out, dim=1)

@@ -1,0 +1,291 @@
+"""The C step loops of lstm_kernel.c: compiled on first use, cached, and optional.
+
+The shared library is built once per machine with the system C compiler (`cc -O3 -march=native`)
+into ~/.cache/seqvae/kernels (or $SEQVAE_CACHE) and reused; the file name carries a hash of the
+source, flags and CPU so a changed kernel or another machine gets its own build. Without a compiler
+(or with SEQVAE_NATIVE=0) everything still works through the numpy path in fast_lstm.py, only slower.
+
+Plans hold the weights packed for the kernel. Each call allocates its own workspace, so concurrent
+calls on one plan are safe.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+import threading
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+MAX_LAYERS = 4
+LANES = 16
+ROWS_PER_THREAD = 4  # below 2 blocks of this many rows a second thread costs more than it saves
+SOURCE = Path(__file__).with_name("lstm_kernel.c")
+_FLAG_SETS = (["-O3", "-march=native"], ["-O3"])
+_lock = threading.Lock()
+_library: ctypes.CDLL | None = None
+_tried = False
+
+
+class _LSTMWeights(ctypes.Structure):
+    _fields_ = [
+        ("num_classes", ctypes.c_int), ("padded_classes", ctypes.c_int), ("cond_size", ctypes.c_int),
+        ("layers", ctypes.c_int), ("init_size", ctypes.c_int), ("sizes", ctypes.c_int * MAX_LAYERS),
+        ("bf16", ctypes.c_int), ("table", ctypes.c_void_p), ("w_cond", ctypes.c_void_p), ("w_init", ctypes.c_void_p),
+        ("b_init", ctypes.c_void_p), ("w_ih", ctypes.c_void_p * MAX_LAYERS),
+        ("w_hh", ctypes.c_void_p * MAX_LAYERS), ("bias", ctypes.c_void_p * MAX_LAYERS),
+        ("w_out", ctypes.c_void_p), ("b_out", ctypes.c_void_p),
+    ]
+
+
+class _BiLSTMWeights(ctypes.Structure):
+    _fields_ = [
+        ("num_classes", ctypes.c_int), ("hidden", ctypes.c_int), ("bf16", ctypes.c_int), ("table", ctypes.c_void_p * 2),
+        ("w_hh", ctypes.c_void_p * 2),
+    ]
+
+
+def _cache_dir() -> Path:
+    return Path(os.environ.get("SEQVAE_CACHE") or Path.home() / ".cache" / "seqvae") / "kernels"
+
+
+def _cpu_signature() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(("flags", "Features")):
+                return line
+    except OSError:
+        pass
+    return platform.processor()
+
+
+def _compile(compiler: str) -> Path | None:
+    source = SOURCE.read_bytes()
+    directory = _cache_dir()
+    errors = []
+    for flags in _FLAG_SETS:
+        key = hashlib.sha256(b"\0".join([source, " ".join(flags).encode(), compiler.encode(),
+                                          platform.machine().encode(), _cpu_signature().encode()])).hexdigest()[:16]
+        target = directory / f"lstm_kernel-{key}.so"
+        if target.is_file():
+            return target
+        directory.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(suffix=".so", dir=directory)
+        os.close(fd)
+        command = [compiler, *flags, "-std=gnu11", "-fPIC", "-shared", "-pthread", "-Wno-psabi", str(SOURCE), "-o",
+                   tmp, "-lm"]
+        result = subprocess.run(command, capture_output=True, text=True)
+        if result.returncode == 0:
+            os.replace(tmp, target)  # atomic: concurrent builders all end with one complete file
+            return target
+        os.unlink(tmp)
+        errors.append(result.stderr.strip()[-500:])
+    warnings.warn("seqvae: building the C decoding kernel failed; using the slower numpy path\n" + "\n".join(errors),
+                  RuntimeWarning, stacklevel=3)
+    return None
+
+
+def library() -> ctypes.CDLL | None:
+    """The loaded kernel library, or None when it cannot be had (no compiler, SEQVAE_NATIVE=0)."""
+    global _library, _tried
+    if os.environ.get("SEQVAE_NATIVE", "1") == "0":
+        return None
+    with _lock:
+        if _tried:
+            return _library
+        _tried = True
+        compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
+        if not compiler or not SOURCE.is_file():
+            return None
+        try:
+            path = _compile(compiler)
+            if path is None:
+                return None
+            lib = ctypes.CDLL(str(path))
+        except OSError as exc:  # unwritable cache, missing toolchain pieces, a broken .so
+            warnings.warn(f"seqvae: cannot build or load the C decoding kernel ({exc}); using the numpy path "
+                          "(set SEQVAE_CACHE to a writable folder to enable it)", RuntimeWarning, stacklevel=2)
+            return None
+        vp, i32, i64, f32 = ctypes.c_void_p, ctypes.c_int, ctypes.c_int64, ctypes.c_float
+        lib.lstm_generate.argtypes = [vp, i32, i32, vp, vp, f32, vp, vp, vp, vp, vp, i64, i32]
+        lib.lstm_generate.restype = i32
+        lib.lstm_generate_workspace.argtypes = [vp, i32]
+        lib.lstm_generate_workspace.restype = i64
+        lib.bilstm_final_states.argtypes = [vp, i32, i32, vp, vp, vp, i64, i32]
+        lib.bilstm_final_states.restype = i32
+        lib.bilstm_workspace.argtypes = [vp, i32]
+        lib.bilstm_workspace.restype = i64
+        lib.affine.argtypes = [i32, i32, vp, vp, i32, vp, vp, i32]
+        lib.affine.restype = None
+        _library = lib
+        return lib
+
+
+def _f32(t: torch.Tensor) -> np.ndarray:
+    return t.detach().to("cpu", torch.float32).numpy()
+
+
+def pack_panels(weight_in_out: np.ndarray, bf16: bool = False) -> np.ndarray:
+    """[K, N] -> [N/16, K, 16] column panels (N zero-padded to a multiple of 16), the kernel's layout; as
+    bfloat16 bit patterns (uint16) when `bf16` (only used when the weights are exactly bfloat16 values)."""
+    k, n = weight_in_out.shape
+    padded = -(-n // LANES) * LANES
+    full = np.zeros((k, padded), np.float32)
+    full[:, :n] = weight_in_out
+    panels = np.ascontiguousarray(full.reshape(k, padded // LANES, LANES).transpose(1, 0, 2))
+    if bf16:
+        return torch.from_numpy(panels).to(torch.bfloat16).view(torch.int16).numpy().view(np.uint16).copy()
+    return panels
+
+
+def bfloat16_exact(module: torch.nn.Module) -> bool:
+    """True when every weight matrix is exactly representable in bfloat16 (e.g. saved with bfloat16 storage):
+    the kernel may then stream half the bytes without changing a single result."""
+    for name, p in module.named_parameters():
+        if name.endswith("bias") or p.dim() < 2:
+            continue
+        if not torch.equal(p.detach(), p.detach().to(torch.bfloat16).to(p.dtype)):
+            return False
+    return True
+
+
+def _ptr(array: np.ndarray | None) -> int | None:
+    return None if array is None else array.ctypes.data
+
+
+class NativeLSTMPlan:
+    """A ConditionedLSTM packed for lstm_generate (same interface as fast_lstm.NumpyLSTMPlan.generate)."""
+
+    def __init__(self, core, lib: ctypes.CDLL) -> None:
+        self.lib = lib
+        c, sizes = core.num_classes, core.sizes
+        bf16 = bfloat16_exact(core)
+        first = core.layers[0]
+        w_ih = _f32(first.weight_ih_l0)
+        bias = _f32(first.bias_ih_l0) + _f32(first.bias_hh_l0)
+        table = np.zeros((c + 1, 4 * sizes[0]), np.float32)
+        table[:c] = w_ih[:, :c].T
+        self.keep = {"table": np.ascontiguousarray(table + bias)}
+        self.keep["w_cond"] = pack_panels(w_ih[:, c:].T, bf16)
+        init_w = _f32(core.init_state.weight).T
+        init_size = -(-init_w.shape[1] // LANES) * LANES
+        self.keep["w_init"] = pack_panels(init_w, bf16)
+        b_init = np.zeros(init_size, np.float32)
+        b_init[: init_w.shape[1]] = _f32(core.init_state.bias)
+        self.keep["b_init"] = b_init
+        padded = -(-c // LANES) * LANES
+        self.keep["w_out"] = pack_panels(_f32(core.output.weight).T, bf16)
+        b_out = np.full(padded, -1e30, np.float32)
+        b_out[:c] = _f32(core.output.bias)
+        self.keep["b_out"] = b_out
+        w = _LSTMWeights()
+        w.num_classes, w.padded_classes, w.cond_size = c, padded, core.cond_size
+        w.layers, w.init_size, w.bf16 = len(sizes), init_size, int(bf16)
+        for i, size in enumerate(sizes):
+            w.sizes[i] = size
+            layer = core.layers[i]
+            self.keep[f"w_hh{i}"] = pack_panels(_f32(layer.weight_hh_l0).T, bf16)
+            w.w_hh[i] = _ptr(self.keep[f"w_hh{i}"])
+            if i:
+                self.keep[f"w_ih{i}"] = pack_panels(_f32(layer.weight_ih_l0).T, bf16)
+                self.keep[f"bias{i}"] = _f32(layer.bias_ih_l0) + _f32(layer.bias_hh_l0)
+                w.w_ih[i], w.bias[i] = _ptr(self.keep[f"w_ih{i}"]), _ptr(self.keep[f"bias{i}"])
+        for name in ("table", "w_cond", "w_init", "b_init", "w_out", "b_out"):
+            setattr(w, name, _ptr(self.keep[name]))
+        self.weights = w
+        self.num_classes = c
+
+    @staticmethod
+    def supports(core) -> bool:
+        return len(core.sizes) <= MAX_LAYERS and all(size % 4 == 0 for size in core.sizes)
+
+    def generate(
+        self,
+        cond: torch.Tensor,
+        temperature: float,
+        uniforms: torch.Tensor | None,
+        forced: torch.Tensor | None,
+        mask: torch.Tensor | None,
+        *,
+        steps: int,
+        prev: torch.Tensor | None = None,
+        offset: int = 0,
+    ) -> torch.Tensor:
+        cond_np = np.ascontiguousarray(_f32(cond))
+        batch = cond_np.shape[0]
+        prev_np = (np.full(batch, self.num_classes, np.int64) if prev is None
+                   else np.ascontiguousarray(prev.detach().cpu().numpy(), dtype=np.int64))
+        u_np = None
+        if uniforms is not None and temperature > 0:
+            u_np = np.ascontiguousarray(uniforms.numpy()[offset:offset + steps], dtype=np.float32)
+        forced_np = mask_np = None
+        if forced is not None:
+            forced_np = np.ascontiguousarray(forced.detach().cpu().numpy()[:, offset:offset + steps], dtype=np.int64)
+            mask_np = np.ascontiguousarray(mask.detach().cpu().numpy()[:, offset:offset + steps], dtype=np.uint8)
+        out = np.empty((batch, steps), np.int64)
+        ref = ctypes.byref(self.weights)
+        size = self.lib.lstm_generate_workspace(ref, batch)
+        work = np.empty(size, np.float32)
+        threads = min(torch.get_num_threads(), batch // ROWS_PER_THREAD) if batch >= 2 * ROWS_PER_THREAD else 1
+        code = self.lib.lstm_generate(ref, batch, steps, _ptr(cond_np), _ptr(prev_np), float(temperature), _ptr(u_np),
+                                      _ptr(forced_np), _ptr(mask_np), _ptr(out), _ptr(work), size, max(1, threads))
+        if code:
+            raise RuntimeError(f"C decoding kernel failed (code {code})")
+        return torch.from_numpy(out)
+
+
+class NativeEncoderPlan:
+    """A one-layer BidirectionalLSTMEncoder packed for bilstm_final_states, heads included."""
+
+    def __init__(self, encoder, lib: ctypes.CDLL) -> None:
+        self.lib = lib
+        layer = encoder.layers[0]
+        hidden = layer.hidden_size
+        self.bf16 = bfloat16_exact(encoder)
+        self.keep: dict[str, np.ndarray] = {}
+        w = _BiLSTMWeights()
+        w.num_classes, w.hidden, w.bf16 = encoder.num_classes, hidden, int(self.bf16)
+        for d, suffix in enumerate(("", "_reverse")):
+            w_ih = _f32(getattr(layer, f"weight_ih_l0{suffix}"))
+            bias = _f32(getattr(layer, f"bias_ih_l0{suffix}")) + _f32(getattr(layer, f"bias_hh_l0{suffix}"))
+            self.keep[f"table{d}"] = np.ascontiguousarray(w_ih.T + bias)
+            self.keep[f"w_hh{d}"] = pack_panels(_f32(getattr(layer, f"weight_hh_l0{suffix}")).T, self.bf16)
+            w.table[d], w.w_hh[d] = _ptr(self.keep[f"table{d}"]), _ptr(self.keep[f"w_hh{d}"])
+        heads = np.concatenate([_f32(encoder.mu.weight), _f32(encoder.sigma.weight)], axis=0).T  # [2H, 2Z]
+        self.z_size = encoder.mu.out_features
+        self.head_size = -(-heads.shape[1] // LANES) * LANES
+        self.keep["heads"] = pack_panels(heads, self.bf16)
+        head_bias = np.zeros(self.head_size, np.float32)
+        head_bias[: 2 * self.z_size] = np.concatenate([_f32(encoder.mu.bias), _f32(encoder.sigma.bias)])
+        self.keep["head_bias"] = head_bias
+        self.weights = w
+        self.hidden = hidden
+
+    @staticmethod
+    def supports(encoder) -> bool:
+        return len(encoder.layers) == 1 and encoder.layers[0].hidden_size % 4 == 0
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x_np = np.ascontiguousarray(x.detach().cpu().numpy(), dtype=np.int64)
+        batch, steps = x_np.shape
+        ref = ctypes.byref(self.weights)
+        size = self.lib.bilstm_workspace(ref, batch)
+        work = np.empty(size, np.float32)
+        states = np.empty((batch, 2 * self.hidden), np.float32)
+        threads = min(2, torch.get_num_threads())
+        if self.lib.bilstm_final_states(ref, batch, steps, _ptr(x_np), _ptr(states), _ptr(work), size, threads):
+            raise RuntimeError("C encoding kernel failed")
+        heads = np.empty((batch, self.head_size), np.float32)
+        self.lib.affine(batch, 2 * self.hidden, _ptr(states), _ptr(self.keep["heads"]), self.head_size,
+                        _ptr(self.keep["head_bias"]), _ptr(heads), int(self.bf16))
+        mu = torch.from_numpy(heads[:, : self.z_size].copy())
+        sigma = torch.nn.functional.softplus(torch.from_numpy(heads[:, self.z_size: 2 * self.z_size].copy())) + 1e-5
+        return mu, sigma

@@ -1,0 +1,198 @@
+"""Every named model setup in one place: architecture sizes plus the training recipe that goes with them.
+
+A config is plain data (JSON round-trips it), so a checkpoint carries the exact setup it was trained
+with and `build_model(config)` rebuilds the network without any other file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+ARCHITECTURES = ("lstm", "hier", "transformer")
+SCHEDULED_SAMPLING_MODES = ("exact", "parallel")
+
+
+@dataclass
+class ModelConfig:
+    name: str
+    architecture: str  # 'lstm' | 'hier' | 'transformer'
+    steps: int = 32
+    family: str = "duple"
+    min_pitch: int = 21
+    max_pitch: int = 108
+    z_size: int = 256
+    # Recurrent encoder: bidirectional LSTM layer sizes (units per direction).
+    encoder_sizes: tuple[int, ...] = (512,)
+    # Recurrent decoder: LSTM layer sizes (the bar-level decoder for 'hier').
+    decoder_sizes: tuple[int, ...] = (256, 256)
+    # 'hier' only: conductor LSTM layer sizes and how many segments (bars) it emits.
+    conductor_sizes: tuple[int, ...] = (256,)
+    bars: int = 1
+    # 'transformer' only.
+    d_model: int = 256
+    n_heads: int = 4
+    encoder_layers: int = 4
+    decoder_layers: int = 4
+    ff_size: int = 1024
+    dropout: float = 0.0
+    # Training recipe (MusicVAE names where they exist).
+    batch_size: int = 64
+    learning_rate: float = 1e-3
+    decay_rate: float = 0.9999  # lr = (lr0 - min_lr) * decay_rate**step + min_lr
+    min_learning_rate: float = 1e-5
+    max_beta: float = 0.2
+    beta_rate: float = 0.99999  # beta = max_beta * (1 - beta_rate**step)
+    free_bits: float = 0.0  # nats over the whole z, free of the KL penalty
+    sampling_rate: float = 1000.0  # inverse sigmoid: p(sample) = 1 - k / (k + exp(step / k)); 0 = teacher forcing
+    scheduled_sampling: str = "parallel"  # 'exact' (per-step loop) or 'parallel' (two-pass approximation)
+    grad_clip: float = 1.0  # global gradient norm
+    transpose_low: int = -5
+    transpose_high: int = 6
+    eval_every: int = 500
+    checkpoint_every: int = 500
+    default_steps: int = 50000
+    notes: str = ""
+
+    def __post_init__(self) -> None:
+        for key in ("encoder_sizes", "decoder_sizes", "conductor_sizes"):
+            setattr(self, key, tuple(int(v) for v in getattr(self, key)))
+        problems = self.problems()
+        if problems:
+            raise ValueError(f"model config {self.name!r} is not usable: " + "; ".join(problems))
+
+    @property
+    def num_classes(self) -> int:
+        """Event vocabulary size: hold, note-off, one note-on per pitch (matches EventCodec)."""
+        return self.max_pitch - self.min_pitch + 3
+
+    @property
+    def steps_per_bar(self) -> int:
+        return self.steps // self.bars
+
+    def problems(self) -> list[str]:
+        out = []
+        if self.architecture not in ARCHITECTURES:
+            out.append(f"architecture {self.architecture!r} is unknown (use one of {', '.join(ARCHITECTURES)})")
+        if self.steps < 2 or self.bars < 1 or self.steps % self.bars:
+            out.append(f"steps={self.steps} must be >= 2 and split into bars={self.bars} equal segments")
+        if not 0 <= self.min_pitch <= self.max_pitch <= 127:
+            out.append(f"pitch range {self.min_pitch}..{self.max_pitch} must lie within 0..127")
+        if self.z_size < 1 or not self.encoder_sizes or not self.decoder_sizes:
+            out.append("z_size, encoder_sizes and decoder_sizes must be non-empty and positive")
+        if self.architecture == "hier" and not self.conductor_sizes:
+            out.append("a hierarchical model needs conductor_sizes")
+        if self.architecture == "transformer" and self.d_model % self.n_heads:
+            out.append(f"d_model={self.d_model} must be divisible by n_heads={self.n_heads}")
+        if self.scheduled_sampling not in SCHEDULED_SAMPLING_MODES:
+            out.append(f"scheduled_sampling must be one of {', '.join(SCHEDULED_SAMPLING_MODES)}")
+        if self.batch_size < 1 or self.learning_rate <= 0:
+            out.append("batch_size and learning_rate must be positive")
+        return out
+
+
+def config_to_dict(config: ModelConfig) -> dict:
+    """JSON-ready dict (tuples become lists)."""
+    out = dataclasses.asdict(config)
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in out.items()}
+
+
+def config_from_dict(data: dict) -> ModelConfig:
+    """Inverse of config_to_dict; unknown keys are an error so a typo is never silently ignored."""
+    known = {f.name for f in dataclasses.fields(ModelConfig)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ValueError(f"model config has unknown fields {unknown}; known fields: {sorted(known)}")
+    return ModelConfig(**data)
+
+
+def _triple(config: ModelConfig) -> ModelConfig:
+    """The 3/4 and 6/8 twin of a duple config: 12-step bars, 24 or 192 steps."""
+    steps = config.steps * 3 // 4
+    return dataclasses.replace(config, name=f"{config.name}_triple", steps=steps, family="triple")
+
+
+_BASE = [
+    ModelConfig(
+        name="mel_2bar_small",
+        architecture="lstm",
+        notes="MusicVAE cat-mel_2bar_small: bi-LSTM 512 encoder, z 256, 2x256 LSTM decoder.",
+    ),
+    ModelConfig(
+        name="mel_16bar_hier",
+        architecture="hier",
+        steps=256,
+        bars=16,
+        z_size=512,
+        encoder_sizes=(512,),
+        conductor_sizes=(512,),
+        decoder_sizes=(512, 512),
+        free_bits=256.0,
+        notes="MusicVAE hierdec-mel_16bar shape, narrowed (Magenta: 2x2048 encoder, 2x1024 decoder) to train on CPUs.",
+    ),
+    ModelConfig(
+        name="mel_2bar_transformer",
+        architecture="transformer",
+        d_model=256,
+        n_heads=4,
+        encoder_layers=4,
+        decoder_layers=4,
+        ff_size=1024,
+        sampling_rate=0.0,
+        notes="Transformer encoder (mean-pooled) and decoder with z added to every layer.",
+    ),
+    ModelConfig(
+        name="mel_16bar_transformer",
+        architecture="transformer",
+        steps=256,
+        bars=16,
+        z_size=512,
+        d_model=256,
+        n_heads=4,
+        encoder_layers=4,
+        decoder_layers=6,
+        ff_size=1024,
+        free_bits=256.0,
+        sampling_rate=0.0,
+    ),
+]
+
+_TINY = [
+    ModelConfig(
+        name="tiny_lstm", architecture="lstm", z_size=8, encoder_sizes=(32,), decoder_sizes=(32, 32),
+        batch_size=16, learning_rate=1e-2, max_beta=0.05, beta_rate=0.99, free_bits=4.0, sampling_rate=100.0,
+        eval_every=50, checkpoint_every=50, default_steps=300, notes="For tests: trains in seconds.",
+    ),
+    ModelConfig(
+        name="tiny_hier", architecture="hier", steps=32, bars=4, z_size=8, encoder_sizes=(32,),
+        conductor_sizes=(16,), decoder_sizes=(32,), batch_size=16, learning_rate=1e-2, max_beta=0.05,
+        beta_rate=0.99, free_bits=4.0, sampling_rate=100.0, eval_every=50, checkpoint_every=50, default_steps=300,
+        notes="For tests: 4 segments of 8 steps.",
+    ),
+    ModelConfig(
+        name="tiny_transformer", architecture="transformer", z_size=8, d_model=32, n_heads=2,
+        encoder_layers=1, decoder_layers=2, ff_size=64, batch_size=16, learning_rate=3e-3, max_beta=0.05,
+        beta_rate=0.99, free_bits=4.0, sampling_rate=0.0, eval_every=50, checkpoint_every=50, default_steps=300,
+        notes="For tests.",
+    ),
+]
+
+CONFIGS: dict[str, ModelConfig] = {}
+for _config in _BASE:
+    CONFIGS[_config.name] = _config
+    _twin = _triple(_config)
+    CONFIGS[_twin.name] = _twin
+for _config in _TINY:
+    CONFIGS[_config.name] = _config
+
+
+def get_config(name: str) -> ModelConfig:
+    """A fresh copy of a named config (callers may edit it without touching the registry)."""
+    if name not in CONFIGS:
+        raise ValueError(f"unknown model config {name!r}: use one of {', '.join(sorted(CONFIGS))}")
+    return dataclasses.replace(CONFIGS[name])
+
+
+def list_configs() -> list[str]:
+    return sorted(CONFIGS)
+

@@ -1,0 +1,180 @@
+"""SequenceVAE: one encoder, one decoder, the objective. The interface the trainer and the engine share."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from seqvae.models.lstm import BidirectionalLSTMEncoder, HierarchicalDecoder, LSTMDecoder
+from seqvae.models.registry import ModelConfig
+from seqvae.models.transformer import TransformerDecoder, TransformerEncoder
+
+
+@dataclass
+class VAEOutput:
+    logits: torch.Tensor  # [B, T, C]
+    mu: torch.Tensor  # [B, Z]
+    sigma: torch.Tensor  # [B, Z]
+    z: torch.Tensor  # [B, Z]
+
+
+@dataclass
+class LossTerms:
+    loss: torch.Tensor  # scalar to minimise: mean over the batch of recon + beta * max(KL - free_bits, 0)
+    recon: torch.Tensor  # mean over the batch of the summed per-step cross-entropy (nats)
+    kl: torch.Tensor  # mean over the batch of KL(q(z|x) || N(0, I)) over the whole z (nats)
+    kl_per_dim: torch.Tensor  # [Z], batch mean
+    accuracy: torch.Tensor  # share of steps whose argmax is the true event
+
+
+def kl_divergence(mu: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    """Per dimension KL(N(mu, sigma^2) || N(0, 1)), [B, Z]."""
+    return 0.5 * (mu.square() + sigma.square() - 1.0) - torch.log(sigma)
+
+
+def vae_loss(out: VAEOutput, x: torch.Tensor, beta: float, free_bits: float) -> LossTerms:
+    logits = out.logits.float()
+    ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), x.reshape(-1), reduction="none").view(x.shape)
+    recon = ce.sum(dim=1)
+    kl_dims = kl_divergence(out.mu.float(), out.sigma.float())
+    kl = kl_dims.sum(dim=1)
+    loss = (recon + beta * torch.clamp(kl - free_bits, min=0.0)).mean()
+    accuracy = (logits.argmax(dim=-1) == x).float().mean()
+    return LossTerms(loss, recon.mean(), kl.mean(), kl_dims.mean(dim=0), accuracy)
+
+
+class SequenceVAE(nn.Module):
+    """A melody VAE over event windows of `config.steps` steps.
+
+    encode / decode / logits are inference entry points (they validate input and give clear errors);
+    forward is the training pass.
+    """
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        c, classes = config, config.num_classes
+        if c.architecture == "transformer":
+            args = (classes, c.steps, c.z_size, c.d_model, c.n_heads)
+            self.encoder = TransformerEncoder(*args, c.encoder_layers, c.ff_size, c.dropout)
+            self.decoder = TransformerDecoder(*args, c.decoder_layers, c.ff_size, c.dropout)
+        else:
+            self.encoder = BidirectionalLSTMEncoder(classes, c.encoder_sizes, c.z_size)
+            if c.architecture == "hier":
+                self.decoder = HierarchicalDecoder(classes, c.z_size, c.conductor_sizes, c.decoder_sizes, c.steps,
+                                                   c.bars)
+            else:
+                self.decoder = LSTMDecoder(classes, c.z_size, c.decoder_sizes, c.steps)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    # ------------------------------------------------------------------ input checks
+    def _check_events(self, x: torch.Tensor, what: str = "events") -> torch.Tensor:
+        if not isinstance(x, torch.Tensor):
+            x = torch.as_tensor(x)
+        if x.dim() != 2 or x.shape[1] != self.config.steps:
+            raise ValueError(
+                f"{what} must be a [batch, {self.config.steps}] array for model {self.config.name!r}, got shape "
+                f"{tuple(x.shape)}"
+            )
+        if x.dtype.is_floating_point or x.dtype == torch.bool:
+            raise ValueError(f"{what} must hold integer event classes, got dtype {x.dtype}")
+        if x.numel() and (int(x.min()) < 0 or int(x.max()) >= self.config.num_classes):
+            raise ValueError(f"{what} hold classes outside 0..{self.config.num_classes - 1} for this model")
+        return x.to(device=self.device, dtype=torch.long)
+
+    def _check_z(self, z: torch.Tensor) -> torch.Tensor:
+        if not isinstance(z, torch.Tensor):
+            z = torch.as_tensor(z)
+        if z.dim() != 2 or z.shape[1] != self.config.z_size:
+            raise ValueError(f"z must be [batch, {self.config.z_size}] for model {self.config.name!r}, got "
+                             f"shape {tuple(z.shape)}")
+        if not torch.isfinite(z).all():
+            raise ValueError("z holds NaN or infinite values")
+        return z.to(device=self.device, dtype=self.decoder_dtype)
+
+    @property
+    def decoder_dtype(self) -> torch.dtype:
+        return next(self.decoder.parameters()).dtype
+
+    # ------------------------------------------------------------------ inference
+    def encode(self, x: torch.Tensor, fast: bool | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Posterior (mu, sigma), each [B, z_size]. `fast` (default: on CPU) uses the C encoder when it applies."""
+        x = self._check_events(x)
+        with torch.no_grad():
+            if fast if fast is not None else self.device.type == "cpu":
+                from seqvae.models.fast_lstm import encoder_plan_for
+
+                plan = encoder_plan_for(self.encoder) if isinstance(self.encoder, BidirectionalLSTMEncoder) else None
+                if plan is not None:
+                    return plan.encode(x)
+            return self.encoder(x)
+
+    def decode(
+        self,
+        z: torch.Tensor,
+        temperature: float = 0.0,
+        generator: torch.Generator | None = None,
+        forced: torch.Tensor | None = None,
+        forced_mask: torch.Tensor | None = None,
+        fast: bool | None = None,
+    ) -> torch.Tensor:
+        """Free-running generation [B, steps]; temperature 0 is greedy; forced tokens are kept (and fed back)
+        where forced_mask is True. `fast` (default: on CPU) picks the numpy step loop for recurrent decoders."""
+        z = self._check_z(z)
+        if temperature < 0 or not torch.isfinite(torch.tensor(float(temperature))):
+            raise ValueError(f"temperature {temperature} must be a finite number >= 0 (0 = greedy)")
+        if (forced is None) != (forced_mask is None):
+            raise ValueError("forced and forced_mask go together: send both or neither")
+        if forced is not None:
+            forced = self._check_events(forced, "forced tokens")
+            forced_mask = torch.as_tensor(forced_mask, device=self.device)
+            if forced_mask.shape != forced.shape:
+                raise ValueError(
+                    f"forced_mask shape {tuple(forced_mask.shape)} must match forced {tuple(forced.shape)}"
+                )
+            if forced.shape[0] != z.shape[0]:
+                raise ValueError(f"forced has {forced.shape[0]} rows but z has {z.shape[0]}")
+            forced_mask = forced_mask.bool()
+        if fast is None:
+            fast = self.device.type == "cpu"
+        with torch.inference_mode():  # tokens never need autograd; inference mode skips its bookkeeping
+            return self.decoder.decode(z, float(temperature), generator, forced, forced_mask, fast).to(self.device)
+
+    def logits(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """Teacher-forced logits [B, T, C]: the decoder's prediction of each step given the true previous ones."""
+        x = self._check_events(x)
+        z = self._check_z(z)  # differentiable: latent optimisation backpropagates into z
+        return self.decoder.teacher_forced(x, z)
+
+    # ------------------------------------------------------------------ training
+    def forward(
+        self,
+        x: torch.Tensor,
+        eps: torch.Tensor | None = None,
+        sampling_prob: float = 0.0,
+        sampling_uniforms: torch.Tensor | None = None,
+    ) -> VAEOutput:
+        """Training pass. `eps` [B, Z] is the reparameterisation noise and `sampling_uniforms` [B, T, 2] the
+        scheduled-sampling draws; both are passed in so that data-parallel ranks can share one random
+        stream and agree with a single process."""
+        mu, sigma = self.encoder(x)
+        if eps is None:
+            eps = torch.randn_like(mu)
+        z = mu + sigma * eps
+        if sampling_prob > 0:
+            if sampling_uniforms is None:
+                sampling_uniforms = torch.rand(*x.shape, 2, device=x.device)
+            logits = self.decoder.scheduled(x, z, sampling_prob, sampling_uniforms, self.config.scheduled_sampling)
+        else:
+            logits = self.decoder.teacher_forced(x, z)
+        return VAEOutput(logits, mu, sigma, z)
+
+
+def build_model(config: ModelConfig) -> SequenceVAE:
+    return SequenceVAE(config)

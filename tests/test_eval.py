@@ -1,0 +1,178 @@
+"""Evaluation: melody features on known melodies, histogram overlap, slerp, reconstruction metrics, the CLI."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from seqvae.codec import EventCodec, Note
+from seqvae.data.synthetic import synthetic_windows, write_synthetic_corpus
+from seqvae.evaluate import features
+from seqvae.evaluate.interpolation import interpolation_check, slerp
+from seqvae.evaluate.prior import histogram_overlap
+from seqvae.evaluate.reconstruction import reconstruction_metrics
+from seqvae.models import build_model, get_config, save_model
+
+CODEC = EventCodec()
+
+
+def melody(notes: list[tuple[int, int, int]], steps: int = 32) -> np.ndarray:
+    return CODEC.notes_to_events([Note(p, s, e) for p, s, e in notes], steps)
+
+
+# C E G C' on beats, each a quarter long: 4 notes, all in C major
+ARPEGGIO = melody([(60, 0, 4), (64, 4, 8), (67, 8, 12), (72, 12, 16)])
+# off-beat notes: steps 1 (16th off-beat), 6 (8th off-beat), 10 (8th off-beat), 13 (16th); F# out of C major
+SYNCOPATED = melody([(60, 1, 3), (62, 6, 8), (66, 10, 12), (64, 13, 14)])
+SILENT = np.zeros(32, dtype=np.int64)
+
+
+def test_features_on_known_melodies():
+    assert features.note_density(ARPEGGIO) == pytest.approx(4 / 32)
+    assert features.pitch_range(ARPEGGIO) == 12
+    assert features.mean_interval(ARPEGGIO) == pytest.approx((4 + 3 + 5) / 3)
+    assert features.in_key_ratio(ARPEGGIO) == 1.0
+    assert features.syncopation_16th(ARPEGGIO) == 0.0 and features.syncopation_8th(ARPEGGIO) == 0.0
+    assert features.rest_ratio(ARPEGGIO) == pytest.approx(16 / 32)
+    assert features.syncopation_16th(SYNCOPATED) == pytest.approx(2 / 4)
+    assert features.syncopation_8th(SYNCOPATED) == pytest.approx(2 / 4)
+    assert features.in_key_ratio(SYNCOPATED) == pytest.approx(1.0)  # C D F# E all fit G major
+    # C C# D D#: no key holds all four; C# major holds C (B#), C# and D#
+    assert features.in_key_ratio(melody([(60, 0, 2), (61, 2, 4), (62, 4, 6), (63, 6, 8)])) == pytest.approx(0.75)
+    # rests: sounding 1-2, 6-7, 10-11, 13 -> 7 of 32 steps sound
+    assert features.rest_ratio(SYNCOPATED) == pytest.approx(25 / 32)
+    for name, fn in features.ATTRIBUTES.items():
+        assert fn(SILENT) == 0.0, name
+    assert features.rest_ratio(SILENT) == 1.0
+
+
+def test_features_batch_equals_rows():
+    batch = np.stack([ARPEGGIO, SYNCOPATED, SILENT]).astype(np.int8)
+    for name, fn in {**features.ATTRIBUTES, **features.EVAL_FEATURES}.items():
+        values = fn(batch)
+        assert values.shape == (3,), name
+        assert np.allclose(values, [fn(row) for row in batch]), name
+    with pytest.raises(ValueError, match="integers"):
+        features.note_density(np.zeros(32))
+    with pytest.raises(ValueError, match=r"\[T\] or \[N, T\]"):
+        features.note_density(np.zeros((2, 2, 2), dtype=int))
+
+
+def test_transposition_keeps_key_ratio_and_intervals():
+    up = np.where(ARPEGGIO >= 2, ARPEGGIO + 5, ARPEGGIO)
+    assert features.in_key_ratio(up) == features.in_key_ratio(ARPEGGIO)
+    assert features.mean_interval(up) == features.mean_interval(ARPEGGIO)
+
+
+def test_histogram_overlap():
+    rng = np.random.default_rng(0)
+    edges = np.linspace(0, 1, 11)
+    a = rng.random(1000)
+    assert histogram_overlap(a, a, edges) == pytest.approx(1.0)
+    assert histogram_overlap(np.full(10, 0.05), np.full(10, 0.95), edges) == 0.0
+    assert 0.4 < histogram_overlap(a, a * 0.5, edges) < 0.6
+    assert histogram_overlap(np.full(3, 5.0), np.full(3, 0.99), edges) == 1.0  # out-of-range values clip in
+
+
+def test_slerp_endpoints_and_norm():
+    rng = np.random.default_rng(1)
+    a, b = rng.standard_normal((3, 16)), rng.standard_normal((3, 16))
+    path = slerp(a, b, np.linspace(0, 1, 5))
+    assert np.allclose(path[:, 0], a) and np.allclose(path[:, -1], b)
+    same = slerp(a, a, np.array([0.5]))
+    assert np.allclose(same[:, 0], a)
+    unit = slerp(a / np.linalg.norm(a, axis=1, keepdims=True), b / np.linalg.norm(b, axis=1, keepdims=True),
+                 np.array([0.3]))
+    assert np.allclose(np.linalg.norm(unit, axis=2), 1.0)
+
+
+def test_reconstruction_metrics_count_correct_steps():
+    torch.manual_seed(0)
+    model = build_model(get_config("tiny_lstm")).eval()
+    with torch.no_grad():  # force the decoder to always predict "hold": accuracy = share of hold steps
+        model.decoder.core.output.weight.zero_()
+        model.decoder.core.output.bias.zero_()
+        model.decoder.core.output.bias[0] = 10.0
+    events = np.stack([ARPEGGIO, SYNCOPATED, SILENT])
+    metrics = reconstruction_metrics(model, events, batch_size=2)
+    expected = (events == 0).mean()
+    assert metrics.teacher_forced_accuracy == pytest.approx(expected)
+    assert metrics.greedy_accuracy == pytest.approx(expected)
+    assert metrics.windows == 3 and len(metrics.kl_per_dim) == 8
+    assert metrics.teacher_forced_by_step[0] == pytest.approx(2 / 3)  # ARPEGGIO alone starts with a note
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> tuple[Path, Path]:
+    """A tiny model that really uses z: its corpus holds only four distinct melodies (untransposed), which a
+    tiny LSTM VAE learns in seconds (varied melodies take it minutes)."""
+    from seqvae.models import registry
+    from seqvae.train import TrainOptions, train
+
+    root = tmp_path_factory.mktemp("eval")
+    corpus = root / "corpus"
+    write_synthetic_corpus(corpus, 256, 32, 64, steps=32, seed=3)
+    tunes = synthetic_windows(4, 32, seed=5)
+    rng = np.random.default_rng(0)
+    for split, count in (("train", 256), ("valid", 32), ("test", 64)):
+        np.save(corpus / f"{split}.npy", tunes[rng.integers(0, 4, size=count)])
+    registry.CONFIGS["tiny_lstm_fixed"] = dataclasses.replace(
+        get_config("tiny_lstm"), name="tiny_lstm_fixed", transpose_low=0, transpose_high=0
+    )
+    try:
+        train(TrainOptions(data=corpus, out=root / "run", config="tiny_lstm_fixed", steps=150, threads=1,
+                           progress=False, eval_every=150))
+    finally:
+        del registry.CONFIGS["tiny_lstm_fixed"]
+    return corpus, root / "run"
+
+
+def test_interpolation_moves_from_start_to_end(trained):
+    from seqvae.data.corpus import load_corpus
+    from seqvae.models import load_model
+
+    corpus, run = trained
+    model = load_model(run, device="cpu").model
+    events = np.asarray(load_corpus(corpus).split("test").events, dtype=np.int64)
+    check = interpolation_check(model, events, pairs=10, points=7)
+    assert check.distance_to_start[-1] > check.distance_to_start[0]
+    assert check.distance_to_end[-1] < check.distance_to_end[0]
+    assert check.monotonic_fraction > 0.7
+
+
+def test_eval_cli_writes_json(trained, tmp_path, capsys):
+    from seqvae.cli.main import main
+
+    corpus, run = trained
+    out = tmp_path / "eval.json"
+    code = main(["eval", str(run), "--data", str(corpus), "--split", "test", "--json", str(out), "--limit", "40",
+                 "--samples", "64", "--pairs", "8", "--threads", "1"])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "teacher-forced accuracy" in printed and "in_key_ratio" in printed and "monotonic" in printed
+    report = json.loads(out.read_text())
+    assert report["windows"] == 40 and report["model"] == "tiny_lstm_fixed"
+    assert 0.8 < report["reconstruction"]["teacher_forced_accuracy"] <= 1.0
+    assert {p["feature"] for p in report["prior"]} == set(features.EVAL_FEATURES)
+    assert all(0.0 <= p["overlap"] <= 1.0 for p in report["prior"])
+    assert report["interpolation"]["pairs"] == 8
+    assert any(t["measure"] == "greedy accuracy" for t in report["targets"])
+
+
+def test_eval_cli_errors(trained, tmp_path, capsys):
+    from seqvae.cli.main import main
+
+    corpus, run = trained
+    assert main(["eval", "nonexistent_model", "--data", str(corpus)]) == 2
+    assert "shipped models" in capsys.readouterr().err
+    other = tmp_path / "long"
+    write_synthetic_corpus(other, 8, 8, 8, steps=256, seed=0)
+    assert main(["eval", str(run), "--data", str(other)]) == 2
+    assert "--steps 32" in capsys.readouterr().err
+    save_model(build_model(get_config("tiny_lstm")), tmp_path / "m")
+    assert main(["eval", str(tmp_path / "m"), "--data", str(corpus), "--limit", "0"]) == 2

@@ -1,0 +1,180 @@
+"""Trainer: loss falls, resume is exact, SIGKILL never corrupts, 2 gloo processes == 1 process, schedules."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from seqvae.data.synthetic import write_synthetic_corpus
+from seqvae.models import get_config, load_model
+from seqvae.models import registry as model_registry
+from seqvae.train import (
+    TRAIN_STATE_FILE,
+    TrainOptions,
+    kl_weight,
+    learning_rate,
+    load_train_state,
+    read_metrics,
+    sampling_probability,
+    train,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("corpus")
+    write_synthetic_corpus(path, 256, 48, 48, steps=32, seed=0)
+    return path
+
+
+def options(corpus: Path, out: Path, **kwargs) -> TrainOptions:
+    defaults = dict(data=corpus, out=out, config="tiny_lstm", steps=10, threads=1, progress=False, log_every=1,
+                    command="seqvae train (test)")
+    defaults.update(kwargs)
+    return TrainOptions(**defaults)
+
+
+def _env() -> dict:
+    return {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+
+
+@pytest.mark.parametrize("name", ["tiny_lstm", "tiny_hier", "tiny_transformer"])
+def test_loss_falls(corpus, tmp_path, name):
+    result = train(options(corpus, tmp_path / "run", config=name, steps=60, eval_every=60))
+    rows = [r for r in read_metrics(tmp_path / "run") if r["split"] == "train"]
+    first = np.mean([r["recon"] for r in rows[:5]])
+    last = np.mean([r["recon"] for r in rows[-5:]])
+    assert last < 0.6 * first, (first, last)
+    assert result.valid is not None and result.valid["accuracy"] > 0.5
+    loaded = load_model(tmp_path / "run", device="cpu")
+    assert loaded.extra["step"] == 60 and loaded.config.name == name
+    assert (tmp_path / "run" / "model" / "train_command.txt").read_text() == "seqvae train (test)\n"
+
+
+def _weights(run: Path) -> dict[str, torch.Tensor]:
+    return load_train_state(run / TRAIN_STATE_FILE).model
+
+
+def test_resume_is_exact(corpus, tmp_path):
+    """5 steps + resume to 10 == 10 steps straight, bitwise (scheduled sampling active)."""
+    tiny = get_config("tiny_lstm")
+    model_registry.CONFIGS["tiny_lstm_ss"] = dataclasses.replace(tiny, name="tiny_lstm_ss", sampling_rate=2.0)
+    try:
+        straight = train(options(corpus, tmp_path / "a", config="tiny_lstm_ss", checkpoint_every=5))
+        train(options(corpus, tmp_path / "b", config="tiny_lstm_ss", steps=5, checkpoint_every=5))
+        resumed = train(options(corpus, tmp_path / "b", config=None, steps=10, resume=True, checkpoint_every=5,
+                                command="seqvae train --resume (test)"))
+    finally:
+        del model_registry.CONFIGS["tiny_lstm_ss"]
+    assert straight.step == resumed.step == 10
+    a, b = _weights(tmp_path / "a"), _weights(tmp_path / "b")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    sa, sb = load_train_state(tmp_path / "a" / TRAIN_STATE_FILE), load_train_state(tmp_path / "b" / TRAIN_STATE_FILE)
+    for index, slot in sa.optimizer["state"].items():
+        assert torch.equal(slot["exp_avg_sq"], sb.optimizer["state"][index]["exp_avg_sq"])
+    rows_a = [r for r in read_metrics(tmp_path / "a") if r["split"] == "train"]
+    rows_b = [r for r in read_metrics(tmp_path / "b") if r["split"] == "train"]
+    assert [r["step"] for r in rows_b] == list(range(1, 11))
+    assert [r["loss"] for r in rows_a] == [r["loss"] for r in rows_b]
+    assert rows_b[-1]["sampling_prob"] > 0.5
+    command = (tmp_path / "b" / "model" / "train_command.txt").read_text().splitlines()
+    assert command == ["seqvae train (test)", "seqvae train --resume (test)"]
+
+
+def test_run_directory_guards(corpus, tmp_path):
+    with pytest.raises(FileNotFoundError, match="nothing to resume"):
+        train(options(corpus, tmp_path / "r", resume=True))
+    train(options(corpus, tmp_path / "r", steps=2))
+    with pytest.raises(FileExistsError, match="--resume"):
+        train(options(corpus, tmp_path / "r", steps=2))
+    with pytest.raises(ValueError, match="batch size"):
+        train(options(corpus, tmp_path / "r", steps=4, resume=True, batch_size=8))
+    with pytest.raises(ValueError, match="--steps 256"):
+        train(options(corpus, tmp_path / "x", config="mel_16bar_hier"))
+    with pytest.raises(ValueError, match="tiny_lstm"):
+        train(options(corpus, tmp_path / "y", config="no_such_config"))
+
+
+def test_sigkill_never_leaves_a_corrupt_checkpoint(corpus, tmp_path):
+    """Kill -9 a run at arbitrary moments (checkpointing every step); the checkpoint always loads and resumes."""
+    run = tmp_path / "killed"
+    command = [sys.executable, "-m", "seqvae.cli.main", "train", "--config", "tiny_lstm", "--data", str(corpus),
+               "--out", str(run), "--steps", "100000", "--checkpoint-every", "1", "--eval-every", "100000",
+               "--threads", "1", "--no-progress"]
+    rng = np.random.default_rng(0)
+    last_step = 0
+    for attempt in range(3):
+        proc = subprocess.Popen(command + (["--resume"] if attempt else []), env=_env(), cwd=ROOT,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.time() + 60
+        while time.time() < deadline and not (run / TRAIN_STATE_FILE).is_file():
+            time.sleep(0.05)
+        time.sleep(float(rng.uniform(0.3, 1.5)))
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        state = load_train_state(run / TRAIN_STATE_FILE)
+        assert state.step >= last_step
+        last_step = state.step
+        load_model(run, device="cpu")
+    assert last_step > 0
+    resumed = train(options(corpus, run, steps=last_step + 2, resume=True))
+    assert resumed.step == last_step + 2
+
+
+def test_two_gloo_processes_match_one(corpus, tmp_path):
+    """torchrun with 2 CPU processes (global batch split in two) computes the same run as 1 process."""
+    base = ["--config", "tiny_lstm", "--data", str(corpus), "--steps", "4", "--batch-size", "8",
+            "--checkpoint-every", "4", "--eval-every", "4", "--no-progress"]
+    single = subprocess.run([sys.executable, "-m", "seqvae.cli.main", "train", *base, "--out", str(tmp_path / "one")],
+                            env=_env(), cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert single.returncode == 0, single.stderr
+    double = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m",
+         "seqvae.cli.main", "train", *base, "--out", str(tmp_path / "two")],
+        env=_env(), cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )
+    assert double.returncode == 0, double.stderr[-3000:]
+    one, two = _weights(tmp_path / "one"), _weights(tmp_path / "two")
+    for key in one:
+        assert torch.allclose(one[key], two[key], atol=1e-5, rtol=1e-4), key
+    changed = load_train_state(tmp_path / "one" / TRAIN_STATE_FILE)
+    assert changed.step == 4
+    command = (tmp_path / "two" / "model" / "train_command.txt").read_text()
+    assert command.startswith("torchrun --nproc_per_node 2")
+
+
+def test_schedules_follow_musicvae_formulas():
+    config = dataclasses.replace(get_config("mel_2bar_small"))
+    assert learning_rate(config, 0) == pytest.approx(1e-3)
+    assert learning_rate(config, 10**7) == pytest.approx(1e-5)
+    assert learning_rate(config, 10000) == pytest.approx((1e-3 - 1e-5) * 0.9999**10000 + 1e-5)
+    assert kl_weight(config, 0) == 0.0
+    assert kl_weight(config, 10**7) == pytest.approx(0.2)
+    assert sampling_probability(config, 0) == pytest.approx(1 - 1000 / 1001)
+    assert sampling_probability(config, 10000) == pytest.approx(1 - 1000 / (1000 + np.exp(10)))
+    assert sampling_probability(config, 10**9) == 1.0
+    assert sampling_probability(dataclasses.replace(config, sampling_rate=0.0), 5000) == 0.0
+
+
+def test_cli_train_and_errors(corpus, tmp_path, capsys):
+    from seqvae.cli.main import main
+
+    assert main(["train", "--config", "tiny_hier", "--data", str(corpus), "--out", str(tmp_path / "c"), "--steps",
+                 "3", "--no-progress", "--threads", "1"]) == 0
+    assert "step 3" in capsys.readouterr().out
+    assert main(["train", "--config", "tiny_hier", "--data", str(tmp_path / "nowhere"), "--out",
+                 str(tmp_path / "d")]) == 2
+    assert "seqvae data build" in capsys.readouterr().err
+    assert main(["train", "--config", "tiny_hier", "--data", str(corpus), "--out", str(tmp_path / "e"),
+                 "--steps", "0"]) == 2
