@@ -1,0 +1,478 @@
+"""The inference facade: load a checkpoint once, then play with its latent space.
+
+Both the CLI and the OSC server go through `Engine`, so everything a musician can do lives here
+once: sample, encode/decode, interpolate, grid, morph, variations, attribute shifts, infill,
+novelty, embeddings, and reading melodies from MIDI files or note lists.
+
+Latents cross this API as float32 numpy arrays (cheap to cache, blend and send over the wire);
+torch only runs inside the lock, in inference mode, on the engine's device.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from seqvae.codec import NO_EVENT, NOTE_OFF, EventCodec, Melody, Meter
+from seqvae.engine import latent as lat
+from seqvae.engine.attributes import ATTRIBUTE_FILE, AttributeVectors
+from seqvae.engine.inputs import MidiWindow, default_meter, melody_from_midi, melody_from_notes, windows_from_midi
+
+LatentLike = Melody | np.ndarray | Sequence[float]
+CACHE_SIZE = 512
+ENCODE_CHUNK = 512
+NOVELTY_SAMPLES = 8
+
+
+def pick_device(device: str | torch.device | None) -> torch.device:
+    """CUDA when available and nothing else was asked for; a clear error for an unusable device."""
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"device {device!r} is not a torch device: send 'cpu', 'cuda' or 'cuda:N'") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' was asked for but no CUDA GPU is available: use --device cpu")
+    return dev
+
+
+def _check_temperature(temperature: float) -> float:
+    try:
+        value = float(temperature)
+    except (TypeError, ValueError):
+        raise ValueError(f"temperature {temperature!r} is not a number: send 0 (greedy) or more") from None
+    if not np.isfinite(value) or value < 0:
+        raise ValueError(f"temperature {temperature!r} must be 0 (greedy) or a positive number such as 0.5")
+    return value
+
+
+def _check_seed(seed: int | None) -> int | None:
+    if seed is None:
+        return None
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= int(seed) < 2**63:
+        raise ValueError(f"seed {seed!r} must be a whole number from 0 up")
+    return int(seed)
+
+
+def _check_count(n: int, what: str, high: int = 4096) -> int:
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 1 <= n <= high:
+        raise ValueError(f"{what}={n!r}: send a whole number from 1 to {high}")
+    return int(n)
+
+
+class Engine:
+    """A loaded model plus everything needed to turn its latents into melodies and back.
+
+    Safe to share between threads: model calls and the latent cache sit behind one lock. The
+    engine owns the model it is given: it moves it to the device, puts it in eval mode and
+    switches off its parameters' gradients (infill optimises z alone).
+    """
+
+    def __init__(self, model: torch.nn.Module, directory: str | Path | None = None,
+                 device: str | torch.device | None = None, name: str | None = None,
+                 codec: EventCodec | None = None, extra: dict | None = None) -> None:
+        self.device_obj = pick_device(device)
+        self.model = model.to(self.device_obj).eval()
+        self.model.requires_grad_(False)
+        config = model.config
+        self.config = config
+        self.steps = int(config.steps)
+        self.z_size = int(config.z_size)
+        self.family = getattr(config, "family", None)
+        self.model_name = name or str(getattr(config, "name", "model"))
+        self.directory = Path(directory) if directory is not None else None
+        self.extra = dict(extra or {})
+        self.codec = codec or _codec_for(config, self.extra)
+        self.meter = default_meter(self.steps, self.family)
+        self._lock = threading.RLock()
+        self._cache: OrderedDict[bytes, np.ndarray] = OrderedDict()
+        self._attributes: AttributeVectors | None = None
+        if self.directory is not None and (self.directory / ATTRIBUTE_FILE).is_file():
+            self._attributes = AttributeVectors.load(self.directory, self.z_size)
+
+    # ----------------------------------------------------------------- loading
+    @classmethod
+    def load(cls, name_or_path: str | Path = "default", device: str | torch.device | None = None,
+             threads: int | None = None) -> Engine:
+        """Load a shipped model by name ("default") or a checkpoint directory; CUDA if available."""
+        from seqvae.models import load_model
+
+        if threads is not None:
+            torch.set_num_threads(_check_count(threads, "threads", 256))
+        dev = pick_device(device)
+        loaded = load_model(name_or_path, device=str(dev))
+        directory = Path(loaded.directory)
+        name = directory.parent.name if directory.name == "model" else directory.name  # RUN_DIR/model -> RUN_DIR
+        return cls(loaded.model, directory=loaded.directory, device=dev, name=name, extra=loaded.extra)
+
+    @property
+    def device(self) -> str:
+        return str(self.device_obj)
+
+    def __repr__(self) -> str:
+        return f"Engine({self.model_name!r}, {self.steps} steps, z={self.z_size}, device={self.device})"
+
+    # ------------------------------------------------------------ conversions
+    def _events_of(self, melodies: Melody | Iterable[Melody]) -> np.ndarray:
+        items = [melodies] if isinstance(melodies, Melody) else list(melodies)
+        if not items:
+            raise ValueError("no melodies given: send at least one")
+        out = np.empty((len(items), self.steps), dtype=np.int64)
+        for i, melody in enumerate(items):
+            out[i] = self._events_one(melody, i)
+        return out
+
+    def _events_one(self, melody: Melody, index: int = 0) -> np.ndarray:
+        if not isinstance(melody, Melody):
+            raise ValueError(f"item {index + 1} is a {type(melody).__name__}, not a Melody: read one with "
+                             "melody_from_midi or melody_from_notes")
+        if melody.n_steps != self.steps:
+            raise ValueError(
+                f"melody {index + 1} has {melody.n_steps} steps but this model reads {self.steps}-step windows "
+                f"({self.steps // self.meter.steps_per_bar} bars of {self.meter}): pick a window with "
+                "melody_from_midi(..., bar=N) / --bar N"
+            )
+        if melody.codec.num_classes != self.codec.num_classes or melody.codec != self.codec:
+            raise ValueError(f"melody {index + 1} uses pitch range {melody.codec.min_pitch}..{melody.codec.max_pitch}"
+                             f" but the model uses {self.codec.min_pitch}..{self.codec.max_pitch}")
+        return melody.events
+
+    def _melodies(self, tokens: np.ndarray, like: Melody | None = None) -> list[Melody]:
+        """Decoded token rows as melodies, carrying the tempo/sound/meter of `like` when given."""
+        if like is not None:
+            meter, bpm, program, velocity = like.meter, like.bpm, like.program, like.velocity
+            if not meter.fits(self.steps):
+                meter = self.meter
+        else:
+            meter, bpm, program, velocity = self.meter, 120.0, 0, 80
+        return [Melody(row, meter=meter, bpm=bpm, program=program, velocity=velocity, codec=self.codec)
+                for row in tokens]
+
+    def _generator(self, seed: int | None) -> torch.Generator | None:
+        if seed is None:
+            return None
+        return torch.Generator(device=self.device_obj).manual_seed(seed)
+
+    # ------------------------------------------------------------- model calls
+    def _encode_tokens(self, events: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        x = torch.from_numpy(np.ascontiguousarray(events, dtype=np.int64)).to(self.device_obj)
+        with self._lock, torch.inference_mode():
+            mu, sigma = self.model.encode(x)
+            return mu.float().cpu().numpy(), sigma.float().cpu().numpy()
+
+    def _decode_tokens(self, z: np.ndarray, temperature: float = 0.0, seed: int | None = None) -> np.ndarray:
+        zt = torch.from_numpy(np.ascontiguousarray(z, dtype=np.float32)).to(self.device_obj)
+        with self._lock, torch.inference_mode():
+            generator = self._generator(seed) if temperature > 0 else None
+            return self.model.decode(zt, temperature=temperature, generator=generator).cpu().numpy()
+
+    def _latents(self, items: Sequence[LatentLike]) -> list[np.ndarray]:
+        """Latent vectors for melodies (posterior mean, cached by content) or for given vectors."""
+        out: list[np.ndarray | None] = [None] * len(items)
+        missing: dict[bytes, list[int]] = {}
+        rows: list[np.ndarray] = []
+        with self._lock:
+            for i, item in enumerate(items):
+                if isinstance(item, Melody):
+                    events = self._events_one(item, i)
+                    key = events.tobytes()
+                    hit = self._cache.get(key)
+                    if hit is not None:
+                        self._cache.move_to_end(key)
+                        out[i] = hit
+                    else:
+                        if key not in missing:
+                            rows.append(events)
+                        missing.setdefault(key, []).append(i)
+                else:
+                    out[i] = lat.as_latent(item, self.z_size, f"latent {i + 1}")
+            if rows:
+                mu, _ = self._encode_tokens(np.stack(rows))
+                for (key, where), z in zip(missing.items(), mu, strict=True):
+                    self._cache[key] = z  # shared, never written: public accessors hand out copies
+                    for i in where:
+                        out[i] = z
+                while len(self._cache) > CACHE_SIZE:
+                    self._cache.popitem(last=False)
+        return out  # type: ignore[return-value]
+
+    @staticmethod
+    def _template(*items: LatentLike) -> Melody | None:
+        return next((item for item in items if isinstance(item, Melody)), None)
+
+    # --------------------------------------------------------- the operations
+    def sample(self, n: int = 1, temperature: float = 0.5, seed: int | None = None) -> list[Melody]:
+        """`n` melodies from the prior: z ~ N(0, I), decoded at `temperature` (0 = greedy)."""
+        n = _check_count(n, "n")
+        temperature = _check_temperature(temperature)
+        seed = _check_seed(seed)
+        z = np.random.default_rng(seed).standard_normal((n, self.z_size), dtype=np.float32)
+        return self._melodies(self._decode_tokens(z, temperature, seed))
+
+    def encode(self, melodies: Melody | Iterable[Melody]) -> tuple[np.ndarray, np.ndarray]:
+        """(mu, sigma), each [n, Z]: the posterior over z for each melody."""
+        events = self._events_of(melodies)
+        if len(events) <= ENCODE_CHUNK:
+            return self._encode_tokens(events)
+        parts = [self._encode_tokens(events[i:i + ENCODE_CHUNK]) for i in range(0, len(events), ENCODE_CHUNK)]
+        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+    def decode(self, z: np.ndarray | Sequence[float], temperature: float = 0.0, seed: int | None = None,
+               like: Melody | None = None) -> list[Melody]:
+        """Melodies for latents [n, Z] (or one [Z]); greedy unless `temperature` > 0."""
+        arr = np.asarray(z, dtype=np.float32)
+        if arr.ndim == 1:
+            arr = arr[None]
+        if arr.ndim != 2 or arr.shape[1] != self.z_size or arr.shape[0] < 1:
+            raise ValueError(f"latents have shape {tuple(arr.shape)}; send [n, {self.z_size}] or [{self.z_size}]")
+        if not np.all(np.isfinite(arr)):
+            raise ValueError("latents contain NaN or infinity: send finite numbers")
+        return self._melodies(self._decode_tokens(arr, _check_temperature(temperature), _check_seed(seed)), like)
+
+    def reconstruct(self, melody: Melody, temperature: float = 0.0, seed: int | None = None) -> Melody:
+        """Encode to the posterior mean and decode again: what the model makes of this melody."""
+        (z,) = self._latents([melody])
+        return self.decode(z, temperature, seed, like=melody)[0]
+
+    def latent(self, item: LatentLike) -> np.ndarray:
+        """The latent vector [Z] of a melody (cached posterior mean) or of a given vector (a copy)."""
+        return self._latents([item])[0].copy()
+
+    def slerp(self, za: np.ndarray, zb: np.ndarray, t: float) -> np.ndarray:
+        """Spherical interpolation between two latents (numpy only, no model call)."""
+        return lat.slerp(lat.as_latent(za, self.z_size, "za"), lat.as_latent(zb, self.z_size, "zb"),
+                         lat.check_position(t))
+
+    def latent_path(self, a: LatentLike, b: LatentLike, t: float, method: str = "slerp") -> np.ndarray:
+        """The latent at position t between a and b (melodies are encoded once and cached)."""
+        za, zb = self._latents([a, b])
+        return lat.interpolate_latents(za, zb, lat.check_position(t), method)
+
+    def interpolate(self, a: LatentLike, b: LatentLike, steps: int = 8, method: str = "slerp",
+                    temperature: float = 0.0, seed: int | None = None) -> list[Melody]:
+        """`steps` melodies from a to b, both ends included (the ends are decoded, as Magenta does)."""
+        positions = lat.path_positions(steps)
+        za, zb = self._latents([a, b])
+        z = lat.interpolate_latents(za, zb, positions, method)
+        return self.decode(z, temperature, seed, like=self._template(a, b))
+
+    def grid(self, a: LatentLike, b: LatentLike, c: LatentLike, d: LatentLike, rows: int = 4, cols: int = 4,
+             method: str = "slerp", temperature: float = 0.0, seed: int | None = None) -> list[list[Melody]]:
+        """rows x cols melodies spanning four corners: a top-left, b top-right, c bottom-left, d bottom-right."""
+        corners = self._latents([a, b, c, d])
+        z = lat.grid_latents(*corners, rows, cols, method)
+        flat = self.decode(z.reshape(-1, self.z_size), temperature, seed, like=self._template(a, b, c, d))
+        return [flat[r * cols:(r + 1) * cols] for r in range(rows)]
+
+    def morph(self, a: LatentLike, b: LatentLike, t: float, temperature: float = 0.0, seed: int = 0,
+              method: str = "slerp") -> Melody:
+        """The melody at knob position t (0 = a, 1 = b); deterministic, endpoints cached.
+
+        Greedy by default; with a temperature the fixed `seed` keeps it repeatable, so a knob
+        returning to a position returns to the same melody.
+        """
+        z = self.latent_path(a, b, t, method)
+        return self._melodies(self._decode_tokens(z[None], _check_temperature(temperature), _check_seed(seed)),
+                              self._template(a, b))[0]
+
+    def morph_xy(self, a: LatentLike, b: LatentLike, c: LatentLike, d: LatentLike, x: float, y: float,
+                 temperature: float = 0.0, seed: int = 0, method: str = "slerp") -> Melody:
+        """The melody at (x, y) of an XY pad with corners a (0,0), b (1,0), c (0,1), d (1,1)."""
+        corners = self._latents([a, b, c, d])
+        z = lat.blend_corners(*corners, lat.check_position(x, "x"), lat.check_position(y, "y"), method)
+        return self._melodies(self._decode_tokens(z[None], _check_temperature(temperature), _check_seed(seed)),
+                              self._template(a, b, c, d))[0]
+
+    def similar(self, melody: LatentLike, n: int = 4, amount: float = 0.3, seed: int | None = None,
+                temperature: float = 0.0) -> list[Melody]:
+        """`n` variations: amount 0 is the melody's own reconstruction, 1 is an unrelated prior sample."""
+        n = _check_count(n, "n")
+        seed = _check_seed(seed)
+        (z,) = self._latents([melody])
+        zs = lat.variations(z, n, amount, np.random.default_rng(seed))
+        return self.decode(zs, temperature, seed, like=self._template(melody))
+
+    # -------------------------------------------------------------- attributes
+    @property
+    def attributes(self) -> list[str]:
+        """Names of the attribute vectors this checkpoint has (empty until `seqvae attributes` ran)."""
+        return [] if self._attributes is None else list(self._attributes.names)
+
+    @property
+    def attribute_vectors(self) -> AttributeVectors | None:
+        return self._attributes
+
+    def set_attribute_vectors(self, vectors: AttributeVectors | None) -> None:
+        """Use these vectors for `shift` (e.g. just computed, before or without saving them)."""
+        if vectors is not None and vectors.vectors.shape[1] != self.z_size:
+            raise ValueError(f"attribute vectors have {vectors.vectors.shape[1]} dims but the model's latent has "
+                             f"{self.z_size}: compute them for this model with `seqvae attributes`")
+        self._attributes = vectors
+
+    def attribute_vector(self, attribute: str) -> np.ndarray:
+        """The stored direction for `attribute` [Z]; a clear error naming the command when there are none."""
+        if self._attributes is None:
+            where = self.directory or self.model_name
+            raise ValueError(
+                f"model '{self.model_name}' has no attribute vectors yet: compute them with "
+                f"`seqvae attributes {where} --data BUILT_DIR` (writes {ATTRIBUTE_FILE} beside the weights)"
+            )
+        return self._attributes.vector(attribute)
+
+    def shift(self, melody: LatentLike, attribute: str, amount: float = 1.0, temperature: float = 0.0,
+              seed: int | None = None) -> Melody:
+        """Move a melody along an attribute vector; amount 1 = the gap between the top and bottom quartiles."""
+        vector = self.attribute_vector(attribute)
+        amount = lat.check_position(amount, "amount", -10.0, 10.0)
+        (z,) = self._latents([melody])
+        return self.decode(z + np.float32(amount) * vector, temperature, seed, like=self._template(melody))[0]
+
+    # ------------------------------------------------------------------ infill
+    def bar_span(self, melody: Melody, first_bar: int, last_bar: int) -> tuple[int, int]:
+        """Steps [start, end) of bars first..last (1-based, inclusive) in this melody's meter."""
+        per_bar = melody.meter.steps_per_bar if melody.meter.fits(self.steps) else self.meter.steps_per_bar
+        n_bars = self.steps // per_bar
+        for name, value in (("first bar", first_bar), ("last bar", last_bar)):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 1 <= value <= n_bars:
+                raise ValueError(f"{name} {value!r} does not exist: this melody has bars 1..{n_bars}")
+        if first_bar > last_bar:
+            raise ValueError(f"bars {first_bar}-{last_bar} run backwards: send first <= last, e.g. 1-{n_bars - 1}")
+        if first_bar == 1 and last_bar == n_bars:
+            raise ValueError(f"bars 1-{n_bars} are the whole melody: keep at least one bar (or use sample)")
+        return (first_bar - 1) * per_bar, last_bar * per_bar
+
+    def infill(self, melody: Melody, first_bar: int, last_bar: int, seed: int | None = None,
+               temperature: float = 0.5, iterations: int = 30, rounds: int = 2,
+               prior_weight: float = 0.1) -> Melody:
+        """Regenerate bars first..last (1-based, inclusive), keeping every other step exactly.
+
+        The gap is first blanked to a rest and encoded; z is then fitted (Adam) to the kept bars'
+        teacher-forced likelihood plus a Gaussian prior term, alternating with decoding a new gap;
+        the final decode forces the kept steps, so they come back identical.
+        """
+        return self._infill(melody, first_bar, last_bar, seed, temperature, iterations, rounds, prior_weight)[0]
+
+    def _infill(self, melody: Melody, first_bar: int, last_bar: int, seed: int | None, temperature: float,
+                iterations: int, rounds: int, prior_weight: float) -> tuple[Melody, list[float]]:
+        events = self._events_one(melody)
+        start, end = self.bar_span(melody, first_bar, last_bar)
+        temperature = _check_temperature(temperature)
+        seed = _check_seed(seed)
+        keep = np.ones(self.steps, dtype=bool)
+        keep[start:end] = False
+        blank = events.copy()
+        blank[start:end] = NO_EVENT
+        blank[start] = NOTE_OFF
+        blank = self.codec.canonical(blank)
+        (z0,) = self._encode_tokens(blank[None])[0]
+        forced = events[None].copy()
+        mask = keep[None].copy()
+        keep_t = torch.from_numpy(keep).to(self.device_obj)
+        losses: list[float] = []
+        with self._lock:
+            generator = self._generator(seed) if temperature > 0 else None
+            z = torch.tensor(z0[None], device=self.device_obj, requires_grad=True)
+            forced_t = torch.from_numpy(forced).to(self.device_obj)
+            mask_t = torch.from_numpy(mask).to(self.device_obj)
+
+            def decode_now() -> torch.Tensor:  # no_grad, not inference_mode: the tokens feed autograd next
+                with torch.no_grad():
+                    return self.model.decode(z.detach(), temperature=temperature, generator=generator,
+                                             forced=forced_t, forced_mask=mask_t)
+
+            tokens = decode_now()
+            for _ in range(max(int(rounds), 0)):
+                optimiser = torch.optim.Adam([z], lr=0.05)
+                for _ in range(max(int(iterations), 0)):
+                    with torch.enable_grad():
+                        logits = self.model.logits(tokens, z)[0]
+                        nll = F.cross_entropy(logits[keep_t].float(), tokens[0][keep_t], reduction="sum")
+                        loss = nll + prior_weight * 0.5 * (z * z).sum()
+                        optimiser.zero_grad(set_to_none=True)
+                        loss.backward()
+                    optimiser.step()
+                    losses.append(float(nll.detach()))
+                tokens = decode_now()
+            out = tokens.cpu().numpy()
+        return self._melodies(out, like=melody)[0], losses
+
+    # ----------------------------------------------------------------- scoring
+    def novelty(self, melodies: Melody | Iterable[Melody], samples: int = NOVELTY_SAMPLES,
+                progress: Callable[[int], None] | None = None) -> np.ndarray:
+        """Negative ELBO per step (nats) for each melody: high means unlike what the model learned.
+
+        Reconstruction is averaged over `samples` draws of z from the posterior, using the same fixed
+        noise for every melody, so a melody gets the same score alone or in any batch.
+        """
+        events = self._events_of(melodies)
+        samples = _check_count(samples, "samples", 256)
+        noise = np.random.default_rng(0).standard_normal((samples, 1, self.z_size)).astype(np.float32)
+        scores = np.empty(len(events), dtype=np.float64)
+        chunk = max(1, ENCODE_CHUNK // samples)
+        for i in range(0, len(events), chunk):
+            part = events[i:i + chunk]
+            mu, sigma = self._encode_tokens(part)
+            z = (mu[None] + sigma[None] * noise).reshape(-1, self.z_size)
+            x = np.broadcast_to(part[None], (samples, *part.shape)).reshape(-1, self.steps)
+            xt = torch.from_numpy(np.ascontiguousarray(x)).to(self.device_obj)
+            zt = torch.from_numpy(z).to(self.device_obj)
+            with self._lock, torch.inference_mode():
+                logits = self.model.logits(xt, zt).float()
+                nll = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), xt.reshape(-1), reduction="none")
+                recon = nll.reshape(samples, len(part), self.steps).sum(-1).mean(0).cpu().numpy()
+            sig = np.maximum(sigma.astype(np.float64), 1e-12)
+            kl = 0.5 * np.sum(mu.astype(np.float64) ** 2 + sig**2 - 1.0 - 2.0 * np.log(sig), axis=1)
+            scores[i:i + len(part)] = (recon + kl) / self.steps
+            if progress is not None:
+                progress(len(part))
+        return scores
+
+    def embed(self, melodies: Melody | Iterable[Melody]) -> np.ndarray:
+        """Posterior means [n, Z]: where each melody sits in the latent space (for maps, search)."""
+        return self.encode(melodies)[0]
+
+    # ------------------------------------------------------------------ input
+    def melody_from_notes(self, notes: Sequence[Sequence[float]], bpm: float = 120.0, program: int = 0,
+                          meter: Meter | str | None = None) -> Melody:
+        """A melody from (pitch, start_beat, duration_beats, velocity) tuples, in this model's window."""
+        chosen = self._meter(meter)
+        return melody_from_notes(notes, self.steps, self.codec, chosen, bpm=bpm, program=program)
+
+    def melody_from_midi(self, path: str | Path, track: int | str | None = None, bar: int | None = None) -> Melody:
+        """One window of one line of a MIDI file; a clear error lists the tracks/bars to choose from."""
+        return melody_from_midi(path, self.steps, self.codec, track=track, bar=bar)
+
+    def windows_from_midi(self, path: str | Path, track: int | str | None = None) -> list[MidiWindow]:
+        """Every non-overlapping, non-empty window of a file's melodic lines (for maps and novelty)."""
+        return windows_from_midi(path, self.steps, self.codec, track=track)
+
+    def _meter(self, meter: Meter | str | None) -> Meter:
+        if meter is None:
+            return self.meter
+        chosen = Meter.parse(meter) if isinstance(meter, str) else meter
+        if not chosen.fits(self.steps):
+            raise ValueError(f"meter {chosen} does not fill this model's {self.steps}-step window; "
+                             f"send e.g. {self.meter}")
+        return chosen
+
+
+def _codec_for(config: Any, extra: dict) -> EventCodec:
+    """The codec a model was trained with: from the checkpoint if it says, else the default range."""
+    spec = extra.get("codec") if isinstance(extra, dict) else None
+    if spec is None:
+        low, high = getattr(config, "min_pitch", None), getattr(config, "max_pitch", None)
+        spec = {"min_pitch": low, "max_pitch": high} if low is not None and high is not None else None
+    codec = EventCodec(**spec) if spec else EventCodec()
+    classes = getattr(config, "num_classes", codec.num_classes)
+    if int(classes) != codec.num_classes:
+        raise ValueError(f"model has {classes} output classes but the codec {codec} has {codec.num_classes}; "
+                         "the checkpoint's codec range is missing from its config")
+    return codec
