@@ -1,0 +1,390 @@
+"""The address space: one table of OSC addresses -> argument specs -> handlers.
+
+A handler runs on the receiving loop. It checks its arguments, reads the client's slots and
+either answers at once (a list of reply messages) or returns work for the inference worker plus
+a `finish` step that runs back on the loop with the result (storing slots, building replies).
+Latent blending (morph, XY pad, variations, attribute shifts, interpolation paths) is numpy on
+the loop; only decoding goes to the worker, where concurrent decodes share one forward pass.
+
+server/PROTOCOL.md documents this table for people; a test keeps the two in step.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+import seqvae
+from seqvae.codec import Melody, write_midi
+from seqvae.engine.latent import blend_corners, path_positions, slerp, variations
+from seqvae.server.params import Param, RequestError, as_float, as_int
+from seqvae.server.paths import export_path, midi_input_path
+
+if TYPE_CHECKING:
+    from seqvae.server.server import Client, SeqvaeServer
+
+Message = tuple[str, list]
+
+NOTES = "/seqvae/notes"
+NOTES_PAGE = "/seqvae/notes_page"
+ERROR = "/seqvae/error"
+MAX_INLINE_NOTES = 1024
+MAX_INTERPOLATION_STEPS = 64
+MAX_SEED = 2**31 - 1
+
+
+@dataclass
+class DecodeWork:
+    """Decode latents z [k, Z] on the worker, then `finish(melodies)` on the loop."""
+
+    z: np.ndarray
+    finish: Callable[[list[Melody]], list[Message]]
+    temperature: float = 0.0
+    seed: int | None = None
+    writes: tuple[str, ...] = ()  # slots `finish` fills: later requests reading them wait
+
+
+@dataclass
+class CallWork:
+    """Run `fn()` on the worker (it may call the engine), then `finish(result)` on the loop."""
+
+    fn: Callable[[], Any]
+    finish: Callable[[Any], list[Message]]
+    writes: tuple[str, ...] = ()
+
+
+Reply = list[Message] | DecodeWork | CallWork
+
+
+@dataclass(frozen=True)
+class Route:
+    address: str
+    params: tuple[Param, ...]
+    handler: Callable[..., Reply]
+    reply: str
+    variadic: bool = False  # extra arguments go to the handler as one tuple
+    reads: tuple[str, ...] = ()  # parameters naming slots the handler reads (it waits for pending results)
+    barrier: bool = False  # waits for all of the client's pending results (reads many slots)
+
+
+# ---- replies -----------------------------------------------------------------------------------
+
+
+def _padded(n: int) -> int:
+    return (n // 4 + 1) * 4
+
+
+def _notes_bytes(address: str, slot: str, header_tags: str, n_notes: int) -> int:
+    """Wire size of a notes reply with `n_notes` notes (4 numbers each) after the header values."""
+    tags = "," + header_tags + "ifif" * n_notes
+    header_values = sum(4 for tag in header_tags if tag in "if")  # the slot string is counted apart
+    return _padded(len(address)) + _padded(len(tags)) + _padded(len(slot.encode())) + header_values + 16 * n_notes
+
+
+def notes_messages(slot: str, melody: Melody, page_bytes: int = 8192) -> list[Message]:
+    """`/seqvae/notes slot bpm count p s d v ...`, or numbered `/seqvae/notes_page`s past `page_bytes`.
+
+    Pages: `/seqvae/notes_page slot page pages bpm count p s d v ...` (page counts from 1, count is
+    the notes on that page); a client appends pages 1..pages in order.
+    """
+    flat: list = []
+    notes = melody.notes_in_beats()
+    for pitch, start, duration, velocity in notes:
+        flat += [int(pitch), float(start), float(duration), int(velocity)]
+    bpm = float(melody.bpm)
+    if _notes_bytes(NOTES, slot, "sfi", len(notes)) <= page_bytes:
+        return [(NOTES, [slot, bpm, len(notes), *flat])]
+    per_page = max(1, (page_bytes - _notes_bytes(NOTES_PAGE, slot, "siifi", 0)) // 20)
+    while per_page > 1 and _notes_bytes(NOTES_PAGE, slot, "siifi", per_page) > page_bytes:
+        per_page -= 1
+    pages = math.ceil(len(notes) / per_page)
+    out: list[Message] = []
+    for page in range(pages):
+        chunk = flat[page * per_page * 4 : (page + 1) * per_page * 4]
+        out.append((NOTES_PAGE, [slot, page + 1, pages, bpm, len(chunk) // 4, *chunk]))
+    return out
+
+
+def error_message(address: str, text: str) -> Message:
+    return (ERROR, [address, text])
+
+
+# ---- helpers -----------------------------------------------------------------------------------
+
+
+def _seed(value: int) -> int | None:
+    """-1 (the default) means 'no seed'."""
+    return None if value < 0 else value
+
+
+def _stored(server: SeqvaeServer, client: Client, slot: str, melody: Melody, z: np.ndarray) -> list[Message]:
+    """Store a result in a slot (the live player picks it up at the next bar) and reply its notes."""
+    melody = server.store(client, slot, melody, z)
+    return notes_messages(slot, melody, server.config.page_bytes)
+
+
+def _decode_into(server: SeqvaeServer, client: Client, out: str, z: np.ndarray, temperature: float = 0.0,
+                 seed: int | None = None) -> DecodeWork:
+    z = np.asarray(z, dtype=np.float32).reshape(1, -1)
+    server.check_room(client, [out])
+
+    def finish(melodies: list[Melody]) -> list[Message]:
+        return _stored(server, client, out, melodies[0], z[0])
+
+    return DecodeWork(z, finish, temperature, seed, writes=(out,))
+
+
+# ---- handlers ----------------------------------------------------------------------------------
+
+
+def ping(server: SeqvaeServer, client: Client, ident: Any) -> Reply:
+    head = [] if ident is None else [ident]
+    return [("/seqvae/pong", [*head, server.engine.model_name, seqvae.__version__])]
+
+
+def status(server: SeqvaeServer, client: Client) -> Reply:
+    eng = server.engine
+    names = list(client.slots)
+    return [("/seqvae/status", [eng.model_name, eng.device, len(names), float(server.player.bpm),
+                                server.client_count, *names])]
+
+
+def sample(server: SeqvaeServer, client: Client, slot: str, temperature: float, seed: int) -> Reply:
+    seed_or_none = _seed(seed)
+    rng = np.random.default_rng(seed_or_none) if seed_or_none is not None else server.rng
+    z = rng.standard_normal((1, server.engine.z_size), dtype=np.float32)  # as Engine.sample draws it
+    return _decode_into(server, client, slot, z, temperature, seed_or_none)
+
+
+def encode(server: SeqvaeServer, client: Client, slot: str, n: int, values: tuple) -> Reply:
+    if len(values) != 4 * n:
+        raise RequestError(
+            f"n = {n} notes needs {4 * n} numbers after it (pitch, start beat, duration beats, velocity for each "
+            f"note), got {len(values)}"
+        )
+    notes = []
+    for i in range(n):
+        p, s, d, v = values[4 * i : 4 * i + 4]
+        notes.append((
+            as_int(p, f"note {i + 1} pitch", 0, 127),
+            as_float(s, f"note {i + 1} start beat", 0.0),
+            as_float(d, f"note {i + 1} duration", 1e-6),
+            as_int(v, f"note {i + 1} velocity", 1, 127),
+        ))
+    server.check_room(client, [slot])
+    eng = server.engine
+    bpm = server.player.bpm
+
+    def run() -> tuple[Melody, np.ndarray]:
+        melody = eng.melody_from_notes(notes, bpm=bpm)
+        return melody, eng.latent(melody)
+
+    return CallWork(run, lambda result: _stored(server, client, slot, *result), writes=(slot,))
+
+
+def encode_file(server: SeqvaeServer, client: Client, slot: str, path: str, track: Any, bar: int) -> Reply:
+    resolved = midi_input_path(server.export_dir, path, allow_absolute=client.is_local)
+    chosen_track = None if track in (0, "") else track
+    if isinstance(chosen_track, float):
+        chosen_track = as_int(chosen_track, "track", 1)
+    server.check_room(client, [slot])
+    eng = server.engine
+
+    def run() -> tuple[Melody, np.ndarray]:
+        melody = eng.melody_from_midi(resolved, track=chosen_track, bar=bar or None)
+        return melody, eng.latent(melody)
+
+    return CallWork(run, lambda result: _stored(server, client, slot, *result), writes=(slot,))
+
+
+def interpolate(server: SeqvaeServer, client: Client, a: str, b: str, steps: int, prefix: str) -> Reply:
+    za, zb = client.latent(a), client.latent(b)
+    names = [f"{prefix}_{i}" for i in range(steps)]
+    server.check_room(client, names)
+    z = slerp(za, zb, path_positions(steps))
+
+    def finish(melodies: list[Melody]) -> list[Message]:
+        out: list[Message] = []
+        for name, melody, zi in zip(names, melodies, z, strict=True):
+            out += _stored(server, client, name, melody, zi)
+        client.interpolations[prefix] = names
+        return out
+
+    return DecodeWork(z, finish, writes=tuple(names))
+
+
+def morph(server: SeqvaeServer, client: Client, a: str, b: str, t: float, out: str) -> Reply:
+    return _decode_into(server, client, out, slerp(client.latent(a), client.latent(b), t))
+
+
+def morph_xy(server: SeqvaeServer, client: Client, a: str, b: str, c: str, d: str, x: float, y: float,
+             out: str) -> Reply:
+    corners = [client.latent(name) for name in (a, b, c, d)]
+    return _decode_into(server, client, out, blend_corners(*corners, x, y))
+
+
+def similar(server: SeqvaeServer, client: Client, slot: str, amount: float, out: str, seed: int) -> Reply:
+    seed_or_none = _seed(seed)
+    rng = np.random.default_rng(seed_or_none) if seed_or_none is not None else server.rng
+    z = variations(client.latent(slot), 1, amount, rng)[0]
+    return _decode_into(server, client, out or slot, z)
+
+
+def shift(server: SeqvaeServer, client: Client, slot: str, attribute: str, amount: float, out: str) -> Reply:
+    z = client.latent(slot)
+    vector = server.engine.attribute_vector(attribute)  # ValueError names the attributes, or how to compute them
+    return _decode_into(server, client, out or slot, z + np.float32(amount) * vector)
+
+
+def infill(server: SeqvaeServer, client: Client, slot: str, first_bar: int, last_bar: int, out: str,
+           seed: int) -> Reply:
+    melody = client.melody(slot)
+    target = out or slot
+    server.check_room(client, [target])
+    eng = server.engine
+    eng.bar_span(melody, first_bar, last_bar)  # bad bars are refused before queueing
+
+    def run() -> tuple[Melody, np.ndarray]:
+        result = eng.infill(melody, first_bar, last_bar, seed=_seed(seed))
+        return result, eng.latent(result)
+
+    return CallWork(run, lambda result: _stored(server, client, target, *result), writes=(target,))
+
+
+def novelty(server: SeqvaeServer, client: Client, slot: str) -> Reply:
+    melody = client.melody(slot)
+    eng = server.engine
+    return CallWork(lambda: float(eng.novelty([melody])[0]), lambda score: [("/seqvae/novelty", [slot, score])])
+
+
+def export(server: SeqvaeServer, client: Client, slot: str, filename: str) -> Reply:
+    melody = client.melody(slot)
+    target = export_path(server.export_dir, filename)
+    return CallWork(lambda: str(write_midi(melody, target)), lambda path: [("/seqvae/exported", [slot, path])])
+
+
+def export_all(server: SeqvaeServer, client: Client, prefix: str, filename: str) -> Reply:
+    names = client.interpolations.get(prefix)
+    if names is None:
+        known = ", ".join(sorted(client.interpolations)) or "none yet"
+        raise RequestError(
+            f"no interpolation named {prefix!r} (yours: {known}): make one with /seqvae/interpolate a b steps {prefix}"
+        )
+    melodies = [client.melody(name) for name in names]
+    target = export_path(server.export_dir, filename)
+    return CallWork(lambda: str(write_midi(melodies, target)), lambda path: [("/seqvae/exported", [prefix, path])])
+
+
+def tempo(server: SeqvaeServer, client: Client, bpm: float) -> Reply:
+    server.player.set_tempo(bpm)
+    return [("/seqvae/tempo", [float(server.player.bpm)])]
+
+
+def play(server: SeqvaeServer, client: Client, slot: str, loop: int, channel: int) -> Reply:
+    melody = client.melody(slot)
+    server.player.play((client.key, slot), slot, melody, loop=bool(loop), channel=channel - 1,
+                       osc_target=client.note_target)
+    return [("/seqvae/playing", [slot, int(bool(loop)), channel])]
+
+
+def stop(server: SeqvaeServer, client: Client, slot: str) -> Reply:
+    playing = [key for key in server.player.playing() if key[0] == client.key and (not slot or key[1] == slot)]
+    server.player.stop(playing)
+    return [("/seqvae/stopped", [key[1] for key in playing])]
+
+
+def note_target(server: SeqvaeServer, client: Client, host: str, port: int) -> Reply:
+    if port == 0:
+        client.note_target = None
+    else:
+        if not server.may_send_to(host, client):
+            raise RequestError(
+                f"note events go only to this machine, your own address or an --allow address; {host!r} is none"
+            )
+        client.note_target = (server.resolve_host(host), port)
+    server.player.set_target(client.key, client.note_target)
+    return [("/seqvae/note_target", [host, port])]
+
+
+def reply_to(server: SeqvaeServer, client: Client, port: int) -> Reply:
+    client.reply_to_port(port)
+    return [("/seqvae/reply_to", [port])]
+
+
+def clear(server: SeqvaeServer, client: Client, slot: str) -> Reply:
+    names = [slot] if slot else list(client.slots)
+    if slot:
+        client.melody(slot)  # unknown slot -> clear error
+    server.player.stop([(client.key, name) for name in names])
+    for name in names:
+        client.slots.pop(name, None)
+    for prefix in [p for p, members in client.interpolations.items() if set(members) & set(names)]:
+        del client.interpolations[prefix]
+    return [("/seqvae/cleared", names)]
+
+
+# ---- the table ---------------------------------------------------------------------------------
+
+SLOT = Param("slot", "slot")
+OUT = Param("out", "slot", default="")
+SEED = Param("seed", "int", default=-1, low=-1, high=MAX_SEED)
+
+ROUTES: dict[str, Route] = {route.address: route for route in (
+    Route("/seqvae/ping", (Param("id", "any", default=None),), ping, "/seqvae/pong [id] model version"),
+    Route("/seqvae/status", (), status, "/seqvae/status model device slots tempo clients slot_names...",
+          barrier=True),
+    Route("/seqvae/sample", (SLOT, Param("temperature", "float", 0.5, 0.0, 5.0), SEED), sample, NOTES),
+    Route("/seqvae/encode", (SLOT, Param("n", "int", low=0, high=MAX_INLINE_NOTES)), encode, NOTES, variadic=True),
+    Route("/seqvae/encode_file", (SLOT, Param("path", "text"), Param("track", "any", default=0),
+                                  Param("bar", "int", default=0, low=0, high=100000)), encode_file, NOTES),
+    Route("/seqvae/interpolate", (Param("a", "slot"), Param("b", "slot"),
+                                  Param("steps", "int", low=2, high=MAX_INTERPOLATION_STEPS), Param("prefix", "slot")),
+          interpolate, f"{NOTES} x steps", reads=("a", "b")),
+    Route("/seqvae/morph", (Param("a", "slot"), Param("b", "slot"), Param("t", "float", low=0.0, high=1.0),
+                            Param("out", "slot", default="morph")), morph, NOTES, reads=("a", "b")),
+    Route("/seqvae/morph_xy", (Param("a", "slot"), Param("b", "slot"), Param("c", "slot"), Param("d", "slot"),
+                               Param("x", "float", low=0.0, high=1.0), Param("y", "float", low=0.0, high=1.0),
+                               Param("out", "slot", default="xy")), morph_xy, NOTES, reads=("a", "b", "c", "d")),
+    Route("/seqvae/similar", (SLOT, Param("amount", "float", low=0.0, high=1.0), OUT, SEED), similar, NOTES,
+          reads=("slot",)),
+    Route("/seqvae/shift", (SLOT, Param("attribute", "text"), Param("amount", "float", low=-10.0, high=10.0), OUT),
+          shift, NOTES, reads=("slot",)),
+    Route("/seqvae/infill", (SLOT, Param("first_bar", "int", low=1, high=1000),
+                             Param("last_bar", "int", low=1, high=1000), OUT, SEED), infill, NOTES, reads=("slot",)),
+    Route("/seqvae/novelty", (SLOT,), novelty, "/seqvae/novelty slot score", reads=("slot",)),
+    Route("/seqvae/export", (SLOT, Param("filename", "text")), export, "/seqvae/exported slot path", reads=("slot",)),
+    Route("/seqvae/export_all", (Param("prefix", "slot"), Param("filename", "text")), export_all,
+          "/seqvae/exported prefix path", barrier=True),
+    Route("/seqvae/tempo", (Param("bpm", "float", low=20.0, high=400.0),), tempo, "/seqvae/tempo bpm",
+          barrier=True),  # melodies asked for earlier keep the tempo they were made at
+    Route("/seqvae/play", (SLOT, Param("loop", "int", default=1, low=0, high=1),
+                           Param("channel", "int", default=1, low=1, high=16)), play,
+          "/seqvae/playing slot loop channel", reads=("slot",)),
+    Route("/seqvae/stop", (Param("slot", "slot", default=""),), stop, "/seqvae/stopped slot..."),
+    Route("/seqvae/note_target", (Param("host", "text"), Param("port", "int", low=0, high=65535)), note_target,
+          "/seqvae/note_target host port"),
+    Route("/seqvae/reply_to", (Param("port", "int", low=1, high=65535),), reply_to, "/seqvae/reply_to port"),
+    Route("/seqvae/clear", (Param("slot", "slot", default=""),), clear, "/seqvae/cleared slot...", barrier=True),
+)}
+
+
+def unknown_address(address: str) -> str:
+    close = [a for a in ROUTES if a.rsplit("/", 1)[-1] in address or address.rsplit("/", 1)[-1] in a]
+    hint = f" (did you mean {close[0]}?)" if close and address.startswith("/seqvae/") else ""
+    return f"unknown address {address!r}{hint}: send one of {', '.join(ROUTES)}"
+
+
+def check_time(run_at: float | None, limit_s: float) -> float:
+    """Seconds until a bundle's timetag (0 for now or past), refusing tags absurdly far ahead."""
+    if run_at is None:
+        return 0.0
+    delay = run_at - time.time()
+    if delay > limit_s:
+        raise RequestError(f"bundle timetag is {delay:.0f} s ahead; the server schedules at most {limit_s:g} s ahead")
+    return max(delay, 0.0)
+
