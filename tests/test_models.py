@@ -300,3 +300,25 @@ def test_scheduled_sampling_modes(name):
     sampled = choose_tokens(always, 1.0, uniforms[..., 1])
     assert torch.allclose(model.decoder.teacher_forced(sampled, z), always, atol=1e-5)
     assert not torch.equal(sampled, x)
+
+
+def test_fast_paths_follow_fused_optimizer_steps():
+    """Fused Adam leaves parameter versions alone; forget_inference_plans makes the fast paths see new weights."""
+    from seqvae.models import build_model, get_config
+
+    torch.manual_seed(0)
+    model = build_model(get_config("tiny_lstm"))
+    x = torch.randint(0, model.config.num_classes, (4, model.config.steps))
+    model.eval()
+    model.encode(x)  # builds and caches the plans
+    model.decode(torch.zeros(4, model.config.z_size))
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.1, fused=True)
+    model.train()
+    model(x).logits.sum().backward()
+    optimizer.step()
+    model.eval()
+    model.forget_inference_plans()
+    mu_fast, _ = model.encode(x)
+    mu_ref, _ = model.encode(x, fast=False)
+    assert torch.allclose(mu_fast, mu_ref, atol=1e-4)
+    assert torch.equal(model.decode(mu_ref), model.decode(mu_ref, fast=False))

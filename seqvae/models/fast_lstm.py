@@ -172,6 +172,13 @@ def _cached(module: nn.Module, backend: str, build):
     return cached[1]
 
 
+def forget_plans(model: nn.Module) -> None:
+    """Drop every cached plan under `model`. Needed after updates that do not bump parameter versions,
+    such as fused Adam steps; the next fast call rebuilds from the current weights."""
+    for module in model.modules():
+        module.__dict__.pop("_inference_plan", None)
+
+
 def plan_for(decoder: nn.Module) -> NumpyLSTMPlan | native.NativeLSTMPlan:
     """The fastest available plan for a decoder's ConditionedLSTM core: the C kernel, else numpy."""
     core = decoder.core

@@ -98,6 +98,12 @@ class SequenceVAE(nn.Module):
             raise ValueError("z holds NaN or infinite values")
         return z.to(device=self.device, dtype=self.decoder_dtype)
 
+    def forget_inference_plans(self) -> None:
+        """Make the fast CPU paths re-read the weights (call after optimizer steps, before measuring)."""
+        from seqvae.models.fast_lstm import forget_plans
+
+        forget_plans(self)
+
     @property
     def decoder_dtype(self) -> torch.dtype:
         return next(self.decoder.parameters()).dtype

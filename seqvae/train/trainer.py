@@ -310,6 +310,7 @@ def _train(options: TrainOptions, run_dir: Path, dist_info: Distributed) -> Trai
     def validate(step: int) -> dict | None:
         if not is_main or len(valid_events) == 0:
             return None
+        model.forget_inference_plans()  # fused Adam updates weights without bumping their versions
         metrics = reconstruction_metrics(model, valid_events, batch_size=256, greedy_limit=256)
         model.train()
         row = {
