@@ -138,7 +138,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default=None, help="PNG to write (default: the input's name with .png)")
     p.set_defaults(handler=cmd_plot)
 
-    p = subparsers.add_parser("attributes", help="compute a model's attribute vectors from its training data")
+    p = subparsers.add_parser("attributes",
+                              help="compute a model's attribute vectors and latent prior from its training data")
     p.add_argument("checkpoint", help="shipped model name or checkpoint directory (the vectors are stored there)")
     p.add_argument("--data", required=True, help="built corpus folder (seqvae data build)")
     p.add_argument("--split", default="train", help="split to compute from (default: train)")
@@ -442,6 +443,7 @@ def cmd_attributes(args: argparse.Namespace) -> int:
     from seqvae.data.corpus import load_corpus
     from seqvae.engine import Engine
     from seqvae.engine.attributes import compute_attribute_vectors, measure_monotonicity
+    from seqvae.models import LatentPrior
 
     engine = Engine.load(args.checkpoint, device=args.device, threads=args.threads)
     if engine.directory is None:
@@ -465,6 +467,10 @@ def cmd_attributes(args: argparse.Namespace) -> int:
     meta = {"data": str(Path(args.data).resolve()), "split": args.split, "windows": int(len(events))}
     vectors = compute_attribute_vectors(mu, events, meta=meta, min_pitch=engine.codec.min_pitch)
     engine.set_attribute_vectors(vectors)
+    prior = LatentPrior.fit(mu)
+    engine.set_latent_prior(prior)
+    print(f"latent prior: a Gaussian fitted to the {len(mu)} {args.split} latents, saved to "
+          f"{prior.save(engine.directory)}; `sample` draws from it from now on")
     print(f"attribute vectors from {len(events)} {args.split} windows (top quartile minus bottom quartile of mu):")
     header = f"{'attribute':<17} {'bottom q':>9} {'top q':>9} {'|vector|':>9}"
     results = {}

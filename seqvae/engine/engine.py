@@ -24,6 +24,7 @@ from seqvae.codec import NO_EVENT, NOTE_OFF, EventCodec, Melody, Meter
 from seqvae.engine import latent as lat
 from seqvae.engine.attributes import ATTRIBUTE_FILE, AttributeVectors
 from seqvae.engine.inputs import MidiWindow, default_meter, melody_from_midi, melody_from_notes, windows_from_midi
+from seqvae.models.latent_prior import LatentPrior
 
 LatentLike = Melody | np.ndarray | Sequence[float]
 CACHE_SIZE = 512
@@ -97,6 +98,7 @@ class Engine:
         self._attributes: AttributeVectors | None = None
         if self.directory is not None and (self.directory / ATTRIBUTE_FILE).is_file():
             self._attributes = AttributeVectors.load(self.directory, self.z_size)
+        self._prior = LatentPrior.load(self.directory, self.z_size) if self.directory is not None else None
 
     # ----------------------------------------------------------------- loading
     @classmethod
@@ -210,12 +212,28 @@ class Engine:
 
     # --------------------------------------------------------- the operations
     def sample(self, n: int = 1, temperature: float = 0.5, seed: int | None = None) -> list[Melody]:
-        """`n` melodies from the prior: z ~ N(0, I), decoded at `temperature` (0 = greedy)."""
+        """`n` melodies from the prior (see `draw_prior`), decoded at `temperature` (0 = greedy)."""
         n = _check_count(n, "n")
         temperature = _check_temperature(temperature)
         seed = _check_seed(seed)
-        z = np.random.default_rng(seed).standard_normal((n, self.z_size), dtype=np.float32)
+        z = self.draw_prior(n, np.random.default_rng(seed))
         return self._melodies(self._decode_tokens(z, temperature, seed))
+
+    def draw_prior(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        """[n, Z] latents: from the checkpoint's fitted latent prior when it has one, else N(0, I)."""
+        if self._prior is not None:
+            return self._prior.sample(n, rng)
+        return rng.standard_normal((n, self.z_size), dtype=np.float32)
+
+    @property
+    def latent_prior(self) -> LatentPrior | None:
+        return self._prior
+
+    def set_latent_prior(self, prior: LatentPrior | None) -> None:
+        """Sample from this prior (e.g. just fitted), or from N(0, I) with None."""
+        if prior is not None and prior.z_size != self.z_size:
+            raise ValueError(f"the latent prior has {prior.z_size} dims but the model's latent has {self.z_size}")
+        self._prior = prior
 
     def encode(self, melodies: Melody | Iterable[Melody]) -> tuple[np.ndarray, np.ndarray]:
         """(mu, sigma), each [n, Z]: the posterior over z for each melody."""
@@ -297,7 +315,7 @@ class Engine:
         n = _check_count(n, "n")
         seed = _check_seed(seed)
         (z,) = self._latents([melody])
-        zs = lat.variations(z, n, amount, np.random.default_rng(seed))
+        zs = lat.variations(z, n, amount, np.random.default_rng(seed), self.draw_prior)
         return self.decode(zs, temperature, seed, like=self._template(melody))
 
     # -------------------------------------------------------------- attributes

@@ -6,7 +6,7 @@ touching the model; only the final decode needs it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -116,17 +116,18 @@ def grid_latents(za: np.ndarray, zb: np.ndarray, zc: np.ndarray, zd: np.ndarray,
     return out
 
 
-def variations(z: np.ndarray, n: int, amount: float, rng: np.random.Generator) -> np.ndarray:
+def variations(z: np.ndarray, n: int, amount: float, rng: np.random.Generator,
+               draw: Callable[[int, np.random.Generator], np.ndarray] | None = None) -> np.ndarray:
     """`n` latents at a controllable distance from `z`: slerp towards fresh prior samples by `amount`.
 
-    amount 0 gives z itself, 1 gives unrelated prior samples; in between the distance grows
-    smoothly, and the norm stays where the prior puts it. [n, Z].
+    amount 0 gives z itself, 1 gives unrelated prior samples (from `draw(n, rng)`, N(0, I) when
+    None); in between the distance grows smoothly. [n, Z].
     """
     if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 1:
         raise ValueError(f"n={n!r}: ask for a whole number of at least 1 variation")
     amount = check_position(amount, "amount")
-    noise = rng.standard_normal((int(n), z.shape[-1]))
-    return np.stack([slerp(z, eps, amount) for eps in noise]).astype(np.float32)
+    targets = draw(int(n), rng) if draw is not None else rng.standard_normal((int(n), z.shape[-1]))
+    return np.stack([slerp(z, target, amount) for target in targets]).astype(np.float32)
 
 
 def project_2d(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

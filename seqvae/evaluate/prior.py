@@ -9,6 +9,7 @@ import torch
 
 from seqvae.evaluate.features import EVAL_FEATURES, in_key_ratio
 from seqvae.models import SequenceVAE
+from seqvae.models.latent_prior import LatentPrior
 
 # Shared bin edges per feature (the last bin also takes everything above it).
 FEATURE_BINS: dict[str, np.ndarray] = {
@@ -51,14 +52,19 @@ def feature_values(events: np.ndarray, min_pitch: int) -> dict[str, np.ndarray]:
 
 
 def sample_prior(
-    model: SequenceVAE, n: int, temperature: float, seed: int, batch_size: int = 256
+    model: SequenceVAE, n: int, temperature: float, seed: int, batch_size: int = 256,
+    latent_prior: LatentPrior | None = None,
 ) -> np.ndarray:
-    """`n` melodies decoded from z ~ N(0, I), seeded: int64 [n, T]."""
+    """`n` melodies decoded from the checkpoint's fitted latent prior, or z ~ N(0, I) without one; seeded."""
     generator = torch.Generator().manual_seed(seed)
+    rng = np.random.default_rng(seed)
     out = []
     for start in range(0, n, batch_size):
         count = min(batch_size, n - start)
-        z = torch.randn(count, model.config.z_size, generator=generator)
+        if latent_prior is not None:
+            z = torch.from_numpy(latent_prior.sample(count, rng))
+        else:
+            z = torch.randn(count, model.config.z_size, generator=generator)
         out.append(model.decode(z, temperature=temperature, generator=generator).cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, model.config.steps), np.int64)
 

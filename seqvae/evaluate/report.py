@@ -13,7 +13,7 @@ from seqvae.data.corpus import load_corpus
 from seqvae.evaluate.interpolation import interpolation_check
 from seqvae.evaluate.prior import compare_features, sample_prior
 from seqvae.evaluate.reconstruction import reconstruction_metrics
-from seqvae.models import ModelConfig, load_model
+from seqvae.models import LatentPrior, ModelConfig, load_model
 
 # Issue 3 quality targets, by what the model is.
 ACTIVE_TARGET = 0.8
@@ -56,6 +56,7 @@ class EvalReport:
     targets: list[Target] = field(default_factory=list)
     seconds: float = 0.0
     sample_temperature: float = 1.0
+    latent_prior: str = "N(0, I)"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -101,8 +102,11 @@ def evaluate_checkpoint(options: EvalOptions) -> EvalReport:
         raise ValueError(f"the {options.split} split of {options.data} is empty: evaluate another split")
     recon = reconstruction_metrics(model, events, progress=options.progress).to_dict()
     prior: list[dict] = []
+    prior_name = "N(0, I)"
     if options.samples:
-        samples = sample_prior(model, options.samples, options.temperature, options.seed)
+        fitted = LatentPrior.load(loaded.directory, config.z_size)
+        samples = sample_prior(model, options.samples, options.temperature, options.seed, latent_prior=fitted)
+        prior_name = f"fitted to {fitted.windows} training windows" if fitted is not None else "N(0, I)"
         prior = [c.to_dict() for c in compare_features(samples, events, config.min_pitch)]
     interpolation = None
     if options.pairs and len(events) >= 2:
@@ -111,7 +115,7 @@ def evaluate_checkpoint(options: EvalOptions) -> EvalReport:
         checkpoint=str(loaded.directory), model=config.name, architecture=config.architecture, steps=config.steps,
         split=options.split, windows=len(events), reconstruction=recon, prior=prior, interpolation=interpolation,
         targets=quality_targets(config, recon, prior), seconds=time.perf_counter() - started,
-        sample_temperature=options.temperature,
+        sample_temperature=options.temperature, latent_prior=prior_name,
     )
 
 
@@ -134,7 +138,8 @@ def format_report(report: EvalReport) -> str:
         f"{'active units':<34}{r['active_units']:>10d} of {len(kl)} ({r['active_fraction']:.0%})",
     ]
     if report.prior:
-        lines += ["", f"{'prior samples vs data (T=' + str(report.sample_temperature) + ')':<34}{'overlap':>10}"
+        lines += ["", f"prior samples from {report.latent_prior}",
+                  f"{'prior samples vs data (T=' + str(report.sample_temperature) + ')':<34}{'overlap':>10}"
                   f"{'sample mean':>14}{'data mean':>12}"]
         for item in report.prior:
             lines.append(f"{item['feature']:<34}{item['overlap']:>10.3f}{item['sample_mean']:>14.3f}"

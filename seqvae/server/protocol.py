@@ -157,7 +157,7 @@ def status(server: SeqvaeServer, client: Client) -> Reply:
 def sample(server: SeqvaeServer, client: Client, slot: str, temperature: float, seed: int) -> Reply:
     seed_or_none = _seed(seed)
     rng = np.random.default_rng(seed_or_none) if seed_or_none is not None else server.rng
-    z = rng.standard_normal((1, server.engine.z_size), dtype=np.float32)  # as Engine.sample draws it
+    z = server.engine.draw_prior(1, rng)  # as Engine.sample draws it
     return _decode_into(server, client, slot, z, temperature, seed_or_none)
 
 
@@ -231,7 +231,7 @@ def morph_xy(server: SeqvaeServer, client: Client, a: str, b: str, c: str, d: st
 def similar(server: SeqvaeServer, client: Client, slot: str, amount: float, out: str, seed: int) -> Reply:
     seed_or_none = _seed(seed)
     rng = np.random.default_rng(seed_or_none) if seed_or_none is not None else server.rng
-    z = variations(client.latent(slot), 1, amount, rng)[0]
+    z = variations(client.latent(slot), 1, amount, rng, server.engine.draw_prior)[0]
     return _decode_into(server, client, out or slot, z)
 
 
