@@ -464,7 +464,7 @@ def cmd_attributes(args: argparse.Namespace) -> int:
         engine._encode_tokens(events[i:i + chunk])[0]
         for i in tqdm(range(0, len(events), chunk), desc=f"encoding {args.split}", unit="batch")
     ])
-    meta = {"data": str(Path(args.data).resolve()), "split": args.split, "windows": int(len(events))}
+    meta = {"data": str(args.data), "split": args.split, "windows": int(len(events))}
     vectors = compute_attribute_vectors(mu, events, meta=meta, min_pitch=engine.codec.min_pitch)
     engine.set_attribute_vectors(vectors)
     prior = LatentPrior.fit(mu)

@@ -112,7 +112,7 @@ def evaluate_checkpoint(options: EvalOptions) -> EvalReport:
     if options.pairs and len(events) >= 2:
         interpolation = interpolation_check(model, events, options.pairs, seed=options.seed).to_dict()
     return EvalReport(
-        checkpoint=str(loaded.directory), model=config.name, architecture=config.architecture, steps=config.steps,
+        checkpoint=str(options.checkpoint), model=config.name, architecture=config.architecture, steps=config.steps,
         split=options.split, windows=len(events), reconstruction=recon, prior=prior, interpolation=interpolation,
         targets=quality_targets(config, recon, prior), seconds=time.perf_counter() - started,
         sample_temperature=options.temperature, latent_prior=prior_name,
