@@ -139,18 +139,28 @@ def test_two_gloo_processes_match_one(corpus, tmp_path):
     single = subprocess.run([sys.executable, "-m", "seqvae.cli.main", "train", *base, "--out", str(tmp_path / "one")],
                             env=_env(), cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert single.returncode == 0, single.stderr
-    double = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m",
-         "seqvae.cli.main", "train", *base, "--out", str(tmp_path / "two")],
-        env=_env(), cwd=ROOT, capture_output=True, text=True, timeout=300,
-    )
+
+    def run_two(out: Path) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m",
+             "seqvae.cli.main", "train", *base, "--out", str(out)],
+            env=_env(), cwd=ROOT, capture_output=True, text=True, timeout=300,
+        )
+
+    two_dir = tmp_path / "two"
+    double = run_two(two_dir)
+    if double.returncode != 0 and "terminate called without an active exception" in double.stderr:
+        # Seen once in ~20 runs on a loaded machine: a gloo worker thread aborting at interpreter teardown,
+        # after training finished. One fresh retry; the weights are still compared below.
+        two_dir = tmp_path / "two-retry"
+        double = run_two(two_dir)
     assert double.returncode == 0, double.stderr[-3000:]
-    one, two = _weights(tmp_path / "one"), _weights(tmp_path / "two")
+    one, two = _weights(tmp_path / "one"), _weights(two_dir)
     for key in one:
         assert torch.allclose(one[key], two[key], atol=1e-5, rtol=1e-4), key
     changed = load_train_state(tmp_path / "one" / TRAIN_STATE_FILE)
     assert changed.step == 4
-    command = (tmp_path / "two" / "model" / "train_command.txt").read_text()
+    command = (two_dir / "model" / "train_command.txt").read_text()
     assert command.startswith("torchrun --nproc_per_node 2")
 
 
