@@ -124,6 +124,15 @@ def mix_previous(
     return shift_right(torch.where(coin, sampled, x), start)
 
 
+def two_pass_previous(teacher_forced, x: torch.Tensor, z: torch.Tensor, coin: torch.Tensor,
+                      uniforms: torch.Tensor, start: int) -> torch.Tensor:
+    """Previous-token inputs for two-pass scheduled sampling: sample every step from a teacher-forced
+    pass (no gradient), then mix those samples in where the coin says so."""
+    with torch.no_grad():
+        sampled = choose_tokens(teacher_forced(x, z), 1.0, uniforms[..., 1])
+    return mix_previous(x, sampled, coin, start)
+
+
 def generation_choice(
     temperature: float, uniforms: torch.Tensor | None, forced: torch.Tensor | None, mask: torch.Tensor | None,
     offset: int = 0,
@@ -157,9 +166,8 @@ class LSTMDecoder(nn.Module):
         """Training logits with scheduled sampling; uniforms [B, T, 2] (coin, sample draw)."""
         coin = uniforms[..., 0] < prob
         if mode == "parallel":
-            with torch.no_grad():
-                sampled = choose_tokens(self.teacher_forced(x, z), 1.0, uniforms[..., 1])
-            return self.core.teacher_forced(mix_previous(x, sampled, coin, self.core.start_token), z)
+            prev = two_pass_previous(self.teacher_forced, x, z, coin, uniforms, self.core.start_token)
+            return self.core.teacher_forced(prev, z)
 
         def choose(t: int, logits: torch.Tensor) -> torch.Tensor:
             sampled = choose_tokens(logits.detach(), 1.0, uniforms[:, t, 1])
@@ -239,9 +247,7 @@ class HierarchicalDecoder(nn.Module):
     ) -> torch.Tensor:
         coin = uniforms[..., 0] < prob
         if mode == "parallel":
-            with torch.no_grad():
-                sampled = choose_tokens(self.teacher_forced(x, z), 1.0, uniforms[..., 1])
-            return self._per_bar(mix_previous(x, sampled, coin, self.core.start_token), z)
+            return self._per_bar(two_pass_previous(self.teacher_forced, x, z, coin, uniforms, self.core.start_token), z)
         emb = self.bar_embeddings(z)
         prev = torch.full_like(x[:, 0], self.core.start_token)
         out = []

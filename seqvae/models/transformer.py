@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from seqvae.models.lstm import mix_previous, shift_right
+from seqvae.models.lstm import shift_right, two_pass_previous
 from seqvae.models.sampling import choose_tokens, draw_uniforms
 
 
@@ -95,9 +95,7 @@ class TransformerDecoder(nn.Module):
     ) -> torch.Tensor:
         """Scheduled sampling for a transformer is always the two-pass form (a step loop buys nothing here)."""
         coin = uniforms[..., 0] < prob
-        with torch.no_grad():
-            sampled = choose_tokens(self.teacher_forced(x, z), 1.0, uniforms[..., 1])
-        return self._logits_for_prev(mix_previous(x, sampled, coin, self.num_classes), z)
+        return self._logits_for_prev(two_pass_previous(self.teacher_forced, x, z, coin, uniforms, self.num_classes), z)
 
     def decode(
         self, z: torch.Tensor, temperature: float, generator: torch.Generator | None,
