@@ -9,12 +9,14 @@ weights; a checkpoint without one falls back to N(0, I).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from safetensors import safe_open
 from safetensors.numpy import save_file
+
+from seqvae.models import native
 
 LATENT_PRIOR_FILE = "latent_prior.safetensors"
 
@@ -24,6 +26,7 @@ class LatentPrior:
     mean: np.ndarray  # [Z]
     scale_tril: np.ndarray  # [Z, Z], lower Cholesky factor of the covariance
     windows: int  # how many training melodies it was fitted on
+    _packed: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def fit(cls, mu: np.ndarray, jitter: float = 1e-4) -> LatentPrior:
@@ -44,7 +47,20 @@ class LatentPrior:
     def sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
         """[n, Z] float32 draws; the same rng state gives the same latents."""
         eps = rng.standard_normal((n, self.z_size))
-        return (self.mean + eps @ self.scale_tril.T).astype(np.float32)
+        lib = native.library()
+        if lib is None:
+            return (self.mean + eps @ self.scale_tril.T).astype(np.float32)
+        # The C affine, not numpy's BLAS: a multithreaded BLAS call leaves its threads spinning for a while
+        # afterwards, and they would then fight the decoding kernel's threads for the same cores.
+        if self._packed is None:
+            self._packed = (native.pack_panels(self.scale_tril.T.astype(np.float32)),
+                            np.pad(self.mean.astype(np.float32), (0, -self.z_size % native.LANES)))
+        panels, bias = self._packed
+        out = np.empty((n, len(bias)), np.float32)
+        eps32 = np.ascontiguousarray(eps, dtype=np.float32)
+        lib.affine(n, self.z_size, eps32.ctypes.data, panels.ctypes.data, len(bias), bias.ctypes.data,
+                   out.ctypes.data, 0)
+        return np.ascontiguousarray(out[:, : self.z_size])
 
     def save(self, directory: str | Path) -> Path:
         path = Path(directory) / LATENT_PRIOR_FILE

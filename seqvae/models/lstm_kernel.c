@@ -11,6 +11,8 @@
  */
 #include <math.h>
 #include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -52,27 +54,37 @@ static inline v16 vtanh(v16 x) { return 2.0f / (1.0f + vexp(-2.0f * x)) - 1.0f; 
 
 /* Weight panels are float32, or bfloat16 when every weight is exactly a bfloat16 value (a model saved
  * with bfloat16 storage): then half the bytes stream from memory and the widening to float32 in
- * registers is exact, so results equal the float32 path on the same weights. */
-typedef uint16_t v16h __attribute__((vector_size(32)));
+ * registers is exact, so results equal the float32 path on the same weights.
+ *
+ * float32 panels are [N / 16][K][16]. bfloat16 panels come in interleaved pairs, [N / 32][K][32] with
+ * panel 2q's column i at 2i and panel 2q+1's at 2i + 1: one 64-byte load then gives both panels as float32
+ * with a shift (even) and a mask (odd), two cheap ALU operations instead of two widening shuffles. */
 typedef uint32_t v16u __attribute__((vector_size(64)));
-static inline v16 loadw_f32(const void *base, size_t i) { return load16((const float *)base + i); }
-#if defined(__AVX512F__)
-#include <immintrin.h>
-static inline v16 loadw_bf16(const void *base, size_t i) { /* one vpmovzxwd ymm -> zmm, one shift */
-    __m512i wide = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)((const uint16_t *)base + i)));
-    return (v16)_mm512_slli_epi32(wide, 16);
+static inline v16 loadw_f32(const void *base, int K, int p, int k) {
+    return load16((const float *)base + ((size_t)p * K + k) * LANES);
 }
-#else
-static inline v16 loadw_bf16(const void *base, size_t i) {
-    v16h h;
-    memcpy(&h, (const uint16_t *)base + i, sizeof h);
-    v16u wide = __builtin_convertvector(h, v16u);
-    return (v16)(wide << 16);
+static inline v16u load_pair(const void *base, int K, int pair, int k) {
+    v16u v;
+    memcpy(&v, (const uint16_t *)base + ((size_t)pair * K + k) * 2 * LANES, sizeof v);
+    return v;
 }
-#endif
+static inline v16 loadw_bf16(const void *base, int K, int p, int k) {
+    v16u v = load_pair(base, K, p >> 1, k);
+    return (v16)(p & 1 ? v & 0xFFFF0000u : v << 16);
+}
+/* Panels p .. p + 3 (p even) at row k. */
+static inline void load4_f32(const void *base, int K, int p, int k, v16 *a, v16 *b, v16 *c, v16 *d) {
+    *a = loadw_f32(base, K, p, k); *b = loadw_f32(base, K, p + 1, k);
+    *c = loadw_f32(base, K, p + 2, k); *d = loadw_f32(base, K, p + 3, k);
+}
+static inline void load4_bf16(const void *base, int K, int p, int k, v16 *a, v16 *b, v16 *c, v16 *d) {
+    v16u lo = load_pair(base, K, p >> 1, k), hi = load_pair(base, K, (p >> 1) + 1, k);
+    *a = (v16)(lo << 16); *b = (v16)(lo & 0xFFFF0000u);
+    *c = (v16)(hi << 16); *d = (v16)(hi & 0xFFFF0000u);
+}
 
 /* out[b, n] += sum_k x[b, k] * W[k, n] for a block of R rows (R <= 4) and the 4 panels (64 columns) from
- * panel p, or the single panel p when single is set. W is packed as panels [N / 16][K][16]. */
+ * panel p (even), or the single panel p when single is set. */
 #define DEFINE_GEMM(SUFFIX)                                                                                     \
     static inline __attribute__((always_inline)) void block_rows_##SUFFIX(                                     \
         int R, int K, const float *x, int ldx, const void *wp, int p, int single, float *out, int ldo) {        \
@@ -80,12 +92,9 @@ static inline v16 loadw_bf16(const void *base, size_t i) {
             v16 acc[4][4];                                                                                      \
             for (int r = 0; r < 4; r++)                                                                         \
                 for (int q = 0; q < 4; q++) acc[r][q] = (v16){0};                                               \
-            size_t s0 = (size_t)(p + 0) * K * LANES, s1 = (size_t)(p + 1) * K * LANES;                          \
-            size_t s2 = (size_t)(p + 2) * K * LANES, s3 = (size_t)(p + 3) * K * LANES;                          \
             for (int k = 0; k < K; k++) {                                                                       \
-                size_t o = (size_t)k * LANES;                                                                   \
-                v16 a = loadw_##SUFFIX(wp, s0 + o), b = loadw_##SUFFIX(wp, s1 + o);                             \
-                v16 c = loadw_##SUFFIX(wp, s2 + o), d = loadw_##SUFFIX(wp, s3 + o);                             \
+                v16 a, b, c, d;                                                                                 \
+                load4_##SUFFIX(wp, K, p, k, &a, &b, &c, &d);                                                    \
                 for (int r = 0; r < R; r++) {                                                                   \
                     float s = x[r * ldx + k];                                                                   \
                     acc[r][0] += s * a; acc[r][1] += s * b; acc[r][2] += s * c; acc[r][3] += s * d;             \
@@ -98,9 +107,8 @@ static inline v16 loadw_bf16(const void *base, size_t i) {
                 }                                                                                               \
         } else {                                                                                                \
             v16 acc[4] = {{0}, {0}, {0}, {0}};                                                                  \
-            size_t s0 = (size_t)p * K * LANES;                                                                  \
             for (int k = 0; k < K; k++) {                                                                       \
-                v16 a = loadw_##SUFFIX(wp, s0 + (size_t)k * LANES);                                             \
+                v16 a = loadw_##SUFFIX(wp, K, p, k);                                                            \
                 for (int r = 0; r < R; r++) acc[r] += x[r * ldx + k] * a;                                       \
             }                                                                                                   \
             for (int r = 0; r < R; r++) {                                                                       \
@@ -109,12 +117,43 @@ static inline v16 loadw_bf16(const void *base, size_t i) {
             }                                                                                                   \
         }                                                                                                       \
     }                                                                                                           \
-    /* Panel groups outer, row blocks inner: a group's weights stay in L2 across all rows. */                  \
-    static void gemm_##SUFFIX(int B, int K, const float *x, int ldx, const void *wp, int N, float *out,        \
-                              int ldo) {                                                                        \
-        int panels = N / LANES;                                                                                 \
-        for (int p = 0; p < panels;) {                                                                          \
-            int single = p + 4 > panels, b = 0;                                                                 \
+    /* One or two rows against 8 panels (p even): twice the independent accumulators of a 4-panel group, so  \
+     * a lone row is not held up by the latency of its FMA chains. Per column the sum runs over k in the same  \
+     * order as in block_rows, so the result does not depend on which of the two did the work. */            \
+    static inline __attribute__((always_inline)) void block8_##SUFFIX(                                         \
+        int R, int K, const float *x, int ldx, const void *wp, int p, float *out, int ldo) {                   \
+        v16 acc[2][8];                                                                                          \
+        for (int r = 0; r < 2; r++)                                                                             \
+            for (int q = 0; q < 8; q++) acc[r][q] = (v16){0};                                                   \
+        for (int k = 0; k < K; k++) {                                                                           \
+            v16 w[8];                                                                                           \
+            load4_##SUFFIX(wp, K, p, k, &w[0], &w[1], &w[2], &w[3]);                                            \
+            load4_##SUFFIX(wp, K, p + 4, k, &w[4], &w[5], &w[6], &w[7]);                                        \
+            for (int r = 0; r < R; r++) {                                                                       \
+                float s = x[r * ldx + k];                                                                       \
+                for (int q = 0; q < 8; q++) acc[r][q] += s * w[q];                                              \
+            }                                                                                                   \
+        }                                                                                                       \
+        for (int r = 0; r < R; r++)                                                                             \
+            for (int q = 0; q < 8; q++) {                                                                       \
+                float *o = out + r * ldo + (p + q) * LANES;                                                     \
+                store16(o, load16(o) + acc[r][q]);                                                              \
+            }                                                                                                   \
+    }                                                                                                           \
+    /* Panels [p0, panels) of out, panel groups outer, row blocks inner: a group's weights stay in L1/L2 across  \
+     * all rows. */                                                                                           \
+    static void gemm_##SUFFIX(int B, int K, const float *x, int ldx, const void *wp, int p0, int panels,      \
+                              float *out, int ldo) {                                                            \
+        int p = p0;                                                                                             \
+        if (B <= 2) {                                                                                           \
+            if (p & 1) block_rows_##SUFFIX(B, K, x, ldx, wp, p++, 1, out, ldo);                                 \
+            for (; p + 8 <= panels; p += 8) {                                                                   \
+                if (B == 2) block8_##SUFFIX(2, K, x, ldx, wp, p, out, ldo);                                     \
+                else block8_##SUFFIX(1, K, x, ldx, wp, p, out, ldo);                                            \
+            }                                                                                                   \
+        }                                                                                                       \
+        while (p < panels) {                                                                                    \
+            int single = p + 4 > panels || (p & 1), b = 0;                                                      \
             for (; b + 4 <= B; b += 4) block_rows_##SUFFIX(4, K, x + b * ldx, ldx, wp, p, single, out + b * ldo, ldo); \
             switch (B - b) {                                                                                    \
                 case 3: block_rows_##SUFFIX(3, K, x + b * ldx, ldx, wp, p, single, out + b * ldo, ldo); break;  \
@@ -129,9 +168,15 @@ static inline v16 loadw_bf16(const void *base, size_t i) {
 DEFINE_GEMM(f32)
 DEFINE_GEMM(bf16)
 
+/* out[:, columns of panels p0 .. p1) += x @ W over those panels. */
+static void gemm_range(int B, int K, const float *x, int ldx, const void *wp, int p0, int p1, float *out, int ldo,
+                       int bf16) {
+    if (bf16) gemm_bf16(B, K, x, ldx, wp, p0, p1, out, ldo);
+    else gemm_f32(B, K, x, ldx, wp, p0, p1, out, ldo);
+}
+
 static void gemm_acc(int B, int K, const float *x, int ldx, const void *wp, int N, float *out, int ldo, int bf16) {
-    if (bf16) gemm_bf16(B, K, x, ldx, wp, N, out, ldo);
-    else gemm_f32(B, K, x, ldx, wp, N, out, ldo);
+    gemm_range(B, K, x, ldx, wp, 0, N / LANES, out, ldo, bf16);
 }
 
 /* Gates (i, f, g, o pre-activations, [4 H]) -> new c and h, in place. */
@@ -152,9 +197,14 @@ static void cell_update(int H, const float *gates, float *c, float *h) {
     }
 }
 
+/* Gate columns of every layer are packed in `chunks[l]` contiguous chunks of U = H / chunks units, each laid out
+ * [i, f, g, o] x U (U a multiple of 16), so that a thread owning whole chunks computes its gates, updates its
+ * units' cells and writes its slice of h without touching another thread's columns. With one chunk this is
+ * PyTorch's own [i, f, g, o] x H order. */
 typedef struct {
     int num_classes, padded_classes, cond_size, layers, init_size;
     int sizes[MAX_LAYERS];
+    int chunks[MAX_LAYERS];        /* gate column chunks per layer (see above) */
     int bf16;                      /* panels hold bfloat16 (else float32) */
     const float *table;            /* [(C + 1), 4 H0]: layer-0 one-hot weight rows + both biases; row C = START */
     const void *w_cond;            /* panels [4 H0 / 16][cond][16]: layer-0 weights of the conditioning input */
@@ -169,13 +219,15 @@ typedef struct {
 
 static int64_t workspace_per_row(const LSTMWeights *w) {
     int64_t total = 4 * w->sizes[0] + w->init_size + w->padded_classes;
-    for (int l = 0; l < w->layers; l++) total += 6 * w->sizes[l];
+    for (int l = 0; l < w->layers; l++) total += 7 * w->sizes[l]; /* h twice (previous, new), c, 4 gates */
     return total;
 }
 
 int64_t lstm_generate_workspace(const LSTMWeights *w, int batch) { return (int64_t)batch * workspace_per_row(w); }
 
-static int choose(const float *logits, int C, float temperature, float u) {
+/* Greedy argmax, or the first class whose running softmax mass reaches u (the reference's inverse CDF).
+ * Overwrites `logits` with the unnormalised probabilities. */
+static int choose(float *logits, int C, float temperature, float u) {
     int best = 0;
     if (temperature <= 0.0f) {
         for (int i = 1; i < C; i++)
@@ -186,97 +238,156 @@ static int choose(const float *logits, int C, float temperature, float u) {
     for (int i = 1; i < C; i++)
         if (logits[i] * inv > top) top = logits[i] * inv;
     double total = 0.0;
-    for (int i = 0; i < C; i++) total += expf(logits[i] * inv - top);
+    for (int i = 0; i < C; i++) total += logits[i] = expf(logits[i] * inv - top);
     double target = (double)u * total, running = 0.0;
     for (int i = 0; i < C; i++) {
-        running += expf(logits[i] * inv - top);
+        running += logits[i];
         if (running >= target) return i;
     }
     return C - 1;
 }
 
-/* The step loop for a block of rows; uniforms[t * ldu + b] is row b's draw at step t. */
-static void generate_rows(const LSTMWeights *w, int batch, int steps, const float *cond, const int64_t *prev0,
-                          float temperature, const float *uniforms, int ldu, const int64_t *forced,
-                          const uint8_t *mask, int64_t *out, float *work) {
-    const int L = w->layers, C = w->num_classes, Cp = w->padded_classes, D = w->cond_size, G0 = 4 * w->sizes[0];
-    float *cond_gates = work;
-    float *init = cond_gates + (size_t)batch * G0;
-    float *logits = init + (size_t)batch * w->init_size;
-    float *h[MAX_LAYERS], *c[MAX_LAYERS], *g[MAX_LAYERS];
-    float *cursor = logits + (size_t)batch * Cp;
-    for (int l = 0; l < L; l++) {
-        int H = w->sizes[l];
-        h[l] = cursor; c[l] = h[l] + (size_t)batch * H; g[l] = c[l] + (size_t)batch * H;
-        cursor = g[l] + (size_t)batch * 4 * H;
+/* A sense-counting barrier for the threads of one call. Spinning keeps a step's hand-off near a cache-line
+ * transfer; after a while it yields, so an oversubscribed machine degrades gently instead of burning slices. */
+typedef struct {
+    atomic_int arrived, phase;
+    int parties;
+} Barrier;
+
+static void barrier_wait(Barrier *b) {
+    if (b->parties < 2) return;
+    int phase = atomic_load_explicit(&b->phase, memory_order_acquire);
+    if (atomic_fetch_add_explicit(&b->arrived, 1, memory_order_acq_rel) == b->parties - 1) {
+        atomic_store_explicit(&b->arrived, 0, memory_order_relaxed);
+        atomic_store_explicit(&b->phase, phase + 1, memory_order_release);
+        return;
     }
-    memset(cond_gates, 0, sizeof(float) * batch * G0);
-    gemm_acc(batch, D, cond, D, w->w_cond, G0, cond_gates, G0, w->bf16);
-    for (int b = 0; b < batch; b++) memcpy(init + (size_t)b * w->init_size, w->b_init, sizeof(float) * w->init_size);
-    gemm_acc(batch, D, cond, D, w->w_init, w->init_size, init, w->init_size, w->bf16);
-    for (int b = 0; b < batch; b++) {
-        const float *row = init + (size_t)b * w->init_size;
-        int offset = 0;
-        for (int l = 0; l < L; l++) {
-            int H = w->sizes[l];
-            for (int j = 0; j < H; j++) {
-                h[l][(size_t)b * H + j] = tanhf(row[offset + j]);
-                c[l][(size_t)b * H + j] = tanhf(row[offset + H + j]);
-            }
-            offset += 2 * H;
-        }
-    }
-    for (int t = 0; t < steps; t++) {
-        /* layer 0: table row of the previous token + conditioning + recurrent */
-        for (int b = 0; b < batch; b++) {
-            int64_t prev = t == 0 ? prev0[b] : out[(size_t)b * steps + t - 1];
-            const float *row = w->table + (size_t)prev * G0, *cg = cond_gates + (size_t)b * G0;
-            float *gate = g[0] + (size_t)b * G0;
-            for (int j = 0; j < G0; j += LANES) store16(gate + j, load16(row + j) + load16(cg + j));
-        }
-        gemm_acc(batch, w->sizes[0], h[0], w->sizes[0], w->w_hh[0], G0, g[0], G0, w->bf16);
-        for (int b = 0; b < batch; b++)
-            cell_update(w->sizes[0], g[0] + (size_t)b * G0, c[0] + (size_t)b * w->sizes[0],
-                        h[0] + (size_t)b * w->sizes[0]);
-        for (int l = 1; l < L; l++) {
-            int H = w->sizes[l], below = w->sizes[l - 1], G = 4 * H;
-            for (int b = 0; b < batch; b++) memcpy(g[l] + (size_t)b * G, w->bias[l], sizeof(float) * G);
-            gemm_acc(batch, below, h[l - 1], below, w->w_ih[l], G, g[l], G, w->bf16);
-            gemm_acc(batch, H, h[l], H, w->w_hh[l], G, g[l], G, w->bf16);
-            for (int b = 0; b < batch; b++)
-                cell_update(H, g[l] + (size_t)b * G, c[l] + (size_t)b * H, h[l] + (size_t)b * H);
-        }
-        int top = w->sizes[L - 1];
-        for (int b = 0; b < batch; b++) memcpy(logits + (size_t)b * Cp, w->b_out, sizeof(float) * Cp);
-        gemm_acc(batch, top, h[L - 1], top, w->w_out, Cp, logits, Cp, w->bf16);
-        for (int b = 0; b < batch; b++) {
-            int64_t token;
-            if (mask && mask[(size_t)b * steps + t]) {
-                token = forced[(size_t)b * steps + t];
-            } else {
-                float u = uniforms ? uniforms[(size_t)t * ldu + b] : 0.0f;
-                token = choose(logits + (size_t)b * Cp, C, temperature, u);
-            }
-            out[(size_t)b * steps + t] = token;
+    for (int spins = 0; atomic_load_explicit(&b->phase, memory_order_acquire) == phase; spins++) {
+        if (spins < 20000) {
+#if defined(__x86_64__) || defined(__i386__)
+            __builtin_ia32_pause();
+#endif
+        } else {
+            sched_yield();
         }
     }
 }
 
 typedef struct {
     const LSTMWeights *w;
-    int rows, steps, ldu;
+    int batch, steps, ldu, team;
     const float *cond, *uniforms;
     const int64_t *prev0, *forced;
     const uint8_t *mask;
     float temperature;
     int64_t *out;
     float *work;
-} RowsJob;
+    Barrier *barrier;
+    atomic_int go; /* members wait for it: the team size is final only once every thread has started */
+} GenerateJob;
 
-static void *run_rows(void *arg) {
-    RowsJob *j = arg;
-    generate_rows(j->w, j->rows, j->steps, j->cond, j->prev0, j->temperature, j->uniforms, j->ldu, j->forced,
-                  j->mask, j->out, j->work);
+typedef struct {
+    GenerateJob *job;
+    int rank;
+} Member;
+
+/* [lo, hi) of n items for member `rank` of `team`, as even as possible. */
+static void share(int n, int rank, int team, int *lo, int *hi) {
+    *lo = (int)((int64_t)n * rank / team);
+    *hi = (int)((int64_t)n * (rank + 1) / team);
+}
+
+/* One member's part of a generation: its chunks of every layer's gate columns, its share of the initial-state
+ * columns, and its rows of the output layer. Three barriers per step hand h and the chosen tokens over. */
+static void *generate_member(void *arg) {
+    const Member *me = arg;
+    GenerateJob *job = me->job;
+    while (me->rank && !atomic_load_explicit(&job->go, memory_order_acquire)) sched_yield();
+    if (me->rank >= job->team) return NULL;
+    const LSTMWeights *w = job->w;
+    const int B = job->batch, L = w->layers, C = w->num_classes, Cp = w->padded_classes, D = w->cond_size;
+    const int G0 = 4 * w->sizes[0], steps = job->steps, rank = me->rank, team = job->team;
+    float *cond_gates = job->work;
+    float *init = cond_gates + (size_t)B * G0;
+    float *logits = init + (size_t)B * w->init_size;
+    float *h[MAX_LAYERS][2], *c[MAX_LAYERS], *g[MAX_LAYERS];
+    float *cursor = logits + (size_t)B * Cp;
+    int c_lo[MAX_LAYERS], c_hi[MAX_LAYERS];
+    for (int l = 0; l < L; l++) {
+        int H = w->sizes[l];
+        h[l][0] = cursor; h[l][1] = h[l][0] + (size_t)B * H; c[l] = h[l][1] + (size_t)B * H;
+        g[l] = c[l] + (size_t)B * H;
+        cursor = g[l] + (size_t)B * 4 * H;
+        share(w->chunks[l], rank, team, &c_lo[l], &c_hi[l]);
+    }
+    /* start: this member's conditioning gate columns, and its share of the initial-state columns */
+    {
+        int U = w->sizes[0] / w->chunks[0], p0 = c_lo[0] * 4 * U / LANES, p1 = c_hi[0] * 4 * U / LANES;
+        for (int b = 0; b < B; b++) memset(cond_gates + (size_t)b * G0 + p0 * LANES, 0, sizeof(float) * (p1 - p0) * LANES);
+        gemm_range(B, D, job->cond, D, w->w_cond, p0, p1, cond_gates, G0, w->bf16);
+        int ip0, ip1;
+        share(w->init_size / LANES, rank, team, &ip0, &ip1);
+        for (int b = 0; b < B; b++)
+            memcpy(init + (size_t)b * w->init_size + ip0 * LANES, w->b_init + ip0 * LANES, sizeof(float) * (ip1 - ip0) * LANES);
+        gemm_range(B, D, job->cond, D, w->w_init, ip0, ip1, init, w->init_size, w->bf16);
+        for (int b = 0; b < B; b++) {
+            const float *row = init + (size_t)b * w->init_size;
+            for (int col = ip0 * LANES, offset = 0, l = 0; l < L && col < ip1 * LANES; l++) {
+                int H = w->sizes[l];
+                for (; col < ip1 * LANES && col < offset + 2 * H; col++) {
+                    int j = col - offset;
+                    float *dst = j < H ? &h[l][0][(size_t)b * H + j] : &c[l][(size_t)b * H + j - H];
+                    *dst = tanhf(row[col]);
+                }
+                offset += 2 * H;
+            }
+        }
+    }
+    int r_lo, r_hi;
+    share(B, rank, team, &r_lo, &r_hi);
+    barrier_wait(job->barrier);
+    for (int t = 0; t < steps; t++) {
+        int now = t & 1, next = now ^ 1; /* h[l][now] holds the previous step's h, h[l][next] gets the new */
+        for (int l = 0; l < L; l++) {
+            int H = w->sizes[l], G = 4 * H, U = H / w->chunks[l];
+            int p0 = c_lo[l] * 4 * U / LANES, p1 = c_hi[l] * 4 * U / LANES, col0 = p0 * LANES, width = (p1 - p0) * LANES;
+            for (int b = 0; b < B; b++) {
+                float *gate = g[l] + (size_t)b * G + col0;
+                if (l == 0) {
+                    int64_t prev = t == 0 ? job->prev0[b] : job->out[(size_t)b * steps + t - 1];
+                    const float *row = w->table + (size_t)prev * G0 + col0, *cg = cond_gates + (size_t)b * G0 + col0;
+                    for (int j = 0; j < width; j += LANES) store16(gate + j, load16(row + j) + load16(cg + j));
+                } else {
+                    memcpy(gate, w->bias[l] + col0, sizeof(float) * width);
+                }
+            }
+            if (l > 0) gemm_range(B, w->sizes[l - 1], h[l - 1][next], w->sizes[l - 1], w->w_ih[l], p0, p1, g[l], G, w->bf16);
+            gemm_range(B, H, h[l][now], H, w->w_hh[l], p0, p1, g[l], G, w->bf16);
+            for (int b = 0; b < B; b++) {
+                float *hb = h[l][next] + (size_t)b * H;
+                for (int k = c_lo[l]; k < c_hi[l]; k++)
+                    cell_update(U, g[l] + (size_t)b * G + 4 * k * U, c[l] + (size_t)b * H + k * U, hb + k * U);
+            }
+            barrier_wait(job->barrier);
+        }
+        int top = w->sizes[L - 1];
+        if (r_hi > r_lo) {
+            for (int b = r_lo; b < r_hi; b++) memcpy(logits + (size_t)b * Cp, w->b_out, sizeof(float) * Cp);
+            gemm_range(r_hi - r_lo, top, h[L - 1][next] + (size_t)r_lo * top, top, w->w_out, 0, Cp / LANES,
+                       logits + (size_t)r_lo * Cp, Cp, w->bf16);
+        }
+        for (int b = r_lo; b < r_hi; b++) {
+            int64_t token;
+            if (job->mask && job->mask[(size_t)b * steps + t]) {
+                token = job->forced[(size_t)b * steps + t];
+            } else {
+                float u = job->uniforms ? job->uniforms[(size_t)t * job->ldu + b] : 0.0f;
+                token = choose(logits + (size_t)b * Cp, C, job->temperature, u);
+            }
+            job->out[(size_t)b * steps + t] = token;
+        }
+        barrier_wait(job->barrier);
+    }
     return NULL;
 }
 
@@ -285,32 +396,32 @@ static void *run_rows(void *arg) {
 /* Generate `steps` tokens for each of `batch` conditioning rows. The initial state is
  * tanh(dense(cond)) laid out [h0, c0, h1, c1, ...]; prev0 is the token before the first step
  * (C = START). uniforms [steps][batch] drive sampling when temperature > 0; where mask[b][t] is
- * set, forced[b][t] is emitted and fed back instead of the model's choice. Rows decode independently,
- * so with threads > 1 the batch is split into blocks that run in parallel without synchronisation. */
+ * set, forced[b][t] is emitted and fed back instead of the model's choice. With threads > 1 the
+ * gate columns are split between threads (each thread's share of the weights stays in its core's
+ * cache), so even one row decodes in parallel; results do not depend on the thread count. */
 int lstm_generate(const LSTMWeights *w, int batch, int steps, const float *cond, const int64_t *prev0,
                   float temperature, const float *uniforms, const int64_t *forced, const uint8_t *mask,
                   int64_t *out, float *work, int64_t work_size, int threads) {
     if (work_size < lstm_generate_workspace(w, batch) || w->layers < 1 || w->layers > MAX_LAYERS) return -1;
-    int blocks = threads < 1 ? 1 : threads > MAX_THREADS ? MAX_THREADS : threads;
-    if (blocks > batch) blocks = batch;
-    RowsJob jobs[MAX_THREADS];
+    int team = threads < 1 ? 1 : threads > MAX_THREADS ? MAX_THREADS : threads;
+    for (int l = 0; l < w->layers; l++) {
+        if (w->chunks[l] < 1 || w->sizes[l] % w->chunks[l] || (w->chunks[l] > 1 && (w->sizes[l] / w->chunks[l]) % LANES))
+            return -2;
+        if (team > w->chunks[l]) team = w->chunks[l];
+    }
+    Barrier barrier = {0, 0, team};
+    GenerateJob job = {w, batch, steps, batch, team, cond, uniforms, prev0, forced, mask, temperature, out, work,
+                       &barrier, 0};
+    Member members[MAX_THREADS];
     pthread_t handles[MAX_THREADS];
-    int started[MAX_THREADS] = {0};
-    int64_t per_row = workspace_per_row(w);
-    for (int i = 0, first = 0; i < blocks; i++) {
-        int rows = (batch - first) / (blocks - i);
-        jobs[i] = (RowsJob){w, rows, steps, batch, cond + (size_t)first * w->cond_size,
-                            uniforms ? uniforms + first : NULL, prev0 + first,
-                            forced ? forced + (size_t)first * steps : NULL, mask ? mask + (size_t)first * steps : NULL,
-                            temperature, out + (size_t)first * steps, work + (size_t)first * per_row};
-        first += rows;
-    }
-    for (int i = 1; i < blocks; i++) started[i] = pthread_create(&handles[i], NULL, run_rows, &jobs[i]) == 0;
-    run_rows(&jobs[0]);
-    for (int i = 1; i < blocks; i++) {
-        if (started[i]) pthread_join(handles[i], NULL);
-        else run_rows(&jobs[i]);
-    }
+    for (int i = 0; i < team; i++) members[i] = (Member){&job, i};
+    int started = 1;
+    for (; started < team; started++)
+        if (pthread_create(&handles[started], NULL, generate_member, &members[started]) != 0) break;
+    job.team = barrier.parties = started; /* fewer threads than asked (none left): a smaller team, same result */
+    atomic_store_explicit(&job.go, 1, memory_order_release);
+    generate_member(&members[0]);
+    for (int i = 1; i < started; i++) pthread_join(handles[i], NULL);
     return 0;
 }
 

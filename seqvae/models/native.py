@@ -27,7 +27,7 @@ import torch
 
 MAX_LAYERS = 4
 LANES = 16
-ROWS_PER_THREAD = 4  # below 2 blocks of this many rows a second thread costs more than it saves
+MAX_CHUNKS = 8  # gate column chunks per layer: up to this many threads share one layer's work
 SOURCE = Path(__file__).with_name("lstm_kernel.c")
 _FLAG_SETS = (["-O3", "-march=native"], ["-O3"])
 _lock = threading.Lock()
@@ -39,7 +39,7 @@ class _LSTMWeights(ctypes.Structure):
     _fields_ = [
         ("num_classes", ctypes.c_int), ("padded_classes", ctypes.c_int), ("cond_size", ctypes.c_int),
         ("layers", ctypes.c_int), ("init_size", ctypes.c_int), ("sizes", ctypes.c_int * MAX_LAYERS),
-        ("bf16", ctypes.c_int), ("table", ctypes.c_void_p), ("w_cond", ctypes.c_void_p), ("w_init", ctypes.c_void_p),
+        ("chunks", ctypes.c_int * MAX_LAYERS), ("bf16", ctypes.c_int), ("table", ctypes.c_void_p), ("w_cond", ctypes.c_void_p), ("w_init", ctypes.c_void_p),
         ("b_init", ctypes.c_void_p), ("w_ih", ctypes.c_void_p * MAX_LAYERS),
         ("w_hh", ctypes.c_void_p * MAX_LAYERS), ("bias", ctypes.c_void_p * MAX_LAYERS),
         ("w_out", ctypes.c_void_p), ("b_out", ctypes.c_void_p),
@@ -134,16 +134,21 @@ def _f32(t: torch.Tensor) -> np.ndarray:
 
 
 def pack_panels(weight_in_out: np.ndarray, bf16: bool = False) -> np.ndarray:
-    """[K, N] -> [N/16, K, 16] column panels (N zero-padded to a multiple of 16), the kernel's layout; as
-    bfloat16 bit patterns (uint16) when `bf16` (only used when the weights are exactly bfloat16 values)."""
+    """[K, N] -> [N/16, K, 16] column panels (N zero-padded to a multiple of 16), the kernel's layout. With `bf16`
+    (only for weights that are exactly bfloat16 values) the bit patterns (uint16) of panel pairs are interleaved,
+    [N/32, K, 32] with panel 2q's column i at 2i and panel 2q+1's at 2i+1 (a zero panel pads an odd count)."""
     k, n = weight_in_out.shape
     padded = -(-n // LANES) * LANES
+    if bf16:
+        padded = -(-n // (2 * LANES)) * 2 * LANES
     full = np.zeros((k, padded), np.float32)
     full[:, :n] = weight_in_out
     panels = np.ascontiguousarray(full.reshape(k, padded // LANES, LANES).transpose(1, 0, 2))
-    if bf16:
-        return torch.from_numpy(panels).to(torch.bfloat16).view(torch.int16).numpy().view(np.uint16).copy()
-    return panels
+    if not bf16:
+        return panels
+    bits = torch.from_numpy(panels).to(torch.bfloat16).view(torch.int16).numpy().view(np.uint16)
+    pairs = bits.reshape(padded // (2 * LANES), 2, k, LANES).transpose(0, 2, 3, 1)  # [pair, K, column, which]
+    return np.ascontiguousarray(pairs).reshape(padded // (2 * LANES), k, 2 * LANES)
 
 
 def bfloat16_exact(module: torch.nn.Module) -> bool:
@@ -157,6 +162,22 @@ def bfloat16_exact(module: torch.nn.Module) -> bool:
     return True
 
 
+def gate_chunks(hidden: int) -> int:
+    """How many thread-sized chunks a layer's gate columns are packed in: each chunk's unit count must be a
+    multiple of 16 (whole panels), and one chunk when the layer is too small to split."""
+    chunks = MAX_CHUNKS
+    while chunks > 1 and hidden % (LANES * chunks):
+        chunks //= 2
+    return chunks
+
+
+def chunk_order(hidden: int, chunks: int) -> np.ndarray:
+    """Column permutation from PyTorch's [i, f, g, o] x H gate order to the kernel's chunked order: per chunk of
+    U = H / chunks units, [i, f, g, o] x U."""
+    units = hidden // chunks
+    return np.concatenate([q * hidden + k * units + np.arange(units) for k in range(chunks) for q in range(4)])
+
+
 def _ptr(array: np.ndarray | None) -> int | None:
     return None if array is None else array.ctypes.data
 
@@ -168,9 +189,11 @@ class NativeLSTMPlan:
         self.lib = lib
         c, sizes = core.num_classes, core.sizes
         bf16 = bfloat16_exact(core)
+        chunks = [gate_chunks(size) for size in sizes]
+        order = [chunk_order(size, n) for size, n in zip(sizes, chunks, strict=True)]
         first = core.layers[0]
-        w_ih = _f32(first.weight_ih_l0)
-        bias = _f32(first.bias_ih_l0) + _f32(first.bias_hh_l0)
+        w_ih = _f32(first.weight_ih_l0)[order[0]]
+        bias = (_f32(first.bias_ih_l0) + _f32(first.bias_hh_l0))[order[0]]
         table = np.zeros((c + 1, 4 * sizes[0]), np.float32)
         table[:c] = w_ih[:, :c].T
         self.keep = {"table": np.ascontiguousarray(table + bias)}
@@ -190,13 +213,13 @@ class NativeLSTMPlan:
         w.num_classes, w.padded_classes, w.cond_size = c, padded, core.cond_size
         w.layers, w.init_size, w.bf16 = len(sizes), init_size, int(bf16)
         for i, size in enumerate(sizes):
-            w.sizes[i] = size
+            w.sizes[i], w.chunks[i] = size, chunks[i]
             layer = core.layers[i]
-            self.keep[f"w_hh{i}"] = pack_panels(_f32(layer.weight_hh_l0).T, bf16)
+            self.keep[f"w_hh{i}"] = pack_panels(_f32(layer.weight_hh_l0)[order[i]].T, bf16)
             w.w_hh[i] = _ptr(self.keep[f"w_hh{i}"])
             if i:
-                self.keep[f"w_ih{i}"] = pack_panels(_f32(layer.weight_ih_l0).T, bf16)
-                self.keep[f"bias{i}"] = _f32(layer.bias_ih_l0) + _f32(layer.bias_hh_l0)
+                self.keep[f"w_ih{i}"] = pack_panels(_f32(layer.weight_ih_l0)[order[i]].T, bf16)
+                self.keep[f"bias{i}"] = (_f32(layer.bias_ih_l0) + _f32(layer.bias_hh_l0))[order[i]]
                 w.w_ih[i], w.bias[i] = _ptr(self.keep[f"w_ih{i}"]), _ptr(self.keep[f"bias{i}"])
         for name in ("table", "w_cond", "w_init", "b_init", "w_out", "b_out"):
             setattr(w, name, _ptr(self.keep[name]))
@@ -234,7 +257,7 @@ class NativeLSTMPlan:
         ref = ctypes.byref(self.weights)
         size = self.lib.lstm_generate_workspace(ref, batch)
         work = np.empty(size, np.float32)
-        threads = min(torch.get_num_threads(), batch // ROWS_PER_THREAD) if batch >= 2 * ROWS_PER_THREAD else 1
+        threads = torch.get_num_threads()  # the kernel caps it at what the layers' chunks allow
         code = self.lib.lstm_generate(ref, batch, steps, _ptr(cond_np), _ptr(prev_np), float(temperature), _ptr(u_np),
                                       _ptr(forced_np), _ptr(mask_np), _ptr(out), _ptr(work), size, max(1, threads))
         if code:
