@@ -39,7 +39,8 @@ class _LSTMWeights(ctypes.Structure):
     _fields_ = [
         ("num_classes", ctypes.c_int), ("padded_classes", ctypes.c_int), ("cond_size", ctypes.c_int),
         ("layers", ctypes.c_int), ("init_size", ctypes.c_int), ("sizes", ctypes.c_int * MAX_LAYERS),
-        ("chunks", ctypes.c_int * MAX_LAYERS), ("bf16", ctypes.c_int), ("table", ctypes.c_void_p), ("w_cond", ctypes.c_void_p), ("w_init", ctypes.c_void_p),
+        ("chunks", ctypes.c_int * MAX_LAYERS), ("bf16", ctypes.c_int), ("table", ctypes.c_void_p),
+        ("w_cond", ctypes.c_void_p), ("w_init", ctypes.c_void_p),
         ("b_init", ctypes.c_void_p), ("w_ih", ctypes.c_void_p * MAX_LAYERS),
         ("w_hh", ctypes.c_void_p * MAX_LAYERS), ("bias", ctypes.c_void_p * MAX_LAYERS),
         ("w_out", ctypes.c_void_p), ("b_out", ctypes.c_void_p),
