@@ -25,6 +25,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--configs", default="mel_2bar_small", help="comma-separated configs for random-weight runs")
     p.add_argument("--threads", type=int, default=2, help="CPU threads (torch, BLAS, OpenMP); default 2")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
+    p.add_argument("--precision", default="auto", choices=("auto", "float32", "bfloat16"),
+                   help="decoding arithmetic (default: auto, as the engine chooses it)")
     p.add_argument("--repeats", type=int, default=100, help="timed calls per case (default: 100)")
     p.add_argument("--warmup", type=int, default=10, help="untimed calls per case first (default: 10)")
     p.add_argument("--json", default=None, help="also write the results to this JSON file")
@@ -147,16 +149,16 @@ def main(args: argparse.Namespace) -> int:
     results: list[CaseResult] = []
     overheads: dict[str, float] = {}
     if args.model:
-        engine = Engine.load(args.model, device=args.device)
+        engine = Engine.load(args.model, device=args.device, precision=args.precision)
         compare = engine.config.architecture == "lstm" and engine.steps == 32 and engine.z_size == 256
-        rows, overheads[engine.model_name] = bench_engine(engine, engine.model_name, args.repeats, args.warmup,
-                                                          compare)
+        label = f"{engine.model_name} {engine.precision}"
+        rows, overheads[label] = bench_engine(engine, label, args.repeats, args.warmup, compare)
         results += rows
     else:
         for name in [n.strip() for n in args.configs.split(",") if n.strip()]:
             torch.manual_seed(0)
-            engine = Engine(build_model(get_config(name)), device=args.device)
-            label = f"{name} (random)"
+            engine = Engine(build_model(get_config(name)), device=args.device, precision=args.precision)
+            label = f"{name} (random) {engine.precision}"
             rows, overheads[label] = bench_engine(engine, label, args.repeats, args.warmup, name == "mel_2bar_small")
             results += rows
     device = torch.cuda.get_device_name() if args.device.startswith("cuda") else f"CPU, {args.threads} threads"

@@ -262,3 +262,24 @@ def test_latent_cache_is_bounded_and_keyed_by_content(melodies):
 def test_bad_input_gets_a_clear_error(call, message, melodies):
     with pytest.raises(ValueError, match=message):
         call(_engine("tiny_lstm"), melodies)
+
+
+def test_precision_choice(tmp_path):
+    """auto: bfloat16 arithmetic only for bfloat16-stored weights on a CPU that has it; float32 otherwise."""
+    plain = Engine(build_model(get_config("tiny_lstm")))
+    assert plain.precision == "float32"
+    assert Engine(build_model(get_config("tiny_transformer"))).precision == "float32"
+    with pytest.raises(ValueError, match="precision 'half'"):
+        Engine(build_model(get_config("tiny_lstm")), precision="half")
+    with pytest.raises(ValueError, match="bfloat16 decoding needs"):
+        Engine(build_model(get_config("tiny_transformer")), precision="bfloat16")
+    save_model(build_model(get_config("tiny_lstm")), tmp_path / "m", storage_dtype="bfloat16")
+    stored = Engine.load(tmp_path / "m")
+    if not stored.model.bf16_decoding_available():
+        assert stored.precision == "float32"
+        pytest.skip("this CPU or build has no bfloat16 dot products")
+    assert stored.precision == "bfloat16"
+    assert Engine.load(tmp_path / "m", precision="float32").precision == "float32"
+    again = stored.sample(3, temperature=0.5, seed=4)
+    for x, y in zip(stored.sample(3, temperature=0.5, seed=4), again, strict=True):
+        assert np.array_equal(x.events, y.events)

@@ -322,3 +322,44 @@ def test_fast_paths_follow_fused_optimizer_steps():
     mu_ref, _ = model.encode(x, fast=False)
     assert torch.allclose(mu_fast, mu_ref, atol=1e-4)
     assert torch.equal(model.decode(mu_ref), model.decode(mu_ref, fast=False))
+
+
+def _bf16_available(model) -> bool:
+    return model.bf16_decoding_available()
+
+
+@pytest.mark.parametrize("name", ["tiny_lstm", "tiny_hier"])
+def test_bfloat16_arithmetic_decoding(name, tmp_path):
+    """The AVX512-BF16 path rounds activations to bfloat16: it must pick nearly the reference's tokens, keep forced
+    steps, and stay deterministic and independent of the thread count."""
+    save_model(sharpened(name, seed=11), tmp_path / "m", storage_dtype="bfloat16")
+    model = load_model(tmp_path / "m", device="cpu").model
+    if not _bf16_available(model):
+        pytest.skip("this CPU or build has no bfloat16 dot products")
+    z = torch.randn(40, model.config.z_size, generator=torch.Generator().manual_seed(1))
+    exact, fast = model.decode(z), model.decode(z, bf16=True)
+    agreement = (exact == fast).float().mean().item()
+    assert agreement > 0.9, agreement
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        assert torch.equal(fast, model.decode(z, bf16=True))
+        torch.set_num_threads(2)
+        assert torch.equal(fast, model.decode(z, bf16=True))
+    finally:
+        torch.set_num_threads(threads)
+    sampled = [model.decode(z, 0.8, torch.Generator().manual_seed(5), bf16=True) for _ in range(2)]
+    assert torch.equal(*sampled)
+    forced = torch.as_tensor(synthetic_windows(40, model.config.steps, seed=2), dtype=torch.long)
+    mask = torch.rand(40, model.config.steps, generator=torch.Generator().manual_seed(3)) < 0.4
+    kept = model.decode(z, forced=forced, forced_mask=mask, bf16=True)
+    assert torch.equal(kept[mask], forced[mask])
+    with pytest.raises(ValueError, match="fast path"):
+        model.decode(z, bf16=True, fast=False)
+
+
+def test_bfloat16_decoding_is_refused_where_it_cannot_run():
+    model = build_model(get_config("tiny_transformer")).eval()
+    assert not model.bf16_decoding_available()
+    with pytest.raises(ValueError, match="bfloat16 decoding needs"):
+        model.decode(torch.zeros(1, model.config.z_size), bf16=True)

@@ -28,6 +28,9 @@ def _add_model(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="default", help="shipped model name or checkpoint directory (default: default)")
     p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: CUDA if available)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
+    p.add_argument("--precision", default="auto", choices=("auto", "float32", "bfloat16"),
+                   help="decoding arithmetic (default: auto, bfloat16 for bfloat16-stored models on CPUs with "
+                   "AVX512-BF16, else float32)")
     p.add_argument("--seed", type=int, default=None, help="random seed: the same seed gives the same result")
 
 
@@ -156,7 +159,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _engine(args: argparse.Namespace) -> Engine:
     from seqvae.engine import Engine
 
-    return Engine.load(args.model, device=args.device, threads=args.threads)
+    return Engine.load(args.model, device=args.device, threads=args.threads, precision=args.precision)
 
 
 def _per_input(value: str | None, count: int, option: str) -> list[str | None]:

@@ -13,7 +13,7 @@ OPTIONS: dict[str, tuple[Any, type]] = {
     "model": ("default", str), "host": ("127.0.0.1", str), "port": (57130, int), "reply_port": (None, int),
     "export_dir": ("seqvae-exports", str), "midi_out": (None, str), "allow_remote": (False, bool),
     "allow": ([], list), "device": (None, str), "threads": (2, int), "tempo": (120.0, float), "queue": (64, int),
-    "batching": (True, bool), "verbose": (False, bool),
+    "batching": (True, bool), "verbose": (False, bool), "precision": ("auto", str),
 }
 
 _KIND_NAMES = {str: "a string", int: "a whole number", float: "a number", bool: "true or false", list: "a list"}
@@ -43,6 +43,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help="client addresses or networks (CIDR) allowed with --allow-remote; repeatable")
     serve.add_argument("--device", help="torch device (default: cuda when available, else cpu)")
     serve.add_argument("--threads", type=int, help="CPU threads for inference (default: 2)")
+    serve.add_argument("--precision", choices=("auto", "float32", "bfloat16"),
+                       help="decoding arithmetic (default: auto, bfloat16 for bfloat16-stored models on CPUs with "
+                       "AVX512-BF16, else float32)")
     serve.add_argument("--tempo", type=float, help="initial playback tempo in bpm (default: 120)")
     serve.add_argument("--queue", type=int, help="requests waiting for the model before 'busy' (default: 64)")
     serve.add_argument("--no-batching", dest="batching", action="store_false", default=None,
@@ -107,7 +110,7 @@ def _serve(args: argparse.Namespace) -> int:
         max_queue=opts["queue"], bpm=float(opts["tempo"]),
     )
     check_bind(config)  # refuse a remote bind before spending seconds on the model
-    engine = _load_engine(opts["model"], opts["device"], opts["threads"])
+    engine = _load_engine(opts["model"], opts["device"], opts["threads"], opts["precision"])
     midi_port = None
     if opts["midi_out"]:
         from seqvae.server.player import open_midi_output
@@ -137,11 +140,11 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load_engine(model: str, device: str | None, threads: int) -> Any:
+def _load_engine(model: str, device: str | None, threads: int, precision: str) -> Any:
     from seqvae.engine import Engine
 
     try:
-        return Engine.load(model, device=device, threads=threads)
+        return Engine.load(model, device=device, threads=threads, precision=precision)
     except FileNotFoundError as exc:
         if model == "default":
             raise FileNotFoundError(

@@ -25,6 +25,7 @@ from seqvae.engine import latent as lat
 from seqvae.engine.attributes import ATTRIBUTE_FILE, AttributeVectors
 from seqvae.engine.inputs import MidiWindow, default_meter, melody_from_midi, melody_from_notes, windows_from_midi
 from seqvae.models.latent_prior import LatentPrior
+from seqvae.models.native import bfloat16_exact
 
 LatentLike = Melody | np.ndarray | Sequence[float]
 CACHE_SIZE = 512
@@ -69,6 +70,27 @@ def _check_count(n: int, what: str, high: int = 4096) -> int:
     return int(n)
 
 
+PRECISIONS = ("auto", "float32", "bfloat16")
+
+
+def _pick_precision(model: torch.nn.Module, precision: str) -> str:
+    """The decoding arithmetic. "auto" takes bfloat16 where the model's weights are stored as bfloat16 values
+    (the shipped models: trained with bfloat16 autocast, saved in bfloat16) and the CPU kernel has the AVX512-BF16
+    dot products; a batch of 64 then decodes ~1.6x faster with the same greedy accuracy. Anything else decodes in
+    float32, token for token the reference path's results."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
+    if precision == "float32":
+        return precision
+    available = model.bf16_decoding_available() if hasattr(model, "bf16_decoding_available") else False
+    if precision == "bfloat16":
+        if not available:
+            raise ValueError("bfloat16 decoding needs a recurrent decoder on a CPU with AVX512-BF16 and the C kernel; "
+                             "use precision='float32'")
+        return precision
+    return "bfloat16" if available and bfloat16_exact(model.decoder) else "float32"
+
+
 class Engine:
     """A loaded model plus everything needed to turn its latents into melodies and back.
 
@@ -79,10 +101,11 @@ class Engine:
 
     def __init__(self, model: torch.nn.Module, directory: str | Path | None = None,
                  device: str | torch.device | None = None, name: str | None = None,
-                 codec: EventCodec | None = None, extra: dict | None = None) -> None:
+                 codec: EventCodec | None = None, extra: dict | None = None, precision: str = "auto") -> None:
         self.device_obj = pick_device(device)
         self.model = model.to(self.device_obj).eval()
         self.model.requires_grad_(False)
+        self.precision = _pick_precision(self.model, precision)
         config = model.config
         self.config = config
         self.steps = int(config.steps)
@@ -103,8 +126,9 @@ class Engine:
     # ----------------------------------------------------------------- loading
     @classmethod
     def load(cls, name_or_path: str | Path = "default", device: str | torch.device | None = None,
-             threads: int | None = None) -> Engine:
-        """Load a shipped model by name ("default") or a checkpoint directory; CUDA if available."""
+             threads: int | None = None, precision: str = "auto") -> Engine:
+        """Load a shipped model by name ("default") or a checkpoint directory; CUDA if available. `precision`
+        ("auto", "float32", "bfloat16") is the decoding arithmetic: see `_pick_precision`."""
         from seqvae.models import load_model
 
         if threads is not None:
@@ -113,14 +137,16 @@ class Engine:
         loaded = load_model(name_or_path, device=str(dev))
         directory = Path(loaded.directory)
         name = directory.parent.name if directory.name == "model" else directory.name  # RUN_DIR/model -> RUN_DIR
-        return cls(loaded.model, directory=loaded.directory, device=dev, name=name, extra=loaded.extra)
+        return cls(loaded.model, directory=loaded.directory, device=dev, name=name, extra=loaded.extra,
+                   precision=precision)
 
     @property
     def device(self) -> str:
         return str(self.device_obj)
 
     def __repr__(self) -> str:
-        return f"Engine({self.model_name!r}, {self.steps} steps, z={self.z_size}, device={self.device})"
+        return (f"Engine({self.model_name!r}, {self.steps} steps, z={self.z_size}, device={self.device}, "
+                f"precision={self.precision})")
 
     # ------------------------------------------------------------ conversions
     def _events_of(self, melodies: Melody | Iterable[Melody]) -> np.ndarray:
@@ -174,7 +200,8 @@ class Engine:
         zt = torch.from_numpy(np.ascontiguousarray(z, dtype=np.float32)).to(self.device_obj)
         with self._lock, torch.inference_mode():
             generator = self._generator(seed) if temperature > 0 else None
-            return self.model.decode(zt, temperature=temperature, generator=generator).cpu().numpy()
+            return self.model.decode(zt, temperature=temperature, generator=generator,
+                                     bf16=self.precision == "bfloat16").cpu().numpy()
 
     def _latents(self, items: Sequence[LatentLike]) -> list[np.ndarray]:
         """Latent vectors for melodies (posterior mean, cached by content) or for given vectors."""
@@ -404,7 +431,7 @@ class Engine:
             def decode_now() -> torch.Tensor:  # no_grad, not inference_mode: the tokens feed autograd next
                 with torch.no_grad():
                     return self.model.decode(z.detach(), temperature=temperature, generator=generator,
-                                             forced=forced_t, forced_mask=mask_t)
+                                             forced=forced_t, forced_mask=mask_t, bf16=self.precision == "bfloat16")
 
             tokens = decode_now()
             for _ in range(max(int(rounds), 0)):

@@ -188,13 +188,14 @@ class LSTMDecoder(nn.Module):
 
     def decode(
         self, z: torch.Tensor, temperature: float, generator: torch.Generator | None,
-        forced: torch.Tensor | None, mask: torch.Tensor | None, fast: bool,
+        forced: torch.Tensor | None, mask: torch.Tensor | None, fast: bool, bf16: bool = False,
     ) -> torch.Tensor:
         uniforms = draw_uniforms(self.steps, z.shape[0], temperature, generator)
         if fast:
             from seqvae.models.fast_lstm import plan_for
 
-            return plan_for(self).generate(z, temperature, uniforms, forced, mask, steps=self.steps)
+            return plan_for(self).generate(z, temperature, uniforms, forced, mask, steps=self.steps,
+                                           **({"bf16": True} if bf16 else {}))
         return self.generate_reference(z, temperature, uniforms, forced, mask)
 
 
@@ -266,7 +267,7 @@ class HierarchicalDecoder(nn.Module):
 
     def decode(
         self, z: torch.Tensor, temperature: float, generator: torch.Generator | None,
-        forced: torch.Tensor | None, mask: torch.Tensor | None, fast: bool,
+        forced: torch.Tensor | None, mask: torch.Tensor | None, fast: bool, bf16: bool = False,
     ) -> torch.Tensor:
         uniforms = draw_uniforms(self.steps, z.shape[0], temperature, generator)
         emb = self.bar_embeddings(z)
@@ -277,7 +278,8 @@ class HierarchicalDecoder(nn.Module):
             prev, out = None, []
             for bar in range(self.bars):
                 tokens = plan.generate(emb[:, bar], temperature, uniforms, forced, mask, prev=prev,
-                                       offset=bar * self.bar_steps, steps=self.bar_steps)
+                                       offset=bar * self.bar_steps, steps=self.bar_steps,
+                                       **({"bf16": True} if bf16 else {}))
                 prev = tokens[:, -1]
                 out.append(tokens)
             return torch.cat(out, dim=1)

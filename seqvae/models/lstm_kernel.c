@@ -179,6 +179,74 @@ static void gemm_acc(int B, int K, const float *x, int ldx, const void *wp, int 
     gemm_range(B, K, x, ldx, wp, 0, N / LANES, out, ldo, bf16);
 }
 
+/* bfloat16 arithmetic (AVX512-BF16 dot products): activations rounded to bfloat16, products of pairs summed
+ * into float32 accumulators at twice the float32 FMA rate. The precision mixed-precision training ran at;
+ * used only when a caller asks for it (lstm_generate's `dot`). Weights are packed [N / 16][K / 2][16][2]: per
+ * panel column, the two weights of a pair of rows k, k+1 side by side, matching a broadcast pair (x_k, x_k+1). */
+static inline uint16_t to_bf16(float f) { /* round to nearest even, as torch converts */
+    uint32_t bits;
+    memcpy(&bits, &f, sizeof bits);
+    return (uint16_t)((bits + 0x7FFFu + ((bits >> 16) & 1u)) >> 16);
+}
+
+#if defined(__AVX512BF16__)
+#include <immintrin.h>
+#define HAVE_DOT 1
+static inline __attribute__((always_inline)) void dot_block(int R, int NP, int Kp, const uint32_t *x, int ldx,
+                                                            const uint16_t *wp, int p, float *out, int ldo) {
+    __m512 acc[4][8];
+    for (int r = 0; r < R; r++)
+        for (int q = 0; q < NP; q++) acc[r][q] = _mm512_setzero_ps();
+    for (int kp = 0; kp < Kp; kp++) {
+        __m512bh wv[8];
+        for (int q = 0; q < NP; q++)
+            wv[q] = (__m512bh)_mm512_loadu_si512((const void *)(wp + ((size_t)(p + q) * Kp + kp) * 2 * LANES));
+        for (int r = 0; r < R; r++) {
+            __m512bh xv = (__m512bh)_mm512_set1_epi32((int)x[(size_t)r * ldx + kp]);
+            for (int q = 0; q < NP; q++) acc[r][q] = _mm512_dpbf16_ps(acc[r][q], xv, wv[q]);
+        }
+    }
+    for (int r = 0; r < R; r++)
+        for (int q = 0; q < NP; q++) {
+            float *o = out + (size_t)r * ldo + (p + q) * LANES;
+            _mm512_storeu_ps(o, _mm512_add_ps(_mm512_loadu_ps(o), acc[r][q]));
+        }
+}
+
+/* out[:, panels p0 .. p1) += x @ W, x as bfloat16 pairs [B][Kp] (row stride ldx pairs). */
+static void gemm_dot(int B, int Kp, const uint32_t *x, int ldx, const uint16_t *wp, int p0, int p1, float *out,
+                     int ldo) {
+    int p = p0;
+    if (B <= 2) {
+        for (; p + 8 <= p1; p += 8) {
+            if (B == 2) dot_block(2, 8, Kp, x, ldx, wp, p, out, ldo);
+            else dot_block(1, 8, Kp, x, ldx, wp, p, out, ldo);
+        }
+    }
+    for (; p < p1;) {
+        int wide = p + 4 <= p1, b = 0;
+        for (; b + 4 <= B; b += 4) {
+            if (wide) dot_block(4, 4, Kp, x + (size_t)b * ldx, ldx, wp, p, out + (size_t)b * ldo, ldo);
+            else dot_block(4, 1, Kp, x + (size_t)b * ldx, ldx, wp, p, out + (size_t)b * ldo, ldo);
+        }
+        for (; b < B; b++) {
+            if (wide) dot_block(1, 4, Kp, x + (size_t)b * ldx, ldx, wp, p, out + (size_t)b * ldo, ldo);
+            else dot_block(1, 1, Kp, x + (size_t)b * ldx, ldx, wp, p, out + (size_t)b * ldo, ldo);
+        }
+        p += wide ? 4 : 1;
+    }
+}
+#else
+#define HAVE_DOT 0
+static void gemm_dot(int B, int Kp, const uint32_t *x, int ldx, const uint16_t *wp, int p0, int p1, float *out,
+                     int ldo) {
+    (void)B; (void)Kp; (void)x; (void)ldx; (void)wp; (void)p0; (void)p1; (void)out; (void)ldo;
+}
+#endif
+
+/* 1 when this build has the bfloat16 dot-product path (the CPU has AVX512-BF16). */
+int kernel_has_bf16_dot(void) { return HAVE_DOT; }
+
 /* Gates (i, f, g, o pre-activations, [4 H]) -> new c and h, in place. */
 static void cell_update(int H, const float *gates, float *c, float *h) {
     int j = 0;
@@ -215,11 +283,12 @@ typedef struct {
     const float *bias[MAX_LAYERS]; /* [4 H], layers >= 1 (layer 0's live in the table) */
     const void *w_out;             /* panels [Cp / 16][H top][16] */
     const float *b_out;            /* [Cp], padding columns hold -1e30 so they never win */
+    const uint16_t *dot_ih[MAX_LAYERS], *dot_hh[MAX_LAYERS], *dot_out; /* the same for gemm_dot, when packed */
 } LSTMWeights;
 
 static int64_t workspace_per_row(const LSTMWeights *w) {
     int64_t total = 4 * w->sizes[0] + w->init_size + w->padded_classes;
-    for (int l = 0; l < w->layers; l++) total += 7 * w->sizes[l]; /* h twice (previous, new), c, 4 gates */
+    for (int l = 0; l < w->layers; l++) total += 8 * w->sizes[l]; /* h twice, c, 4 gates, h twice as bf16 */
     return total;
 }
 
@@ -280,6 +349,7 @@ typedef struct {
     const int64_t *prev0, *forced;
     const uint8_t *mask;
     float temperature;
+    int dot; /* bfloat16 dot products for the per-step matrices */
     int64_t *out;
     float *work;
     Barrier *barrier;
@@ -311,13 +381,16 @@ static void *generate_member(void *arg) {
     float *init = cond_gates + (size_t)B * G0;
     float *logits = init + (size_t)B * w->init_size;
     float *h[MAX_LAYERS][2], *c[MAX_LAYERS], *g[MAX_LAYERS];
+    uint16_t *hb[MAX_LAYERS][2]; /* h rounded to bfloat16, for the dot-product path */
     float *cursor = logits + (size_t)B * Cp;
     int c_lo[MAX_LAYERS], c_hi[MAX_LAYERS];
+    const int dot = job->dot;
     for (int l = 0; l < L; l++) {
         int H = w->sizes[l];
         h[l][0] = cursor; h[l][1] = h[l][0] + (size_t)B * H; c[l] = h[l][1] + (size_t)B * H;
         g[l] = c[l] + (size_t)B * H;
-        cursor = g[l] + (size_t)B * 4 * H;
+        hb[l][0] = (uint16_t *)(g[l] + (size_t)B * 4 * H); hb[l][1] = hb[l][0] + (size_t)B * H;
+        cursor = g[l] + (size_t)B * 5 * H;
         share(w->chunks[l], rank, team, &c_lo[l], &c_hi[l]);
     }
     /* start: this member's conditioning gate columns, and its share of the initial-state columns */
@@ -336,8 +409,13 @@ static void *generate_member(void *arg) {
                 int H = w->sizes[l];
                 for (; col < ip1 * LANES && col < offset + 2 * H; col++) {
                     int j = col - offset;
-                    float *dst = j < H ? &h[l][0][(size_t)b * H + j] : &c[l][(size_t)b * H + j - H];
-                    *dst = tanhf(row[col]);
+                    float value = tanhf(row[col]);
+                    if (j < H) {
+                        h[l][0][(size_t)b * H + j] = value;
+                        hb[l][0][(size_t)b * H + j] = to_bf16(value);
+                    } else {
+                        c[l][(size_t)b * H + j - H] = value;
+                    }
                 }
                 offset += 2 * H;
             }
@@ -361,20 +439,34 @@ static void *generate_member(void *arg) {
                     memcpy(gate, w->bias[l] + col0, sizeof(float) * width);
                 }
             }
-            if (l > 0) gemm_range(B, w->sizes[l - 1], h[l - 1][next], w->sizes[l - 1], w->w_ih[l], p0, p1, g[l], G, w->bf16);
-            gemm_range(B, H, h[l][now], H, w->w_hh[l], p0, p1, g[l], G, w->bf16);
+            int below = l > 0 ? w->sizes[l - 1] : 0;
+            if (dot) {
+                if (l > 0)
+                    gemm_dot(B, below / 2, (const uint32_t *)hb[l - 1][next], below / 2, w->dot_ih[l], p0, p1, g[l], G);
+                gemm_dot(B, H / 2, (const uint32_t *)hb[l][now], H / 2, w->dot_hh[l], p0, p1, g[l], G);
+            } else {
+                if (l > 0) gemm_range(B, below, h[l - 1][next], below, w->w_ih[l], p0, p1, g[l], G, w->bf16);
+                gemm_range(B, H, h[l][now], H, w->w_hh[l], p0, p1, g[l], G, w->bf16);
+            }
             for (int b = 0; b < B; b++) {
-                float *hb = h[l][next] + (size_t)b * H;
-                for (int k = c_lo[l]; k < c_hi[l]; k++)
-                    cell_update(U, g[l] + (size_t)b * G + 4 * k * U, c[l] + (size_t)b * H + k * U, hb + k * U);
+                float *hrow = h[l][next] + (size_t)b * H;
+                for (int k = c_lo[l]; k < c_hi[l]; k++) {
+                    cell_update(U, g[l] + (size_t)b * G + 4 * k * U, c[l] + (size_t)b * H + k * U, hrow + k * U);
+                    if (dot)
+                        for (int j = k * U; j < (k + 1) * U; j++) hb[l][next][(size_t)b * H + j] = to_bf16(hrow[j]);
+                }
             }
             barrier_wait(job->barrier);
         }
         int top = w->sizes[L - 1];
         if (r_hi > r_lo) {
             for (int b = r_lo; b < r_hi; b++) memcpy(logits + (size_t)b * Cp, w->b_out, sizeof(float) * Cp);
-            gemm_range(r_hi - r_lo, top, h[L - 1][next] + (size_t)r_lo * top, top, w->w_out, 0, Cp / LANES,
-                       logits + (size_t)r_lo * Cp, Cp, w->bf16);
+            if (dot)
+                gemm_dot(r_hi - r_lo, top / 2, (const uint32_t *)(hb[L - 1][next] + (size_t)r_lo * top), top / 2,
+                         w->dot_out, 0, Cp / LANES, logits + (size_t)r_lo * Cp, Cp);
+            else
+                gemm_range(r_hi - r_lo, top, h[L - 1][next] + (size_t)r_lo * top, top, w->w_out, 0, Cp / LANES,
+                           logits + (size_t)r_lo * Cp, Cp, w->bf16);
         }
         for (int b = r_lo; b < r_hi; b++) {
             int64_t token;
@@ -398,11 +490,13 @@ static void *generate_member(void *arg) {
  * (C = START). uniforms [steps][batch] drive sampling when temperature > 0; where mask[b][t] is
  * set, forced[b][t] is emitted and fed back instead of the model's choice. With threads > 1 the
  * gate columns are split between threads (each thread's share of the weights stays in its core's
- * cache), so even one row decodes in parallel; results do not depend on the thread count. */
+ * cache), so even one row decodes in parallel; results do not depend on the thread count. With `dot`
+ * the per-step matrices run in bfloat16 arithmetic (gemm_dot); returns -3 where that is unavailable. */
 int lstm_generate(const LSTMWeights *w, int batch, int steps, const float *cond, const int64_t *prev0,
                   float temperature, const float *uniforms, const int64_t *forced, const uint8_t *mask,
-                  int64_t *out, float *work, int64_t work_size, int threads) {
+                  int64_t *out, float *work, int64_t work_size, int threads, int dot) {
     if (work_size < lstm_generate_workspace(w, batch) || w->layers < 1 || w->layers > MAX_LAYERS) return -1;
+    if (dot && (!HAVE_DOT || !w->dot_out)) return -3;
     int team = threads < 1 ? 1 : threads > MAX_THREADS ? MAX_THREADS : threads;
     for (int l = 0; l < w->layers; l++) {
         if (w->chunks[l] < 1 || w->sizes[l] % w->chunks[l] || (w->chunks[l] > 1 && (w->sizes[l] / w->chunks[l]) % LANES))
@@ -410,7 +504,7 @@ int lstm_generate(const LSTMWeights *w, int batch, int steps, const float *cond,
         if (team > w->chunks[l]) team = w->chunks[l];
     }
     Barrier barrier = {0, 0, team};
-    GenerateJob job = {w, batch, steps, batch, team, cond, uniforms, prev0, forced, mask, temperature, out, work,
+    GenerateJob job = {w, batch, steps, batch, team, cond, uniforms, prev0, forced, mask, temperature, dot, out, work,
                        &barrier, 0};
     Member members[MAX_THREADS];
     pthread_t handles[MAX_THREADS];

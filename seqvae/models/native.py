@@ -43,7 +43,8 @@ class _LSTMWeights(ctypes.Structure):
         ("w_cond", ctypes.c_void_p), ("w_init", ctypes.c_void_p),
         ("b_init", ctypes.c_void_p), ("w_ih", ctypes.c_void_p * MAX_LAYERS),
         ("w_hh", ctypes.c_void_p * MAX_LAYERS), ("bias", ctypes.c_void_p * MAX_LAYERS),
-        ("w_out", ctypes.c_void_p), ("b_out", ctypes.c_void_p),
+        ("w_out", ctypes.c_void_p), ("b_out", ctypes.c_void_p), ("dot_ih", ctypes.c_void_p * MAX_LAYERS),
+        ("dot_hh", ctypes.c_void_p * MAX_LAYERS), ("dot_out", ctypes.c_void_p),
     ]
 
 
@@ -116,7 +117,7 @@ def library() -> ctypes.CDLL | None:
                           "(set SEQVAE_CACHE to a writable folder to enable it)", RuntimeWarning, stacklevel=2)
             return None
         vp, i32, i64, f32 = ctypes.c_void_p, ctypes.c_int, ctypes.c_int64, ctypes.c_float
-        lib.lstm_generate.argtypes = [vp, i32, i32, vp, vp, f32, vp, vp, vp, vp, vp, i64, i32]
+        lib.lstm_generate.argtypes = [vp, i32, i32, vp, vp, f32, vp, vp, vp, vp, vp, i64, i32, i32]
         lib.lstm_generate.restype = i32
         lib.lstm_generate_workspace.argtypes = [vp, i32]
         lib.lstm_generate_workspace.restype = i64
@@ -126,6 +127,8 @@ def library() -> ctypes.CDLL | None:
         lib.bilstm_workspace.restype = i64
         lib.affine.argtypes = [i32, i32, vp, vp, i32, vp, vp, i32]
         lib.affine.restype = None
+        lib.kernel_has_bf16_dot.argtypes = []
+        lib.kernel_has_bf16_dot.restype = i32
         _library = lib
         return lib
 
@@ -150,6 +153,17 @@ def pack_panels(weight_in_out: np.ndarray, bf16: bool = False) -> np.ndarray:
     bits = torch.from_numpy(panels).to(torch.bfloat16).view(torch.int16).numpy().view(np.uint16)
     pairs = bits.reshape(padded // (2 * LANES), 2, k, LANES).transpose(0, 2, 3, 1)  # [pair, K, column, which]
     return np.ascontiguousarray(pairs).reshape(padded // (2 * LANES), k, 2 * LANES)
+
+
+def pack_pairs(weight_in_out: np.ndarray) -> np.ndarray:
+    """[K, N] -> bfloat16 bits [N/16, K/2, 16, 2] for the kernel's dot-product path: per column, the weights of
+    rows k and k+1 side by side (K and N zero-padded to a multiple of 2 and 16)."""
+    k, n = weight_in_out.shape
+    full = np.zeros((k + k % 2, -(-n // LANES) * LANES), np.float32)
+    full[:k, :n] = weight_in_out
+    bits = torch.from_numpy(full).to(torch.bfloat16).view(torch.int16).numpy().view(np.uint16)
+    pairs = bits.reshape(full.shape[0] // 2, 2, full.shape[1] // LANES, LANES).transpose(2, 0, 3, 1)
+    return np.ascontiguousarray(pairs)
 
 
 def bfloat16_exact(module: torch.nn.Module) -> bool:
@@ -213,13 +227,16 @@ class NativeLSTMPlan:
         w = _LSTMWeights()
         w.num_classes, w.padded_classes, w.cond_size = c, padded, core.cond_size
         w.layers, w.init_size, w.bf16 = len(sizes), init_size, int(bf16)
+        self._matrices = {"out": _f32(core.output.weight).T}  # [K, N] per-step matrices, for the dot path
         for i, size in enumerate(sizes):
             w.sizes[i], w.chunks[i] = size, chunks[i]
             layer = core.layers[i]
-            self.keep[f"w_hh{i}"] = pack_panels(_f32(layer.weight_hh_l0)[order[i]].T, bf16)
+            self._matrices[f"hh{i}"] = _f32(layer.weight_hh_l0)[order[i]].T
+            self.keep[f"w_hh{i}"] = pack_panels(self._matrices[f"hh{i}"], bf16)
             w.w_hh[i] = _ptr(self.keep[f"w_hh{i}"])
             if i:
-                self.keep[f"w_ih{i}"] = pack_panels(_f32(layer.weight_ih_l0)[order[i]].T, bf16)
+                self._matrices[f"ih{i}"] = _f32(layer.weight_ih_l0)[order[i]].T
+                self.keep[f"w_ih{i}"] = pack_panels(self._matrices[f"ih{i}"], bf16)
                 self.keep[f"bias{i}"] = (_f32(layer.bias_ih_l0) + _f32(layer.bias_hh_l0))[order[i]]
                 w.w_ih[i], w.bias[i] = _ptr(self.keep[f"w_ih{i}"]), _ptr(self.keep[f"bias{i}"])
         for name in ("table", "w_cond", "w_init", "b_init", "w_out", "b_out"):
@@ -230,6 +247,23 @@ class NativeLSTMPlan:
     @staticmethod
     def supports(core) -> bool:
         return len(core.sizes) <= MAX_LAYERS and all(size % 4 == 0 for size in core.sizes)
+
+    @property
+    def has_bf16_dot(self) -> bool:
+        """Whether this CPU and build can run the per-step matrices in bfloat16 arithmetic (AVX512-BF16)."""
+        return bool(self.lib.kernel_has_bf16_dot())
+
+    def _pack_dot(self) -> None:
+        """Pack the per-step matrices for the dot-product path, once, on first use."""
+        if self.weights.dot_out:
+            return
+        for name, matrix in self._matrices.items():
+            self.keep[f"dot_{name}"] = pack_pairs(matrix)
+        for i in range(self.weights.layers):
+            self.weights.dot_hh[i] = _ptr(self.keep[f"dot_hh{i}"])
+            if i:
+                self.weights.dot_ih[i] = _ptr(self.keep[f"dot_ih{i}"])
+        self.weights.dot_out = _ptr(self.keep["dot_out"])
 
     def generate(
         self,
@@ -242,7 +276,14 @@ class NativeLSTMPlan:
         steps: int,
         prev: torch.Tensor | None = None,
         offset: int = 0,
+        bf16: bool = False,
     ) -> torch.Tensor:
+        """As NumpyLSTMPlan.generate; `bf16` runs the per-step matrices in bfloat16 arithmetic (see has_bf16_dot)."""
+        if bf16:
+            if not self.has_bf16_dot:
+                raise ValueError("bfloat16 arithmetic needs a CPU with AVX512-BF16; decode in float32 instead")
+            with _lock:
+                self._pack_dot()
         cond_np = np.ascontiguousarray(_f32(cond))
         batch = cond_np.shape[0]
         prev_np = (np.full(batch, self.num_classes, np.int64) if prev is None
@@ -260,7 +301,8 @@ class NativeLSTMPlan:
         work = np.empty(size, np.float32)
         threads = torch.get_num_threads()  # the kernel caps it at what the layers' chunks allow
         code = self.lib.lstm_generate(ref, batch, steps, _ptr(cond_np), _ptr(prev_np), float(temperature), _ptr(u_np),
-                                      _ptr(forced_np), _ptr(mask_np), _ptr(out), _ptr(work), size, max(1, threads))
+                                      _ptr(forced_np), _ptr(mask_np), _ptr(out), _ptr(work), size, max(1, threads),
+                                      int(bf16))
         if code:
             raise RuntimeError(f"C decoding kernel failed (code {code})")
         return torch.from_numpy(out)

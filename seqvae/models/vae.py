@@ -104,6 +104,16 @@ class SequenceVAE(nn.Module):
 
         forget_plans(self)
 
+    def bf16_decoding_available(self) -> bool:
+        """True where decode(bf16=True) runs: a recurrent decoder on the CPU with the C kernel built for a CPU
+        that has the AVX512-BF16 dot-product instructions."""
+        if self.device.type != "cpu" or not hasattr(self.decoder, "core"):
+            return False
+        from seqvae.models.fast_lstm import plan_for
+
+        plan = plan_for(self.decoder)
+        return bool(getattr(plan, "has_bf16_dot", False))
+
     @property
     def decoder_dtype(self) -> torch.dtype:
         return next(self.decoder.parameters()).dtype
@@ -129,10 +139,15 @@ class SequenceVAE(nn.Module):
         forced: torch.Tensor | None = None,
         forced_mask: torch.Tensor | None = None,
         fast: bool | None = None,
+        bf16: bool = False,
     ) -> torch.Tensor:
         """Free-running generation [B, steps]; temperature 0 is greedy; forced tokens are kept (and fed back)
-        where forced_mask is True. `fast` (default: on CPU) picks the numpy step loop for recurrent decoders."""
+        where forced_mask is True. `fast` (default: on CPU) picks the C/numpy step loop for recurrent decoders;
+        `bf16` runs its per-step matrices in bfloat16 arithmetic where `bf16_decoding_available()` says so."""
         z = self._check_z(z)
+        if bf16 and not self.bf16_decoding_available():
+            raise ValueError("bfloat16 decoding needs a recurrent decoder, the C kernel and a CPU with AVX512-BF16: "
+                             "decode in float32 (bf16=False)")
         if temperature < 0 or not torch.isfinite(torch.tensor(float(temperature))):
             raise ValueError(f"temperature {temperature} must be a finite number >= 0 (0 = greedy)")
         if (forced is None) != (forced_mask is None):
@@ -149,8 +164,12 @@ class SequenceVAE(nn.Module):
             forced_mask = forced_mask.bool()
         if fast is None:
             fast = self.device.type == "cpu"
+        if bf16 and not fast:
+            raise ValueError("bfloat16 decoding is a feature of the fast path: leave fast=None or True")
         with torch.inference_mode():  # tokens never need autograd; inference mode skips its bookkeeping
-            return self.decoder.decode(z, float(temperature), generator, forced, forced_mask, fast).to(self.device)
+            extra = {"bf16": True} if bf16 else {}
+            return self.decoder.decode(z, float(temperature), generator, forced, forced_mask, fast, **extra).to(
+                self.device)
 
     def logits(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """Teacher-forced logits [B, T, C]: the decoder's prediction of each step given the true previous ones."""
