@@ -24,6 +24,33 @@ def test_fit_recovers_mean_and_covariance():
     np.testing.assert_array_equal(prior.sample(4, np.random.default_rng(7)), prior.sample(4, np.random.default_rng(7)))
 
 
+def test_gaussian_data_keep_the_gaussian():
+    """Held-out likelihood picks the single Gaussian when the latents are one Gaussian."""
+    mu = np.random.default_rng(0).standard_normal((3000, 6)) * [1, 2, 3, 1, 1, 0.5]
+    prior = LatentPrior.fit(mu)
+    assert prior.centers is None and "Gaussian" in prior.describe()
+
+
+def test_clustered_data_get_the_kernel_density(tmp_path):
+    """Latents in well-separated clusters (as keys are): the kernel density wins on held-out likelihood, its draws
+    stay near the clusters where a Gaussian's fill the gaps, and it keeps the data's mean and covariance."""
+    rng = np.random.default_rng(0)
+    centres = rng.standard_normal((6, 5)) * 4.0
+    mu = centres[rng.integers(0, 6, 4000)] + 0.3 * rng.standard_normal((4000, 5))
+    prior = LatentPrior.fit(mu)
+    assert prior.centers is not None and 0 < prior.bandwidth < 1
+    draws = prior.sample(4000, np.random.default_rng(1))
+    gap = lambda z: np.min(((z[:, None] - centres[None]) ** 2).sum(-1), axis=1).mean()  # noqa: E731
+    gaussian = LatentPrior._gaussian(mu, 1e-4, len(mu)).sample(4000, np.random.default_rng(1))
+    assert gap(draws) < 0.25 * gap(gaussian)
+    np.testing.assert_allclose(draws.mean(0), mu.mean(0), atol=0.3)
+    np.testing.assert_allclose(np.cov(draws, rowvar=False), np.cov(mu, rowvar=False), rtol=0.15, atol=0.5)
+    prior.save(tmp_path)
+    loaded = LatentPrior.load(tmp_path, 5)
+    assert loaded.bandwidth == prior.bandwidth and loaded.centers.shape == prior.centers.shape
+    np.testing.assert_array_equal(loaded.sample(5, np.random.default_rng(3)), prior.sample(5, np.random.default_rng(3)))
+
+
 def test_fit_needs_more_melodies_than_dims():
     with pytest.raises(ValueError, match="more melodies than latent dims"):
         LatentPrior.fit(np.zeros((5, 8)))
@@ -82,4 +109,5 @@ def test_attributes_command_fits_the_prior_and_eval_uses_it(checkpoint, tmp_path
     assert prior is not None and prior.windows == 300
     assert main(["eval", str(checkpoint), "--data", str(data), "--split", "test", "--samples", "20", "--pairs", "2",
                  "--threads", "1"]) == 0
-    assert "prior samples from fitted to 300 training windows" in capsys.readouterr().out
+    assert f"prior samples from {prior.describe()}" in capsys.readouterr().out
+    assert "300 training" in prior.describe()

@@ -472,7 +472,7 @@ def cmd_attributes(args: argparse.Namespace) -> int:
     engine.set_attribute_vectors(vectors)
     prior = LatentPrior.fit(mu)
     engine.set_latent_prior(prior)
-    print(f"latent prior: a Gaussian fitted to the {len(mu)} {args.split} latents, saved to "
+    print(f"latent prior: {prior.describe()}, from the {args.split} split, saved to "
           f"{prior.save(engine.directory)}; `sample` draws from it from now on")
     print(f"attribute vectors from {len(events)} {args.split} windows (top quartile minus bottom quartile of mu):")
     header = f"{'attribute':<17} {'bottom q':>9} {'top q':>9} {'|vector|':>9}"

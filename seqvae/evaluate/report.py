@@ -106,7 +106,7 @@ def evaluate_checkpoint(options: EvalOptions) -> EvalReport:
     if options.samples:
         fitted = LatentPrior.load(loaded.directory, config.z_size)
         samples = sample_prior(model, options.samples, options.temperature, options.seed, latent_prior=fitted)
-        prior_name = f"fitted to {fitted.windows} training windows" if fitted is not None else "N(0, I)"
+        prior_name = fitted.describe() if fitted is not None else "N(0, I)"
         prior = [c.to_dict() for c in compare_features(samples, events, config.min_pitch)]
     interpolation = None
     if options.pairs and len(events) >= 2:

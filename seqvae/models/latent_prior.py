@@ -1,10 +1,18 @@
-"""A Gaussian fitted to the aggregate posterior: where a trained model's melodies actually live in z.
+"""A density fitted to the aggregate posterior: where a trained model's melodies actually live in z.
 
 A VAE trained with a small KL weight (as melody VAEs are, to reconstruct well) leaves its posteriors
 off the N(0, I) prior, so plain prior samples decode to melodies unlike the training music. Sampling
-from a full-covariance Gaussian fitted to the training set's posterior means keeps samples on the
-model's manifold (the "ex-post density estimation" of Ghosh et al., 2020). It is stored beside the
-weights; a checkpoint without one falls back to N(0, I).
+from a density fitted to the training set's posterior means keeps samples on the model's manifold
+(the "ex-post density estimation" of Ghosh et al., 2020). Two densities are fitted and the one that
+gives held-out latents the higher likelihood is kept:
+
+- a full-covariance Gaussian (mean, Cholesky factor L);
+- a variance-preserving kernel density over stored training latents c_i: z = m + a (c_i - m) + b L eps
+  with a = 1 / sqrt(1 + h^2), b = h a, so draws keep the data's mean and covariance while staying near
+  real melodies along the directions a single Gaussian blurs (key, mode). The bandwidth h is chosen
+  by held-out likelihood too.
+
+It is stored beside the weights; a checkpoint without one falls back to N(0, I).
 """
 
 from __future__ import annotations
@@ -19,6 +27,23 @@ from safetensors.numpy import save_file
 from seqvae.models import native
 
 LATENT_PRIOR_FILE = "latent_prior.safetensors"
+BANDWIDTHS = np.round(np.concatenate([np.arange(0.2, 1.0, 0.05), np.arange(1.0, 3.01, 0.25)]), 3)
+MAX_CENTERS = 8000  # kept as float16: 4 MB for a 256-dim latent
+MAX_HELD_OUT = 2000
+KERNEL_MARGIN = 1.0  # nats per held-out latent the kernel density must gain to be worth its stored centres
+
+
+def _kernel_log_likelihood(parts: tuple[np.ndarray, np.ndarray, np.ndarray], count: int, dims: int, h: float) -> float:
+    """Mean log density of whitened held-out latents w under the variance-preserving kernel density over whitened
+    centres c, from |w|^2, |c|^2 and w.c; the constant shared with the Gaussian (-log det L - Z/2 log 2 pi) is
+    dropped."""
+    ww, cc, wc = parts
+    a = 1.0 / np.sqrt(1.0 + h * h)
+    b = h * a
+    e = -0.5 * np.maximum(ww + a * a * cc - 2.0 * a * wc, 0.0) / (b * b)
+    top = e.max(axis=1, keepdims=True)
+    log_sum = top[:, 0] + np.log(np.exp(e - top).sum(axis=1))
+    return float((log_sum - dims * np.log(b) - np.log(count)).mean())
 
 
 @dataclass
@@ -26,47 +51,94 @@ class LatentPrior:
     mean: np.ndarray  # [Z]
     scale_tril: np.ndarray  # [Z, Z], lower Cholesky factor of the covariance
     windows: int  # how many training melodies it was fitted on
+    centers: np.ndarray | None = None  # [N, Z] kernel centres (training latents), None for the plain Gaussian
+    bandwidth: float = 0.0  # h of the kernel density (see the module docstring)
     _packed: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False, compare=False)
 
     @classmethod
-    def fit(cls, mu: np.ndarray, jitter: float = 1e-4) -> LatentPrior:
-        """Fit to posterior means [N, Z]; `jitter` keeps the covariance positive definite."""
+    def fit(cls, mu: np.ndarray, jitter: float = 1e-4, seed: int = 0) -> LatentPrior:
+        """Fit to posterior means [N, Z]; `jitter` keeps the covariance positive definite. A share of the
+        latents is held out to choose between the Gaussian and the kernel density and to pick the bandwidth."""
         mu = np.asarray(mu, dtype=np.float64)
         if mu.ndim != 2 or len(mu) <= mu.shape[1]:
             raise ValueError(
                 f"fitting a latent prior needs more melodies than latent dims, got {mu.shape[0]} for z of "
                 f"{mu.shape[-1]}: use more windows (--limit)"
             )
+        gaussian = cls._gaussian(mu, jitter, len(mu))
+        order = np.random.default_rng(seed).permutation(len(mu))
+        held = min(MAX_HELD_OUT, len(mu) // 5)
+        fit_part, held_part = mu[order[held:]], mu[order[:held]]
+        if held < 8 or len(fit_part) <= mu.shape[1]:
+            return gaussian
+        reference = cls._gaussian(fit_part, jitter, len(fit_part))
+        centers = fit_part[:MAX_CENTERS]
+        w, c = reference._whiten(held_part), reference._whiten(centers)
+        parts = ((w ** 2).sum(1)[:, None], (c ** 2).sum(1)[None], w @ c.T)
+        scores = {h: _kernel_log_likelihood(parts, len(c), w.shape[1], h) for h in BANDWIDTHS}
+        best = max(scores, key=scores.get)
+        if scores[best] < reference._gaussian_log_likelihood(held_part) + KERNEL_MARGIN:
+            return gaussian
+        return cls(gaussian.mean, gaussian.scale_tril, len(mu), centers.astype(np.float16), float(best))
+
+    @classmethod
+    def _gaussian(cls, mu: np.ndarray, jitter: float, windows: int) -> LatentPrior:
         cov = np.cov(mu, rowvar=False) + jitter * np.eye(mu.shape[1])
-        return cls(mu.mean(axis=0), np.linalg.cholesky(cov), len(mu))
+        return cls(mu.mean(axis=0), np.linalg.cholesky(cov), windows)
+
+    def _whiten(self, z: np.ndarray) -> np.ndarray:
+        return np.linalg.solve(self.scale_tril, (np.asarray(z, np.float64) - self.mean).T).T
+
+    def _gaussian_log_likelihood(self, z: np.ndarray) -> float:
+        """Mean log density of z up to the constant both densities share (-log det L - Z/2 log 2 pi)."""
+        return float((-0.5 * (self._whiten(z) ** 2).sum(axis=1)).mean())
 
     @property
     def z_size(self) -> int:
         return int(self.mean.shape[0])
 
-    def sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
-        """[n, Z] float32 draws; the same rng state gives the same latents."""
-        eps = rng.standard_normal((n, self.z_size))
+    def describe(self) -> str:
+        if self.centers is None:
+            return f"a Gaussian fitted to {self.windows} training windows"
+        return (f"a kernel density over {len(self.centers)} of {self.windows} training latents "
+                f"(bandwidth {self.bandwidth:g}, chosen by held-out likelihood over a Gaussian)")
+
+    def _correlated_noise(self, eps: np.ndarray) -> np.ndarray:
+        """eps @ L.T. Through the C affine where it is built, not numpy's BLAS: a multithreaded BLAS call leaves
+        its threads spinning for a while afterwards, and they would fight the decoding kernel for the cores."""
         lib = native.library()
         if lib is None:
-            return (self.mean + eps @ self.scale_tril.T).astype(np.float32)
-        # The C affine, not numpy's BLAS: a multithreaded BLAS call leaves its threads spinning for a while
-        # afterwards, and they would then fight the decoding kernel's threads for the same cores.
+            return eps @ self.scale_tril.T
         if self._packed is None:
             self._packed = (native.pack_panels(self.scale_tril.T.astype(np.float32)),
-                            np.pad(self.mean.astype(np.float32), (0, -self.z_size % native.LANES)))
-        panels, bias = self._packed
-        out = np.empty((n, len(bias)), np.float32)
+                            np.zeros(-(-self.z_size // native.LANES) * native.LANES, np.float32))
+        panels, zeros = self._packed
+        out = np.empty((len(eps), len(zeros)), np.float32)
         eps32 = np.ascontiguousarray(eps, dtype=np.float32)
-        lib.affine(n, self.z_size, eps32.ctypes.data, panels.ctypes.data, len(bias), bias.ctypes.data,
+        lib.affine(len(eps), self.z_size, eps32.ctypes.data, panels.ctypes.data, len(zeros), zeros.ctypes.data,
                    out.ctypes.data, 0)
-        return np.ascontiguousarray(out[:, : self.z_size])
+        return out[:, : self.z_size]
+
+    def sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        """[n, Z] float32 draws; the same rng state gives the same latents."""
+        mean = self.mean.astype(np.float32)
+        if self.centers is None:
+            return np.ascontiguousarray(mean + self._correlated_noise(rng.standard_normal((n, self.z_size))),
+                                        dtype=np.float32)
+        pick = rng.integers(0, len(self.centers), n)
+        noise = self._correlated_noise(rng.standard_normal((n, self.z_size)))
+        a = np.float32(1.0 / np.sqrt(1.0 + self.bandwidth ** 2))
+        b = np.float32(self.bandwidth) * a
+        return np.ascontiguousarray(mean + a * (self.centers[pick].astype(np.float32) - mean) + b * noise,
+                                    dtype=np.float32)
 
     def save(self, directory: str | Path) -> Path:
         path = Path(directory) / LATENT_PRIOR_FILE
         tmp = path.with_suffix(".tmp")
-        save_file({"mean": self.mean.astype(np.float32), "scale_tril": self.scale_tril.astype(np.float32)},
-                  str(tmp), metadata={"windows": str(self.windows)})
+        tensors = {"mean": self.mean.astype(np.float32), "scale_tril": self.scale_tril.astype(np.float32)}
+        if self.centers is not None:
+            tensors["centers"] = self.centers.astype(np.float16)
+        save_file(tensors, str(tmp), metadata={"windows": str(self.windows), "bandwidth": str(self.bandwidth)})
         tmp.replace(path)
         return path
 
@@ -78,12 +150,18 @@ class LatentPrior:
             return None
         try:
             with safe_open(str(path), "np") as handle:
-                windows = int((handle.metadata() or {}).get("windows", 0))
+                metadata = handle.metadata() or {}
+                windows, bandwidth = int(metadata.get("windows", 0)), float(metadata.get("bandwidth", 0.0))
                 mean, tril = handle.get_tensor("mean"), handle.get_tensor("scale_tril")
-            prior = cls(mean.astype(np.float64), tril.astype(np.float64), windows)
+                centers = handle.get_tensor("centers") if "centers" in handle.keys() else None
+            prior = cls(mean.astype(np.float64), tril.astype(np.float64), windows, centers, bandwidth)
         except Exception as exc:  # noqa: BLE001 - any damage is reported the same way
             raise ValueError(f"{path} is damaged ({exc}); recompute it with `seqvae attributes`") from None
         if prior.mean.shape != (z_size,) or prior.scale_tril.shape != (z_size, z_size):
             raise ValueError(f"{path} is for a {prior.mean.shape[0]}-dim latent, the model has {z_size}; "
+                             "recompute it with `seqvae attributes`")
+        if centers is not None and (centers.ndim != 2 or centers.shape[1] != z_size or not len(centers)
+                                    or not np.isfinite(bandwidth) or bandwidth <= 0):
+            raise ValueError(f"{path} has a damaged kernel density (centres {centers.shape}, bandwidth {bandwidth}); "
                              "recompute it with `seqvae attributes`")
         return prior
