@@ -1,0 +1,39 @@
+"""Every model shipped in seqvae/checkpoints: complete, small enough, loadable offline, and its recorded
+evaluation meets the reconstruction targets it was shipped for."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from seqvae.codec import NOTE_OFF
+from seqvae.engine import Engine
+from seqvae.models.checkpoint import CHECKPOINTS_DIR, shipped_models
+
+SHIPPED = shipped_models()
+FILES = ("config.json", "model.safetensors", "eval.json", "train_command.txt", "attributes.safetensors",
+         "latent_prior.safetensors")
+
+
+def test_the_default_model_is_shipped():
+    assert "default" in SHIPPED
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_model(name):
+    directory = CHECKPOINTS_DIR / name
+    for file in FILES:
+        assert (directory / file).is_file(), f"{name} lacks {file}"
+    assert sum(f.stat().st_size for f in directory.iterdir()) < 25 * 2**20
+    report = json.loads((directory / "eval.json").read_text())
+    recon = report["reconstruction"]
+    assert recon["greedy_accuracy"] >= 0.95 and recon["teacher_forced_accuracy"] >= 0.97
+    assert '": "/' not in (directory / "eval.json").read_text()  # no absolute machine paths in shipped files
+    engine = Engine.load(name, device="cpu")
+    assert engine.steps == report["steps"]
+    melodies = engine.sample(2, temperature=0.5, seed=0)
+    assert all(m.n_steps == engine.steps and np.count_nonzero(m.events > NOTE_OFF) > 0 for m in melodies)
+    again = engine.reconstruct(melodies[0])
+    assert again.n_steps == engine.steps
