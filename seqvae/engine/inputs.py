@@ -8,6 +8,7 @@ No torch here.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,7 @@ import numpy as np
 from seqvae.codec import EventCodec, Melody, Meter, Note, read_midi
 from seqvae.codec.meter import STEPS_PER_QUARTER
 from seqvae.codec.midi import Line, MidiScore
+from seqvae.models.checkpoint import CHECKPOINTS_DIR, shipped_models
 
 DEFAULT_METERS = {"duple": Meter(4, 4), "triple": Meter(3, 4)}
 
@@ -151,8 +153,25 @@ def _window_starts(bars: list[Bar], steps: int) -> list[Bar]:
 def _meter_problem(bar: Bar, steps: int, path: str | Path) -> str:
     meter = "an unusable time signature" if bar.meter is None else str(bar.meter)
     fits = ", ".join(f"{m}" for m in (Meter(4, 4), Meter(2, 4), Meter(3, 4), Meter(6, 8)) if m.fits(steps))
+    suggestion = "use a model of the matching meter family"
+    others = _shipped_reading(bar.meter) if bar.meter is not None else []
+    if others:
+        suggestion += ": the shipped " + " or ".join(f"--model {name}" for name in others)
     return (f"{path}: bar {bar.number} is in {meter}, whose bars do not fill this model's {steps}-step window; "
-            f"the model reads {fits} (use a model of the matching meter family)")
+            f"the model reads {fits} ({suggestion})")
+
+
+def _shipped_reading(meter: Meter) -> list[str]:
+    """Shipped models whose window this meter's bars fill (for error messages)."""
+    names = []
+    for name in shipped_models():
+        try:
+            steps = int(json.loads((CHECKPOINTS_DIR / name / "config.json").read_text())["config"]["steps"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if meter.fits(steps):
+            names.append(name)
+    return names
 
 
 def melody_from_midi(path: str | Path, steps: int, codec: EventCodec, track: int | str | None = None,
