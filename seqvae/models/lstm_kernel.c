@@ -84,90 +84,66 @@ static inline void load4_bf16(const void *base, int K, int p, int k, v16 *a, v16
     *c = (v16)(hi << 16); *d = (v16)(hi & 0xFFFF0000u);
 }
 
-/* out[b, n] += sum_k x[b, k] * W[k, n] for a block of R rows (R <= 4) and the 4 panels (64 columns) from
- * panel p (even), or the single panel p when single is set. */
-#define DEFINE_GEMM(SUFFIX)                                                                                     \
-    static inline __attribute__((always_inline)) void block_rows_##SUFFIX(                                     \
-        int R, int K, const float *x, int ldx, const void *wp, int p, int single, float *out, int ldo) {        \
-        if (!single) {                                                                                          \
-            v16 acc[4][4];                                                                                      \
-            for (int r = 0; r < 4; r++)                                                                         \
-                for (int q = 0; q < 4; q++) acc[r][q] = (v16){0};                                               \
-            for (int k = 0; k < K; k++) {                                                                       \
-                v16 a, b, c, d;                                                                                 \
-                load4_##SUFFIX(wp, K, p, k, &a, &b, &c, &d);                                                    \
-                for (int r = 0; r < R; r++) {                                                                   \
-                    float s = x[r * ldx + k];                                                                   \
-                    acc[r][0] += s * a; acc[r][1] += s * b; acc[r][2] += s * c; acc[r][3] += s * d;             \
-                }                                                                                               \
-            }                                                                                                   \
-            for (int r = 0; r < R; r++)                                                                         \
-                for (int q = 0; q < 4; q++) {                                                                   \
-                    float *o = out + r * ldo + (p + q) * LANES;                                                 \
-                    store16(o, load16(o) + acc[r][q]);                                                          \
-                }                                                                                               \
-        } else {                                                                                                \
-            v16 acc[4] = {{0}, {0}, {0}, {0}};                                                                  \
-            for (int k = 0; k < K; k++) {                                                                       \
-                v16 a = loadw_##SUFFIX(wp, K, p, k);                                                            \
-                for (int r = 0; r < R; r++) acc[r] += x[r * ldx + k] * a;                                       \
-            }                                                                                                   \
-            for (int r = 0; r < R; r++) {                                                                       \
-                float *o = out + r * ldo + p * LANES;                                                           \
-                store16(o, load16(o) + acc[r]);                                                                 \
-            }                                                                                                   \
-        }                                                                                                       \
-    }                                                                                                           \
-    /* One or two rows against 8 panels (p even): twice the independent accumulators of a 4-panel group, so  \
-     * a lone row is not held up by the latency of its FMA chains. Per column the sum runs over k in the same  \
-     * order as in block_rows, so the result does not depend on which of the two did the work. */            \
-    static inline __attribute__((always_inline)) void block8_##SUFFIX(                                         \
-        int R, int K, const float *x, int ldx, const void *wp, int p, float *out, int ldo) {                   \
-        v16 acc[2][8];                                                                                          \
-        for (int r = 0; r < 2; r++)                                                                             \
-            for (int q = 0; q < 8; q++) acc[r][q] = (v16){0};                                                   \
-        for (int k = 0; k < K; k++) {                                                                           \
-            v16 w[8];                                                                                           \
-            load4_##SUFFIX(wp, K, p, k, &w[0], &w[1], &w[2], &w[3]);                                            \
-            load4_##SUFFIX(wp, K, p + 4, k, &w[4], &w[5], &w[6], &w[7]);                                        \
-            for (int r = 0; r < R; r++) {                                                                       \
-                float s = x[r * ldx + k];                                                                       \
-                for (int q = 0; q < 8; q++) acc[r][q] += s * w[q];                                              \
-            }                                                                                                   \
-        }                                                                                                       \
-        for (int r = 0; r < R; r++)                                                                             \
-            for (int q = 0; q < 8; q++) {                                                                       \
-                float *o = out + r * ldo + (p + q) * LANES;                                                     \
-                store16(o, load16(o) + acc[r][q]);                                                              \
-            }                                                                                                   \
-    }                                                                                                           \
-    /* Panels [p0, panels) of out, panel groups outer, row blocks inner: a group's weights stay in L1/L2 across  \
-     * all rows. */                                                                                           \
-    static void gemm_##SUFFIX(int B, int K, const float *x, int ldx, const void *wp, int p0, int panels,      \
-                              float *out, int ldo) {                                                            \
+/* The driver of every matrix product here: out[:, panels p0 .. p1) += x @ W over those panels, in blocks of up
+ * to 4 rows x 4 panels (a group's weights stay in L1/L2 across all rows), or, for one or two rows, 8 panels:
+ * twice the independent accumulators, so a lone row is not held up by the latency of its FMA chains.
+ * BLOCK(R, NP, K, x, ldx, wp, p, out, ldo) does R rows against panels p .. p + NP - 1 (p even when NP > 1); it
+ * sums each column over k in the same order whatever R and NP are, so results do not depend on the blocking. */
+#define BLOCK_ROWS(BLOCK, R, NP, b) BLOCK(R, NP, K, x + (size_t)(b) * ldx, ldx, wp, p, out + (size_t)(b) * ldo, ldo)
+#define DEFINE_DRIVER(NAME, XT, BLOCK)                                                                          \
+    static void NAME(int B, int K, const XT *x, int ldx, const void *wp, int p0, int p1, float *out, int ldo) { \
         int p = p0;                                                                                             \
-        if (B <= 2) {                                                                                           \
-            if (p & 1) block_rows_##SUFFIX(B, K, x, ldx, wp, p++, 1, out, ldo);                                 \
-            for (; p + 8 <= panels; p += 8) {                                                                   \
-                if (B == 2) block8_##SUFFIX(2, K, x, ldx, wp, p, out, ldo);                                     \
-                else block8_##SUFFIX(1, K, x, ldx, wp, p, out, ldo);                                            \
+        if (B <= 2 && p + 8 <= p1) {                                                                            \
+            if (p & 1) {                                                                                        \
+                for (int b = 0; b < B; b++) BLOCK_ROWS(BLOCK, 1, 1, b);                                         \
+                p++;                                                                                            \
+            }                                                                                                   \
+            for (; p + 8 <= p1; p += 8) {                                                                       \
+                if (B == 2) BLOCK_ROWS(BLOCK, 2, 8, 0);                                                         \
+                else BLOCK_ROWS(BLOCK, 1, 8, 0);                                                                \
             }                                                                                                   \
         }                                                                                                       \
-        while (p < panels) {                                                                                    \
-            int single = p + 4 > panels || (p & 1), b = 0;                                                      \
-            for (; b + 4 <= B; b += 4) block_rows_##SUFFIX(4, K, x + b * ldx, ldx, wp, p, single, out + b * ldo, ldo); \
-            switch (B - b) {                                                                                    \
-                case 3: block_rows_##SUFFIX(3, K, x + b * ldx, ldx, wp, p, single, out + b * ldo, ldo); break;  \
-                case 2: block_rows_##SUFFIX(2, K, x + b * ldx, ldx, wp, p, single, out + b * ldo, ldo); break;  \
-                case 1: block_rows_##SUFFIX(1, K, x + b * ldx, ldx, wp, p, single, out + b * ldo, ldo); break;  \
-                default: break;                                                                                 \
+        while (p < p1) {                                                                                        \
+            int wide = p + 4 <= p1 && !(p & 1), b = 0;                                                          \
+            for (; b + 4 <= B; b += 4) {                                                                        \
+                if (wide) BLOCK_ROWS(BLOCK, 4, 4, b);                                                           \
+                else BLOCK_ROWS(BLOCK, 4, 1, b);                                                                \
             }                                                                                                   \
-            p += single ? 1 : 4;                                                                                \
+            for (; b < B; b++) {                                                                                \
+                if (wide) BLOCK_ROWS(BLOCK, 1, 4, b);                                                           \
+                else BLOCK_ROWS(BLOCK, 1, 1, b);                                                                \
+            }                                                                                                   \
+            p += wide ? 4 : 1;                                                                                  \
         }                                                                                                       \
     }
 
-DEFINE_GEMM(f32)
-DEFINE_GEMM(bf16)
+/* float32 arithmetic on float32 or bfloat16 panels. */
+#define DEFINE_FLOAT_BLOCK(SUFFIX)                                                                              \
+    static inline __attribute__((always_inline)) void block_##SUFFIX(                                          \
+        int R, int NP, int K, const float *x, int ldx, const void *wp, int p, float *out, int ldo) {           \
+        v16 acc[4][8];                                                                                          \
+        for (int r = 0; r < R; r++)                                                                             \
+            for (int q = 0; q < NP; q++) acc[r][q] = (v16){0};                                                  \
+        for (int k = 0; k < K; k++) {                                                                           \
+            v16 w[8];                                                                                           \
+            if (NP == 1) w[0] = loadw_##SUFFIX(wp, K, p, k);                                                    \
+            else                                                                                                \
+                for (int q = 0; q < NP; q += 4) load4_##SUFFIX(wp, K, p + q, k, &w[q], &w[q + 1], &w[q + 2], &w[q + 3]); \
+            for (int r = 0; r < R; r++) {                                                                       \
+                float s = x[(size_t)r * ldx + k];                                                               \
+                for (int q = 0; q < NP; q++) acc[r][q] += s * w[q];                                             \
+            }                                                                                                   \
+        }                                                                                                       \
+        for (int r = 0; r < R; r++)                                                                             \
+            for (int q = 0; q < NP; q++) {                                                                      \
+                float *o = out + (size_t)r * ldo + (p + q) * LANES;                                             \
+                store16(o, load16(o) + acc[r][q]);                                                              \
+            }                                                                                                   \
+    }                                                                                                           \
+    DEFINE_DRIVER(gemm_##SUFFIX, float, block_##SUFFIX)
+
+DEFINE_FLOAT_BLOCK(f32)
+DEFINE_FLOAT_BLOCK(bf16)
 
 /* out[:, columns of panels p0 .. p1) += x @ W over those panels. */
 static void gemm_range(int B, int K, const float *x, int ldx, const void *wp, int p0, int p1, float *out, int ldo,
@@ -193,15 +169,17 @@ static inline uint16_t to_bf16(float f) { /* round to nearest even, as torch con
 #if defined(__AVX512BF16__)
 #include <immintrin.h>
 #define HAVE_DOT 1
-static inline __attribute__((always_inline)) void dot_block(int R, int NP, int Kp, const uint32_t *x, int ldx,
-                                                            const uint16_t *wp, int p, float *out, int ldo) {
+/* K here counts row pairs; x holds bfloat16 pairs (one uint32 per pair). */
+static inline __attribute__((always_inline)) void dot_block(int R, int NP, int K, const uint32_t *x, int ldx,
+                                                            const void *wp, int p, float *out, int ldo) {
+    const uint16_t *w16 = wp;
     __m512 acc[4][8];
     for (int r = 0; r < R; r++)
         for (int q = 0; q < NP; q++) acc[r][q] = _mm512_setzero_ps();
-    for (int kp = 0; kp < Kp; kp++) {
+    for (int kp = 0; kp < K; kp++) {
         __m512bh wv[8];
         for (int q = 0; q < NP; q++)
-            wv[q] = (__m512bh)_mm512_loadu_si512((const void *)(wp + ((size_t)(p + q) * Kp + kp) * 2 * LANES));
+            wv[q] = (__m512bh)_mm512_loadu_si512((const void *)(w16 + ((size_t)(p + q) * K + kp) * 2 * LANES));
         for (int r = 0; r < R; r++) {
             __m512bh xv = (__m512bh)_mm512_set1_epi32((int)x[(size_t)r * ldx + kp]);
             for (int q = 0; q < NP; q++) acc[r][q] = _mm512_dpbf16_ps(acc[r][q], xv, wv[q]);
@@ -215,32 +193,10 @@ static inline __attribute__((always_inline)) void dot_block(int R, int NP, int K
 }
 
 /* out[:, panels p0 .. p1) += x @ W, x as bfloat16 pairs [B][Kp] (row stride ldx pairs). */
-static void gemm_dot(int B, int Kp, const uint32_t *x, int ldx, const uint16_t *wp, int p0, int p1, float *out,
-                     int ldo) {
-    int p = p0;
-    if (B <= 2) {
-        for (; p + 8 <= p1; p += 8) {
-            if (B == 2) dot_block(2, 8, Kp, x, ldx, wp, p, out, ldo);
-            else dot_block(1, 8, Kp, x, ldx, wp, p, out, ldo);
-        }
-    }
-    for (; p < p1;) {
-        int wide = p + 4 <= p1, b = 0;
-        for (; b + 4 <= B; b += 4) {
-            if (wide) dot_block(4, 4, Kp, x + (size_t)b * ldx, ldx, wp, p, out + (size_t)b * ldo, ldo);
-            else dot_block(4, 1, Kp, x + (size_t)b * ldx, ldx, wp, p, out + (size_t)b * ldo, ldo);
-        }
-        for (; b < B; b++) {
-            if (wide) dot_block(1, 4, Kp, x + (size_t)b * ldx, ldx, wp, p, out + (size_t)b * ldo, ldo);
-            else dot_block(1, 1, Kp, x + (size_t)b * ldx, ldx, wp, p, out + (size_t)b * ldo, ldo);
-        }
-        p += wide ? 4 : 1;
-    }
-}
+DEFINE_DRIVER(gemm_dot, uint32_t, dot_block)
 #else
 #define HAVE_DOT 0
-static void gemm_dot(int B, int Kp, const uint32_t *x, int ldx, const uint16_t *wp, int p0, int p1, float *out,
-                     int ldo) {
+static void gemm_dot(int B, int Kp, const uint32_t *x, int ldx, const void *wp, int p0, int p1, float *out, int ldo) {
     (void)B; (void)Kp; (void)x; (void)ldx; (void)wp; (void)p0; (void)p1; (void)out; (void)ldo;
 }
 #endif
