@@ -324,17 +324,13 @@ def test_fast_paths_follow_fused_optimizer_steps():
     assert torch.equal(model.decode(mu_ref), model.decode(mu_ref, fast=False))
 
 
-def _bf16_available(model) -> bool:
-    return model.bf16_decoding_available()
-
-
 @pytest.mark.parametrize("name", ["tiny_lstm", "tiny_hier"])
 def test_bfloat16_arithmetic_decoding(name, tmp_path):
     """The AVX512-BF16 path rounds activations to bfloat16: it must pick nearly the reference's tokens, keep forced
     steps, and stay deterministic and independent of the thread count."""
     save_model(sharpened(name, seed=11), tmp_path / "m", storage_dtype="bfloat16")
     model = load_model(tmp_path / "m", device="cpu").model
-    if not _bf16_available(model):
+    if not model.bf16_decoding_available():
         pytest.skip("this CPU or build has no bfloat16 dot products")
     z = torch.randn(40, model.config.z_size, generator=torch.Generator().manual_seed(1))
     exact, fast = model.decode(z), model.decode(z, bf16=True)

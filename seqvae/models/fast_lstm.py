@@ -103,8 +103,12 @@ class NumpyLSTMPlan:
         steps: int,
         prev: torch.Tensor | None = None,
         offset: int = 0,
+        bf16: bool = False,
     ) -> torch.Tensor:
-        """Tokens [B, steps] for conditioning [B, cond]; forced/mask/uniforms are indexed from `offset`."""
+        """Tokens [B, steps] for conditioning [B, cond]; forced/mask/uniforms are indexed from `offset`. bfloat16
+        arithmetic is the C kernel's alone."""
+        if bf16:
+            raise ValueError("bfloat16 decoding needs the C kernel; decode in float32 instead")
         cond_np = cond.detach().to("cpu", torch.float32).numpy()
         batch = cond_np.shape[0]
         buf = self.buffers(batch)

@@ -53,7 +53,7 @@ class LatentPrior:
     windows: int  # how many training melodies it was fitted on
     centers: np.ndarray | None = None  # [N, Z] kernel centres (training latents), None for the plain Gaussian
     bandwidth: float = 0.0  # h of the kernel density (see the module docstring)
-    _packed: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False, compare=False)
+    _packed: native.PackedAffine | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def fit(cls, mu: np.ndarray, jitter: float = 1e-4, seed: int = 0) -> LatentPrior:
@@ -110,14 +110,8 @@ class LatentPrior:
         if lib is None:
             return eps @ self.scale_tril.T
         if self._packed is None:
-            self._packed = (native.pack_panels(self.scale_tril.T.astype(np.float32)),
-                            np.zeros(-(-self.z_size // native.LANES) * native.LANES, np.float32))
-        panels, zeros = self._packed
-        out = np.empty((len(eps), len(zeros)), np.float32)
-        eps32 = np.ascontiguousarray(eps, dtype=np.float32)
-        lib.affine(len(eps), self.z_size, eps32.ctypes.data, panels.ctypes.data, len(zeros), zeros.ctypes.data,
-                   out.ctypes.data, 0)
-        return out[:, : self.z_size]
+            self._packed = native.PackedAffine(lib, self.scale_tril.T.astype(np.float32))
+        return self._packed(eps)
 
     def sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
         """[n, Z] float32 draws; the same rng state gives the same latents."""

@@ -194,8 +194,7 @@ class LSTMDecoder(nn.Module):
         if fast:
             from seqvae.models.fast_lstm import plan_for
 
-            return plan_for(self).generate(z, temperature, uniforms, forced, mask, steps=self.steps,
-                                           **({"bf16": True} if bf16 else {}))
+            return plan_for(self).generate(z, temperature, uniforms, forced, mask, steps=self.steps, bf16=bf16)
         return self.generate_reference(z, temperature, uniforms, forced, mask)
 
 
@@ -278,8 +277,7 @@ class HierarchicalDecoder(nn.Module):
             prev, out = None, []
             for bar in range(self.bars):
                 tokens = plan.generate(emb[:, bar], temperature, uniforms, forced, mask, prev=prev,
-                                       offset=bar * self.bar_steps, steps=self.bar_steps,
-                                       **({"bf16": True} if bf16 else {}))
+                                       offset=bar * self.bar_steps, steps=self.bar_steps, bf16=bf16)
                 prev = tokens[:, -1]
                 out.append(tokens)
             return torch.cat(out, dim=1)

@@ -137,6 +137,11 @@ def _f32(t: torch.Tensor) -> np.ndarray:
     return t.detach().to("cpu", torch.float32).numpy()
 
 
+def _bf16_bits(array: np.ndarray) -> np.ndarray:
+    """float32 -> bfloat16 bit patterns (uint16), rounded as torch rounds."""
+    return torch.from_numpy(np.ascontiguousarray(array)).to(torch.bfloat16).view(torch.int16).numpy().view(np.uint16)
+
+
 def pack_panels(weight_in_out: np.ndarray, bf16: bool = False) -> np.ndarray:
     """[K, N] -> [N/16, K, 16] column panels (N zero-padded to a multiple of 16), the kernel's layout. With `bf16`
     (only for weights that are exactly bfloat16 values) the bit patterns (uint16) of panel pairs are interleaved,
@@ -150,8 +155,8 @@ def pack_panels(weight_in_out: np.ndarray, bf16: bool = False) -> np.ndarray:
     panels = np.ascontiguousarray(full.reshape(k, padded // LANES, LANES).transpose(1, 0, 2))
     if not bf16:
         return panels
-    bits = torch.from_numpy(panels).to(torch.bfloat16).view(torch.int16).numpy().view(np.uint16)
-    pairs = bits.reshape(padded // (2 * LANES), 2, k, LANES).transpose(0, 2, 3, 1)  # [pair, K, column, which]
+    # [pair, K, column, which panel of the pair]
+    pairs = _bf16_bits(panels).reshape(padded // (2 * LANES), 2, k, LANES).transpose(0, 2, 3, 1)
     return np.ascontiguousarray(pairs).reshape(padded // (2 * LANES), k, 2 * LANES)
 
 
@@ -161,8 +166,7 @@ def pack_pairs(weight_in_out: np.ndarray) -> np.ndarray:
     k, n = weight_in_out.shape
     full = np.zeros((k + k % 2, -(-n // LANES) * LANES), np.float32)
     full[:k, :n] = weight_in_out
-    bits = torch.from_numpy(full).to(torch.bfloat16).view(torch.int16).numpy().view(np.uint16)
-    pairs = bits.reshape(full.shape[0] // 2, 2, full.shape[1] // LANES, LANES).transpose(2, 0, 3, 1)
+    pairs = _bf16_bits(full).reshape(full.shape[0] // 2, 2, full.shape[1] // LANES, LANES).transpose(2, 0, 3, 1)
     return np.ascontiguousarray(pairs)
 
 
@@ -195,6 +199,27 @@ def chunk_order(hidden: int, chunks: int) -> np.ndarray:
 
 def _ptr(array: np.ndarray | None) -> int | None:
     return None if array is None else array.ctypes.data
+
+
+class PackedAffine:
+    """x @ W + b through the kernel's `affine`, for a [K, N] weight packed once (float32, or bfloat16 panels)."""
+
+    def __init__(self, lib: ctypes.CDLL, weight_in_out: np.ndarray, bias: np.ndarray | None = None,
+                 bf16: bool = False) -> None:
+        self.lib, self.bf16 = lib, bf16
+        self.inputs, self.outputs = weight_in_out.shape
+        self.panels = pack_panels(weight_in_out, bf16)
+        self.bias = np.zeros(-(-self.outputs // LANES) * LANES, np.float32)
+        if bias is not None:
+            self.bias[: self.outputs] = bias
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        """[B, N] for x [B, K]."""
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        out = np.empty((len(x), len(self.bias)), np.float32)
+        self.lib.affine(len(x), self.inputs, _ptr(x), _ptr(self.panels), len(self.bias), _ptr(self.bias), _ptr(out),
+                        int(self.bf16))
+        return out[:, : self.outputs]
 
 
 class NativeLSTMPlan:
@@ -282,8 +307,9 @@ class NativeLSTMPlan:
         if bf16:
             if not self.has_bf16_dot:
                 raise ValueError("bfloat16 arithmetic needs a CPU with AVX512-BF16; decode in float32 instead")
-            with _lock:
-                self._pack_dot()
+            if not self.weights.dot_out:
+                with _lock:
+                    self._pack_dot()
         cond_np = np.ascontiguousarray(_f32(cond))
         batch = cond_np.shape[0]
         prev_np = (np.full(batch, self.num_classes, np.int64) if prev is None
@@ -327,11 +353,8 @@ class NativeEncoderPlan:
             w.table[d], w.w_hh[d] = _ptr(self.keep[f"table{d}"]), _ptr(self.keep[f"w_hh{d}"])
         heads = np.concatenate([_f32(encoder.mu.weight), _f32(encoder.sigma.weight)], axis=0).T  # [2H, 2Z]
         self.z_size = encoder.mu.out_features
-        self.head_size = -(-heads.shape[1] // LANES) * LANES
-        self.keep["heads"] = pack_panels(heads, self.bf16)
-        head_bias = np.zeros(self.head_size, np.float32)
-        head_bias[: 2 * self.z_size] = np.concatenate([_f32(encoder.mu.bias), _f32(encoder.sigma.bias)])
-        self.keep["head_bias"] = head_bias
+        self.heads = PackedAffine(lib, heads, np.concatenate([_f32(encoder.mu.bias), _f32(encoder.sigma.bias)]),
+                                  self.bf16)
         self.weights = w
         self.hidden = hidden
 
@@ -349,9 +372,7 @@ class NativeEncoderPlan:
         threads = min(2, torch.get_num_threads())
         if self.lib.bilstm_final_states(ref, batch, steps, _ptr(x_np), _ptr(states), _ptr(work), size, threads):
             raise RuntimeError("C encoding kernel failed")
-        heads = np.empty((batch, self.head_size), np.float32)
-        self.lib.affine(batch, 2 * self.hidden, _ptr(states), _ptr(self.keep["heads"]), self.head_size,
-                        _ptr(self.keep["head_bias"]), _ptr(heads), int(self.bf16))
+        heads = self.heads(states)
         mu = torch.from_numpy(heads[:, : self.z_size].copy())
         sigma = torch.nn.functional.softplus(torch.from_numpy(heads[:, self.z_size: 2 * self.z_size].copy())) + 1e-5
         return mu, sigma
