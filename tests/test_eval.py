@@ -162,6 +162,10 @@ def test_eval_cli_writes_json(trained, tmp_path, capsys):
     assert all(0.0 <= p["overlap"] <= 1.0 for p in report["prior"])
     assert report["interpolation"]["pairs"] == 8
     assert any(t["measure"] == "greedy accuracy" for t in report["targets"])
+    assert "training windows" in printed and "prior samples" in printed
+    copying = report["copying"]
+    assert copying["samples"]["windows"] == 64 and copying["data"]["windows"] == 40
+    assert all(0.0 <= copying[k]["mean_distance"] <= 1.0 for k in ("samples", "data"))
 
 
 def test_eval_cli_errors(trained, tmp_path, capsys):

@@ -49,6 +49,15 @@ def test_clustered_data_get_the_kernel_density(tmp_path):
     loaded = LatentPrior.load(tmp_path, 5)
     assert loaded.bandwidth == prior.bandwidth and loaded.centers.shape == prior.centers.shape
     np.testing.assert_array_equal(loaded.sample(5, np.random.default_rng(3)), prior.sample(5, np.random.default_rng(3)))
+    assert "held-out likelihood" in loaded.describe()
+    prior.with_bandwidth(prior.bandwidth / 2, "narrowed for a test").save(tmp_path)
+    narrow = LatentPrior.load(tmp_path, 5)
+    assert narrow.bandwidth == prior.bandwidth / 2 and "narrowed for a test" in narrow.describe()
+    assert gap(narrow.sample(4000, np.random.default_rng(1))) < gap(draws)
+    with pytest.raises(ValueError, match="positive"):
+        prior.with_bandwidth(0.0)
+    with pytest.raises(ValueError, match="no bandwidth"):
+        LatentPrior._gaussian(mu, 1e-4, len(mu)).with_bandwidth(0.5)
 
 
 def test_fit_needs_more_melodies_than_dims():
@@ -104,9 +113,11 @@ def test_attributes_command_fits_the_prior_and_eval_uses_it(checkpoint, tmp_path
     data = tmp_path / "data"
     write_synthetic_corpus(data, 300, 40, 40, steps=32, seed=0)
     assert main(["attributes", str(checkpoint), "--data", str(data), "--measure", "0", "--threads", "1"]) == 0
-    assert "latent prior" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "latent prior" in printed and "choosing the kernel bandwidth" in printed
     prior = LatentPrior.load(checkpoint, get_config("tiny_lstm").z_size)
     assert prior is not None and prior.windows == 300
+    assert prior.centers is not None and "valid melodies" in prior.describe()  # bandwidth set against the valid split
     assert main(["eval", str(checkpoint), "--data", str(data), "--split", "test", "--samples", "20", "--pairs", "2",
                  "--threads", "1"]) == 0
     assert f"prior samples from {prior.describe()}" in capsys.readouterr().out

@@ -30,6 +30,9 @@ def test_shipped_model(name):
     report = json.loads((directory / "eval.json").read_text())
     recon = report["reconstruction"]
     assert recon["greedy_accuracy"] >= 0.95 and recon["teacher_forced_accuracy"] >= 0.97
+    assert [t["measure"] for t in report["targets"] if not t["met"]] == []  # shipped only when every target is met
+    copies = report["copying"]
+    assert copies["samples"]["exact_copies"] <= 2 * copies["data"]["exact_copies"] + 0.01  # samples are not copies
     assert '": "/' not in (directory / "eval.json").read_text()  # no absolute machine paths in shipped files
     engine = Engine.load(name, device="cpu")
     assert engine.steps == report["steps"]

@@ -31,6 +31,7 @@ LatentLike = Melody | np.ndarray | Sequence[float]
 CACHE_SIZE = 512
 ENCODE_CHUNK = 512
 NOVELTY_SAMPLES = 8
+SAMPLE_TEMPERATURE = 0.5  # what `sample` decodes at unless told otherwise
 
 
 def pick_device(device: str | torch.device | None) -> torch.device:
@@ -238,7 +239,7 @@ class Engine:
         return next((item for item in items if isinstance(item, Melody)), None)
 
     # --------------------------------------------------------- the operations
-    def sample(self, n: int = 1, temperature: float = 0.5, seed: int | None = None) -> list[Melody]:
+    def sample(self, n: int = 1, temperature: float = SAMPLE_TEMPERATURE, seed: int | None = None) -> list[Melody]:
         """`n` melodies from the prior (see `draw_prior`), decoded at `temperature` (0 = greedy)."""
         n = _check_count(n, "n")
         temperature = _check_temperature(temperature)

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from seqvae.data.corpus import load_corpus
+from seqvae.data.corpus import Corpus, load_corpus
+from seqvae.evaluate.copying import copying_report
 from seqvae.evaluate.interpolation import interpolation_check
 from seqvae.evaluate.prior import compare_features, sample_prior
 from seqvae.evaluate.reconstruction import reconstruction_metrics
@@ -18,6 +19,7 @@ from seqvae.models import LatentPrior, ModelConfig, load_model
 # Issue 3 quality targets, by what the model is.
 ACTIVE_TARGET = 0.8
 OVERLAP_TARGET = 0.8
+COPY_REFERENCE = 20000  # training windows the samples' nearest neighbours are searched among
 
 
 @dataclass
@@ -56,6 +58,7 @@ class EvalReport:
     targets: list[Target] = field(default_factory=list)
     seconds: float = 0.0
     sample_temperature: float = 1.0
+    copying: dict | None = None  # {"samples": CopyingReport, "data": CopyingReport} against training windows
     latent_prior: str = "N(0, I)"
 
     def to_dict(self) -> dict:
@@ -103,11 +106,13 @@ def evaluate_checkpoint(options: EvalOptions) -> EvalReport:
     recon = reconstruction_metrics(model, events, progress=options.progress).to_dict()
     prior: list[dict] = []
     prior_name = "N(0, I)"
+    copying = None
     if options.samples:
         fitted = LatentPrior.load(loaded.directory, config.z_size)
         samples = sample_prior(model, options.samples, options.temperature, options.seed, latent_prior=fitted)
         prior_name = fitted.describe() if fitted is not None else "N(0, I)"
         prior = [c.to_dict() for c in compare_features(samples, events, config.min_pitch)]
+        copying = _copying(corpus, samples, events, options.seed)
     interpolation = None
     if options.pairs and len(events) >= 2:
         interpolation = interpolation_check(model, events, options.pairs, seed=options.seed).to_dict()
@@ -115,8 +120,21 @@ def evaluate_checkpoint(options: EvalOptions) -> EvalReport:
         checkpoint=str(options.checkpoint), model=config.name, architecture=config.architecture, steps=config.steps,
         split=options.split, windows=len(events), reconstruction=recon, prior=prior, interpolation=interpolation,
         targets=quality_targets(config, recon, prior), seconds=time.perf_counter() - started,
-        sample_temperature=options.temperature, latent_prior=prior_name,
+        sample_temperature=options.temperature, latent_prior=prior_name, copying=copying,
     )
+
+
+def _copying(corpus: Corpus, samples: np.ndarray, events: np.ndarray, seed: int) -> dict | None:
+    """Samples' and the evaluated melodies' distance to their nearest training window: are samples copies?"""
+    train = corpus.split("train").events
+    if len(train) == 0:
+        return None
+    rng = np.random.default_rng(seed)
+    reference = np.asarray(train[np.sort(rng.permutation(len(train))[:COPY_REFERENCE])], dtype=np.int64)
+    data = events[np.sort(rng.permutation(len(events))[:len(samples)])]
+    return {"reference_windows": len(reference),
+            "samples": copying_report(samples, reference).to_dict(),
+            "data": copying_report(data, reference).to_dict()}
 
 
 def format_report(report: EvalReport) -> str:
@@ -144,6 +162,12 @@ def format_report(report: EvalReport) -> str:
         for item in report.prior:
             lines.append(f"{item['feature']:<34}{item['overlap']:>10.3f}{item['sample_mean']:>14.3f}"
                          f"{item['data_mean']:>12.3f}")
+    if report.copying:
+        c = report.copying
+        lines += ["", f"{'nearest of ' + str(c['reference_windows']) + ' training windows':<34}{'distance':>10}"
+                      f"{'copies':>14}"]
+        for who, label in (("samples", "prior samples"), ("data", f"{report.split} melodies")):
+            lines.append(f"{label:<34}{c[who]['mean_distance']:>10.3f}{c[who]['exact_copies']:>14.1%}")
     if report.interpolation:
         i = report.interpolation
         lines += [

@@ -9,8 +9,9 @@ gives held-out latents the higher likelihood is kept:
 - a full-covariance Gaussian (mean, Cholesky factor L);
 - a variance-preserving kernel density over stored training latents c_i: z = m + a (c_i - m) + b L eps
   with a = 1 / sqrt(1 + h^2), b = h a, so draws keep the data's mean and covariance while staying near
-  real melodies along the directions a single Gaussian blurs (key, mode). The bandwidth h is chosen
-  by held-out likelihood too.
+  real melodies along the directions a single Gaussian blurs (key, mode). Held-out likelihood gives a
+  first bandwidth h; `seqvae attributes` then narrows it to match unseen melodies' novelty
+  (seqvae.evaluate.copying), and `bandwidth_rule` records which rule set it.
 
 It is stored beside the weights; a checkpoint without one falls back to N(0, I).
 """
@@ -53,6 +54,7 @@ class LatentPrior:
     windows: int  # how many training melodies it was fitted on
     centers: np.ndarray | None = None  # [N, Z] kernel centres (training latents), None for the plain Gaussian
     bandwidth: float = 0.0  # h of the kernel density (see the module docstring)
+    bandwidth_rule: str = "chosen by held-out likelihood"  # how h was set, for describe()
     _packed: native.PackedAffine | None = field(default=None, repr=False, compare=False)
 
     @classmethod
@@ -100,8 +102,16 @@ class LatentPrior:
     def describe(self) -> str:
         if self.centers is None:
             return f"a Gaussian fitted to {self.windows} training windows"
-        return (f"a kernel density over {len(self.centers)} of {self.windows} training latents "
-                f"(bandwidth {self.bandwidth:g}, chosen by held-out likelihood over a Gaussian)")
+        return (f"a kernel density over {len(self.centers)} of {self.windows} training latents, preferred to a "
+                f"Gaussian by held-out likelihood (bandwidth {self.bandwidth:g}, {self.bandwidth_rule})")
+
+    def with_bandwidth(self, bandwidth: float, rule: str = "set by hand") -> LatentPrior:
+        """The same kernel density with another bandwidth; `rule` says why, for describe()."""
+        if self.centers is None:
+            raise ValueError("a Gaussian prior has no bandwidth; fit one on clustered latents to get a kernel density")
+        if not np.isfinite(bandwidth) or bandwidth <= 0:
+            raise ValueError(f"bandwidth {bandwidth!r} must be a positive number")
+        return LatentPrior(self.mean, self.scale_tril, self.windows, self.centers, float(bandwidth), rule)
 
     def _correlated_noise(self, eps: np.ndarray) -> np.ndarray:
         """eps @ L.T. Through the C affine where it is built, not numpy's BLAS: a multithreaded BLAS call leaves
@@ -132,7 +142,8 @@ class LatentPrior:
         tensors = {"mean": self.mean.astype(np.float32), "scale_tril": self.scale_tril.astype(np.float32)}
         if self.centers is not None:
             tensors["centers"] = self.centers.astype(np.float16)
-        save_file(tensors, str(tmp), metadata={"windows": str(self.windows), "bandwidth": str(self.bandwidth)})
+        save_file(tensors, str(tmp), metadata={"windows": str(self.windows), "bandwidth": str(self.bandwidth),
+                                               "bandwidth_rule": self.bandwidth_rule})
         tmp.replace(path)
         return path
 
@@ -148,7 +159,8 @@ class LatentPrior:
                 windows, bandwidth = int(metadata.get("windows", 0)), float(metadata.get("bandwidth", 0.0))
                 mean, tril = handle.get_tensor("mean"), handle.get_tensor("scale_tril")
                 centers = handle.get_tensor("centers") if "centers" in handle.keys() else None
-            prior = cls(mean.astype(np.float64), tril.astype(np.float64), windows, centers, bandwidth)
+            rule = metadata.get("bandwidth_rule", cls.bandwidth_rule)
+            prior = cls(mean.astype(np.float64), tril.astype(np.float64), windows, centers, bandwidth, rule)
         except Exception as exc:  # noqa: BLE001 - any damage is reported the same way
             raise ValueError(f"{path} is damaged ({exc}); recompute it with `seqvae attributes`") from None
         if prior.mean.shape != (z_size,) or prior.scale_tril.shape != (z_size, z_size):
