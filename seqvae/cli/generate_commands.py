@@ -459,8 +459,10 @@ def _fit_latent_prior(engine: Engine, corpus: Corpus, split: str, mu: np.ndarray
         return prior
     print(f"choosing the kernel bandwidth: samples at T={SAMPLE_TEMPERATURE} against {len(held)} {held_split} "
           "melodies' distance to the training windows")
-    choice = match_held_out_novelty(prior, lambda z: engine._decode_tokens(z, SAMPLE_TEMPERATURE, seed=0),
-                                    events, held)
+    def decode(z: np.ndarray) -> np.ndarray:
+        return np.stack([m.events for m in engine.decode(z, temperature=SAMPLE_TEMPERATURE, seed=0)])
+
+    choice = match_held_out_novelty(prior, decode, events, held)
     for h, d in choice.tried.items():
         print(f"  bandwidth {h:<5g} samples' mean distance {d:.3f}{'  <- chosen' if h == choice.bandwidth else ''}")
     rule = (f"its samples differ from their nearest training window in {choice.reached:.0%} of steps, "
