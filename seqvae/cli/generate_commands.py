@@ -444,30 +444,24 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
 
 def _fit_latent_prior(engine: Engine, corpus: Corpus, split: str, mu: np.ndarray, events: np.ndarray) -> LatentPrior:
-    """The latent prior; a kernel density's bandwidth is narrowed until its samples are as novel as melodies
-    from another split (seqvae.evaluate.copying)."""
+    """The latent prior, its kernel bandwidth matched against up to 1,000 melodies of another split."""
     import numpy as np
 
     from seqvae.engine.engine import SAMPLE_TEMPERATURE
-    from seqvae.evaluate.copying import match_held_out_novelty
-    from seqvae.models import LatentPrior
+    from seqvae.evaluate.copying import fit_novelty_matched_prior
 
-    prior = LatentPrior.fit(mu)
-    held_split = "valid" if split != "valid" else "test"
-    held = np.asarray(corpus.split(held_split).events[:1000], dtype=np.int64)
-    if prior.centers is None or len(held) == 0:
-        return prior
-    print(f"choosing the kernel bandwidth: samples at T={SAMPLE_TEMPERATURE} against {len(held)} {held_split} "
-          "melodies' distance to the training windows")
     def decode(z: np.ndarray) -> np.ndarray:
         return np.stack([m.events for m in engine.decode(z, temperature=SAMPLE_TEMPERATURE, seed=0)])
 
-    choice = match_held_out_novelty(prior, decode, events, held)
-    for h, d in choice.tried.items():
-        print(f"  bandwidth {h:<5g} samples' mean distance {d:.3f}{'  <- chosen' if h == choice.bandwidth else ''}")
-    rule = (f"its samples differ from their nearest training window in {choice.reached:.0%} of steps, "
-            f"{held_split} melodies in {choice.target:.0%}")
-    return prior.with_bandwidth(choice.bandwidth, rule)
+    held_split = "valid" if split != "valid" else "test"
+    held = np.asarray(corpus.split(held_split).events[:1000], dtype=np.int64)
+    prior, choice = fit_novelty_matched_prior(mu, events, held, held_split, decode)
+    if choice is not None:
+        print(f"choosing the kernel bandwidth: samples at T={SAMPLE_TEMPERATURE} against {len(held)} {held_split} "
+              "melodies' distance to the training windows")
+        for h, d in choice.tried.items():
+            print(f"  bandwidth {h:<5g} samples' mean distance {d:.3f}{'  <- chosen' if h == choice.bandwidth else ''}")
+    return prior
 
 
 def cmd_attributes(args: argparse.Namespace) -> int:

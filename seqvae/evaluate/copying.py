@@ -60,8 +60,12 @@ def copying_report(events: np.ndarray, reference: np.ndarray) -> CopyingReport:
 class BandwidthChoice:
     bandwidth: float
     target: float  # held-out melodies' mean distance to the reference
-    reached: float  # the samples' mean distance at the chosen bandwidth
     tried: dict[float, float]  # bandwidth -> samples' mean distance
+
+    @property
+    def reached(self) -> float:
+        """The samples' mean distance at the chosen bandwidth."""
+        return self.tried[self.bandwidth]
 
 
 def match_held_out_novelty(
@@ -69,7 +73,7 @@ def match_held_out_novelty(
     samples: int = 1000, seed: int = 0,
 ) -> BandwidthChoice:
     """The smallest grid bandwidth whose decoded samples are on average at least as far from `reference` (the
-    windows whose latents are the kernel centres) as the `held_out` melodies are.
+    training windows the prior was fitted to) as the `held_out` melodies are.
 
     Every bandwidth draws with the same random numbers, so the distance grows smoothly with it and a bisection
     over the grid finds the crossing. The widest bandwidth is the answer when none reaches the target.
@@ -95,5 +99,21 @@ def match_held_out_novelty(
             hi = mid
         else:
             lo = mid + 1
-    chosen = grid[lo]
-    return BandwidthChoice(chosen, target, distance(chosen), dict(sorted(tried.items())))
+    distance(grid[lo])
+    return BandwidthChoice(grid[lo], target, dict(sorted(tried.items())))
+
+
+def fit_novelty_matched_prior(
+    mu: np.ndarray, reference: np.ndarray, held_out: np.ndarray, held_name: str,
+    decode: Callable[[np.ndarray], np.ndarray],
+) -> tuple[LatentPrior, BandwidthChoice | None]:
+    """The latent prior for training latents `mu` of windows `reference`; a kernel density gets the bandwidth of
+    `match_held_out_novelty` against `held_out` (named `held_name` in its description). None for the choice when
+    there is nothing to choose: a single Gaussian, or no held-out melodies."""
+    prior = LatentPrior.fit(mu)
+    if prior.centers is None or len(held_out) == 0:
+        return prior, None
+    choice = match_held_out_novelty(prior, decode, reference, held_out)
+    rule = (f"its samples differ from their nearest training window in {choice.reached:.0%} of steps, "
+            f"{held_name} melodies in {choice.target:.0%}")
+    return prior.with_bandwidth(choice.bandwidth, rule), choice
