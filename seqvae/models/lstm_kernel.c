@@ -60,60 +60,89 @@ static inline v16 vtanh(v16 x) { return 2.0f / (1.0f + vexp(-2.0f * x)) - 1.0f; 
  * float32 panels are [N / 16][K][16]. bfloat16 panels come in interleaved pairs, [N / 32][K][32] with
  * panel 2q's column i at 2i and panel 2q+1's at 2i + 1: one 64-byte load then gives both panels as float32
  * with a shift (even) and a mask (odd), two cheap ALU operations instead of two widening shuffles. */
-typedef uint32_t v16u __attribute__((vector_size(64)));
-static inline v16 loadw_f32(const void *base, int K, int p, int k) {
-    return load16((const float *)base + ((size_t)p * K + k) * LANES);
+/* The matrix products run at the target's native vector width: a 16-lane panel is NSUB native vectors. GCC
+ * lowers a 64-byte generic vector on AVX2 through the stack (broadcasts built with scalar stores, then
+ * store-forwarding stalls), which made that build four times slower than the numpy fallback; native widths
+ * compile to plain broadcasts and FMAs. */
+#if defined(__AVX512F__)
+#define NATIVE_BYTES 64
+#elif defined(__AVX__)
+#define NATIVE_BYTES 32
+#else
+#define NATIVE_BYTES 16
+#endif
+#define NL (NATIVE_BYTES / 4)
+#define NSUB (LANES / NL)
+typedef float vn __attribute__((vector_size(NATIVE_BYTES)));
+typedef uint32_t vnu __attribute__((vector_size(NATIVE_BYTES)));
+static inline vn loadn(const float *p) { vn v; memcpy(&v, p, sizeof v); return v; }
+static inline void storen(float *p, vn v) { memcpy(p, &v, sizeof v); }
+
+/* Sub-vector j of panel p at row k. */
+static inline vn wsub_f32(const void *base, int K, int p, int k, int j) {
+    return loadn((const float *)base + ((size_t)p * K + k) * LANES + j * NL);
 }
-static inline v16u load_pair(const void *base, int K, int pair, int k) {
-    v16u v;
-    memcpy(&v, (const uint16_t *)base + ((size_t)pair * K + k) * 2 * LANES, sizeof v);
-    return v;
+/* Sub-vector j of panels p and p + 1 (p even); for bfloat16 one load gives both. */
+static inline void wsub2_f32(const void *base, int K, int p, int k, int j, vn *a, vn *b) {
+    *a = wsub_f32(base, K, p, k, j); *b = wsub_f32(base, K, p + 1, k, j);
 }
-static inline v16 loadw_bf16(const void *base, int K, int p, int k) {
-    v16u v = load_pair(base, K, p >> 1, k);
-    return (v16)(p & 1 ? v & 0xFFFF0000u : v << 16);
+static inline void wsub2_bf16(const void *base, int K, int p, int k, int j, vn *a, vn *b) {
+    vnu v;
+    memcpy(&v, (const uint16_t *)base + ((size_t)(p >> 1) * K + k) * 2 * LANES + (size_t)j * 2 * NL, sizeof v);
+    *a = (vn)(v << 16); *b = (vn)(v & 0xFFFF0000u);
 }
-/* Panels p .. p + 3 (p even) at row k. */
-static inline void load4_f32(const void *base, int K, int p, int k, v16 *a, v16 *b, v16 *c, v16 *d) {
-    *a = loadw_f32(base, K, p, k); *b = loadw_f32(base, K, p + 1, k);
-    *c = loadw_f32(base, K, p + 2, k); *d = loadw_f32(base, K, p + 3, k);
-}
-static inline void load4_bf16(const void *base, int K, int p, int k, v16 *a, v16 *b, v16 *c, v16 *d) {
-    v16u lo = load_pair(base, K, p >> 1, k), hi = load_pair(base, K, (p >> 1) + 1, k);
-    *a = (v16)(lo << 16); *b = (v16)(lo & 0xFFFF0000u);
-    *c = (v16)(hi << 16); *d = (v16)(hi & 0xFFFF0000u);
+static inline vn wsub_bf16(const void *base, int K, int p, int k, int j) {
+    vn even, odd;
+    wsub2_bf16(base, K, p, k, j, &even, &odd);
+    return p & 1 ? odd : even;
 }
 
+/* Register blocking. A v16 is one zmm register with AVX-512 (32 of them) but two ymm with AVX2 or four NEON
+ * registers (16 or 32 of those): blocks sized for 32 zmm would spill to the stack everywhere else. So the block
+ * shape follows the register file. */
+#if defined(__AVX512F__)
+#define BLOCK_R 4    /* rows per block */
+#define BLOCK_NP 4   /* panels per block */
+#define LONE_ROWS 2  /* batches this small take the long blocks */
+#define LONE_NP 8    /* panels per long block (>= BLOCK_NP) */
+#else
+#define BLOCK_R 2
+#define BLOCK_NP 2
+#define LONE_ROWS 1
+#define LONE_NP 4
+#endif
+
 /* The driver of every matrix product here: out[:, panels p0 .. p1) += x @ W over those panels, in blocks of up
- * to 4 rows x 4 panels (a group's weights stay in L1/L2 across all rows), or, for one or two rows, 8 panels:
- * twice the independent accumulators, so a lone row is not held up by the latency of its FMA chains.
+ * to BLOCK_R rows x BLOCK_NP panels (a group's weights stay in L1/L2 across all rows), or, for up to
+ * LONE_ROWS rows, LONE_NP panels: more independent accumulators, so a lone row is not held up by the latency
+ * of its FMA chains.
  * BLOCK(R, NP, K, x, ldx, wp, p, out, ldo) does R rows against panels p .. p + NP - 1 (p even when NP > 1); it
  * sums each column over k in the same order whatever R and NP are, so results do not depend on the blocking. */
 #define BLOCK_ROWS(BLOCK, R, NP, b) BLOCK(R, NP, K, x + (size_t)(b) * ldx, ldx, wp, p, out + (size_t)(b) * ldo, ldo)
 #define DEFINE_DRIVER(NAME, XT, BLOCK)                                                                          \
     static void NAME(int B, int K, const XT *x, int ldx, const void *wp, int p0, int p1, float *out, int ldo) { \
         int p = p0;                                                                                             \
-        if (B <= 2 && p + 8 <= p1) {                                                                            \
+        if (B <= LONE_ROWS && p + LONE_NP <= p1) {                                                             \
             if (p & 1) {                                                                                        \
                 for (int b = 0; b < B; b++) BLOCK_ROWS(BLOCK, 1, 1, b);                                         \
                 p++;                                                                                            \
             }                                                                                                   \
-            for (; p + 8 <= p1; p += 8) {                                                                       \
-                if (B == 2) BLOCK_ROWS(BLOCK, 2, 8, 0);                                                         \
-                else BLOCK_ROWS(BLOCK, 1, 8, 0);                                                                \
+            for (; p + LONE_NP <= p1; p += LONE_NP) {                                                           \
+                if (B == 2) BLOCK_ROWS(BLOCK, 2, LONE_NP, 0);                                                   \
+                else BLOCK_ROWS(BLOCK, 1, LONE_NP, 0);                                                          \
             }                                                                                                   \
         }                                                                                                       \
         while (p < p1) {                                                                                        \
-            int wide = p + 4 <= p1 && !(p & 1), b = 0;                                                          \
-            for (; b + 4 <= B; b += 4) {                                                                        \
-                if (wide) BLOCK_ROWS(BLOCK, 4, 4, b);                                                           \
-                else BLOCK_ROWS(BLOCK, 4, 1, b);                                                                \
+            int wide = p + BLOCK_NP <= p1 && !(p & 1), b = 0;                                                   \
+            for (; b + BLOCK_R <= B; b += BLOCK_R) {                                                            \
+                if (wide) BLOCK_ROWS(BLOCK, BLOCK_R, BLOCK_NP, b);                                              \
+                else BLOCK_ROWS(BLOCK, BLOCK_R, 1, b);                                                          \
             }                                                                                                   \
             for (; b < B; b++) {                                                                                \
-                if (wide) BLOCK_ROWS(BLOCK, 1, 4, b);                                                           \
+                if (wide) BLOCK_ROWS(BLOCK, 1, BLOCK_NP, b);                                                    \
                 else BLOCK_ROWS(BLOCK, 1, 1, b);                                                                \
             }                                                                                                   \
-            p += wide ? 4 : 1;                                                                                  \
+            p += wide ? BLOCK_NP : 1;                                                                           \
         }                                                                                                       \
     }
 
@@ -121,24 +150,29 @@ static inline void load4_bf16(const void *base, int K, int p, int k, v16 *a, v16
 #define DEFINE_FLOAT_BLOCK(SUFFIX)                                                                              \
     static inline __attribute__((always_inline)) void block_##SUFFIX(                                          \
         int R, int NP, int K, const float *x, int ldx, const void *wp, int p, float *out, int ldo) {           \
-        v16 acc[4][8];                                                                                          \
+        vn acc[BLOCK_R][LONE_NP][NSUB];                                                                         \
         for (int r = 0; r < R; r++)                                                                             \
-            for (int q = 0; q < NP; q++) acc[r][q] = (v16){0};                                                  \
+            for (int q = 0; q < NP; q++)                                                                        \
+                for (int j = 0; j < NSUB; j++) acc[r][q][j] = (vn){0};                                          \
         for (int k = 0; k < K; k++) {                                                                           \
-            v16 w[8];                                                                                           \
-            if (NP == 1) w[0] = loadw_##SUFFIX(wp, K, p, k);                                                    \
-            else                                                                                                \
-                for (int q = 0; q < NP; q += 4) load4_##SUFFIX(wp, K, p + q, k, &w[q], &w[q + 1], &w[q + 2], &w[q + 3]); \
+            vn w[LONE_NP][NSUB];                                                                                \
+            for (int j = 0; j < NSUB; j++) {                                                                    \
+                if (NP == 1) w[0][j] = wsub_##SUFFIX(wp, K, p, k, j);                                           \
+                else                                                                                            \
+                    for (int q = 0; q < NP; q += 2) wsub2_##SUFFIX(wp, K, p + q, k, j, &w[q][j], &w[q + 1][j]); \
+            }                                                                                                   \
             for (int r = 0; r < R; r++) {                                                                       \
-                float s = x[(size_t)r * ldx + k];                                                               \
-                for (int q = 0; q < NP; q++) acc[r][q] += s * w[q];                                             \
+                vn s = (vn){0} + x[(size_t)r * ldx + k];                                                        \
+                for (int q = 0; q < NP; q++)                                                                    \
+                    for (int j = 0; j < NSUB; j++) acc[r][q][j] += s * w[q][j];                                 \
             }                                                                                                   \
         }                                                                                                       \
         for (int r = 0; r < R; r++)                                                                             \
-            for (int q = 0; q < NP; q++) {                                                                      \
-                float *o = out + (size_t)r * ldo + (p + q) * LANES;                                             \
-                store16(o, load16(o) + acc[r][q]);                                                              \
-            }                                                                                                   \
+            for (int q = 0; q < NP; q++)                                                                        \
+                for (int j = 0; j < NSUB; j++) {                                                                \
+                    float *o = out + (size_t)r * ldo + (p + q) * LANES + j * NL;                                \
+                    storen(o, loadn(o) + acc[r][q][j]);                                                         \
+                }                                                                                               \
     }                                                                                                           \
     DEFINE_DRIVER(gemm_##SUFFIX, float, block_##SUFFIX)
 
