@@ -20,50 +20,9 @@
 #define MAX_LAYERS 4
 #define LANES 16
 
-typedef float v16 __attribute__((vector_size(64)));
-typedef int32_t v16i __attribute__((vector_size(64)));
-
-static inline v16 load16(const float *p) { v16 v; memcpy(&v, p, sizeof v); return v; }
-static inline void store16(float *p, v16 v) { memcpy(p, &v, sizeof v); }
-static inline v16 splat(float x) { return (v16){0} + x; }
-static inline v16 select16(v16i mask, v16 a, v16 b) { return (v16)(((v16i)a & mask) | ((v16i)b & ~mask)); }
-
-/* exp on 16 lanes (Cephes polynomial, ~1 ulp on the clamped range). */
-static inline v16 vexp(v16 x) {
-    x = select16(x < splat(88.0f), x, splat(88.0f));
-    x = select16(x > splat(-87.0f), x, splat(-87.0f));
-    v16 y = x * 1.44269504088896341f + 0.5f;
-    v16i n = __builtin_convertvector(y, v16i);
-    v16 fn = __builtin_convertvector(n, v16);
-    v16i too_big = fn > y;           /* truncation rounded a negative value up: step down */
-    n += too_big;                    /* true lanes are -1 */
-    fn = __builtin_convertvector(n, v16);
-    v16 r = x - fn * 0.693359375f - fn * -2.12194440e-4f;
-    v16 p = splat(1.9875691500e-4f);
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    p = p * r * r + r + 1.0f;
-    v16i bits = (n + 127) << 23;
-    return p * (v16)bits;
-}
-
-static inline v16 vsigmoid(v16 x) { return 1.0f / (1.0f + vexp(-x)); }
-static inline v16 vtanh(v16 x) { return 2.0f / (1.0f + vexp(-2.0f * x)) - 1.0f; }
-
-/* Weight panels are float32, or bfloat16 when every weight is exactly a bfloat16 value (a model saved
- * with bfloat16 storage): then half the bytes stream from memory and the widening to float32 in
- * registers is exact, so results equal the float32 path on the same weights.
- *
- * float32 panels are [N / 16][K][16]. bfloat16 panels come in interleaved pairs, [N / 32][K][32] with
- * panel 2q's column i at 2i and panel 2q+1's at 2i + 1: one 64-byte load then gives both panels as float32
- * with a shift (even) and a mask (odd), two cheap ALU operations instead of two widening shuffles. */
-/* The matrix products run at the target's native vector width: a 16-lane panel is NSUB native vectors. GCC
- * lowers a 64-byte generic vector on AVX2 through the stack (broadcasts built with scalar stores, then
- * store-forwarding stalls), which made that build four times slower than the numpy fallback; native widths
- * compile to plain broadcasts and FMAs. */
+/* Arithmetic runs at the target's native vector width (a 16-lane weight panel is NSUB native vectors). GCC
+ * lowers a wider generic vector through the stack (broadcasts built with scalar stores, then store-forwarding
+ * stalls): 16-float vectors made the AVX2 build four times slower than the numpy fallback. */
 #if defined(__AVX512F__)
 #define NATIVE_BYTES 64
 #elif defined(__AVX__)
@@ -75,6 +34,43 @@ static inline v16 vtanh(v16 x) { return 2.0f / (1.0f + vexp(-2.0f * x)) - 1.0f; 
 #define NSUB (LANES / NL)
 typedef float vn __attribute__((vector_size(NATIVE_BYTES)));
 typedef uint32_t vnu __attribute__((vector_size(NATIVE_BYTES)));
+typedef int32_t vni __attribute__((vector_size(NATIVE_BYTES)));
+
+static inline vn splat(float x) { return (vn){0} + x; }
+static inline vn selectn(vni mask, vn a, vn b) { return (vn)(((vni)a & mask) | ((vni)b & ~mask)); }
+
+/* exp per lane (Cephes polynomial, ~1 ulp on the clamped range). */
+static inline vn vexp(vn x) {
+    x = selectn(x < splat(88.0f), x, splat(88.0f));
+    x = selectn(x > splat(-87.0f), x, splat(-87.0f));
+    vn y = x * 1.44269504088896341f + 0.5f;
+    vni n = __builtin_convertvector(y, vni);
+    vn fn = __builtin_convertvector(n, vn);
+    vni too_big = fn > y;           /* truncation rounded a negative value up: step down */
+    n += too_big;                    /* true lanes are -1 */
+    fn = __builtin_convertvector(n, vn);
+    vn r = x - fn * 0.693359375f - fn * -2.12194440e-4f;
+    vn p = splat(1.9875691500e-4f);
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    vni bits = (n + 127) << 23;
+    return p * (vn)bits;
+}
+
+static inline vn vsigmoid(vn x) { return 1.0f / (1.0f + vexp(-x)); }
+static inline vn vtanh(vn x) { return 2.0f / (1.0f + vexp(-2.0f * x)) - 1.0f; }
+
+/* Weight panels are float32, or bfloat16 when every weight is exactly a bfloat16 value (a model saved
+ * with bfloat16 storage): then half the bytes stream from memory and the widening to float32 in
+ * registers is exact, so results equal the float32 path on the same weights.
+ *
+ * float32 panels are [N / 16][K][16]. bfloat16 panels come in interleaved pairs, [N / 32][K][32] with
+ * panel 2q's column i at 2i and panel 2q+1's at 2i + 1: one 64-byte load then gives both panels as float32
+ * with a shift (even) and a mask (odd), two cheap ALU operations instead of two widening shuffles. */
 static inline vn loadn(const float *p) { vn v; memcpy(&v, p, sizeof v); return v; }
 static inline void storen(float *p, vn v) { memcpy(p, &v, sizeof v); }
 
@@ -97,8 +93,8 @@ static inline vn wsub_bf16(const void *base, int K, int p, int k, int j) {
     return p & 1 ? odd : even;
 }
 
-/* Register blocking. A v16 is one zmm register with AVX-512 (32 of them) but two ymm with AVX2 or four NEON
- * registers (16 or 32 of those): blocks sized for 32 zmm would spill to the stack everywhere else. So the block
+/* Register blocking. A panel row is one zmm register with AVX-512 (32 of them) but two ymm with AVX2 or four
+ * NEON registers (16 or 32 of those): blocks sized for 32 zmm would spill to the stack everywhere else. So the block
  * shape follows the register file. */
 #if defined(__AVX512F__)
 #define BLOCK_R 4    /* rows per block */
@@ -241,12 +237,12 @@ int kernel_has_bf16_dot(void) { return HAVE_DOT; }
 /* Gates (i, f, g, o pre-activations, [4 H]) -> new c and h, in place. */
 static void cell_update(int H, const float *gates, float *c, float *h) {
     int j = 0;
-    for (; j + LANES <= H; j += LANES) {
-        v16 i = vsigmoid(load16(gates + j)), f = vsigmoid(load16(gates + H + j));
-        v16 g = vtanh(load16(gates + 2 * H + j)), o = vsigmoid(load16(gates + 3 * H + j));
-        v16 cn = f * load16(c + j) + i * g;
-        store16(c + j, cn);
-        store16(h + j, o * vtanh(cn));
+    for (; j + NL <= H; j += NL) {
+        vn i = vsigmoid(loadn(gates + j)), f = vsigmoid(loadn(gates + H + j));
+        vn g = vtanh(loadn(gates + 2 * H + j)), o = vsigmoid(loadn(gates + 3 * H + j));
+        vn cn = f * loadn(c + j) + i * g;
+        storen(c + j, cn);
+        storen(h + j, o * vtanh(cn));
     }
     for (; j < H; j++) {
         float i = 1.0f / (1.0f + expf(-gates[j])), f = 1.0f / (1.0f + expf(-gates[H + j]));
@@ -425,7 +421,7 @@ static void *generate_member(void *arg) {
                 if (l == 0) {
                     int64_t prev = t == 0 ? job->prev0[b] : job->out[(size_t)b * steps + t - 1];
                     const float *row = w->table + (size_t)prev * G0 + col0, *cg = cond_gates + (size_t)b * G0 + col0;
-                    for (int j = 0; j < width; j += LANES) store16(gate + j, load16(row + j) + load16(cg + j));
+                    for (int j = 0; j < width; j += NL) storen(gate + j, loadn(row + j) + loadn(cg + j));
                 } else {
                     memcpy(gate, w->bias[l] + col0, sizeof(float) * width);
                 }
