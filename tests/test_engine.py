@@ -28,7 +28,7 @@ def _engine(name: str = "tiny_lstm", seed: int = 0) -> Engine:
     return Engine(build_model(get_config(name)), device="cpu")
 
 
-@pytest.fixture(scope="module", params=["tiny_lstm", "tiny_hier", "tiny_transformer"])
+@pytest.fixture(scope="module", params=["tiny_lstm", "tiny_hier", "tiny_hier2", "tiny_transformer"])
 def engine(request) -> Engine:
     return _engine(request.param)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -23,7 +24,7 @@ from seqvae.models import (
 )
 from seqvae.models.checkpoint import resolve_checkpoint
 
-TINY = ["tiny_lstm", "tiny_hier", "tiny_transformer"]
+TINY = ["tiny_lstm", "tiny_hier", "tiny_hier2", "tiny_transformer"]
 
 
 @pytest.fixture(autouse=True)
@@ -47,7 +48,13 @@ def test_registry_names_and_errors():
         assert name in CONFIGS
     assert get_config("mel_2bar_small_triple").steps == 24
     assert get_config("mel_16bar_hier_triple").steps == 192
-    assert get_config("mel_16bar_hier_triple").steps_per_bar == 12
+    assert get_config("mel_16bar_hier_triple").steps_per_bar == 24  # 2-bar segments
+    assert get_config("mel_16bar_hier_triple").init_segments == ""  # no triple flat model ships to start from
+    assert get_config("mel_16bar_hier").init_segments == "default"
+    with pytest.raises(ValueError, match="segment_z_size"):
+        dataclasses.replace(get_config("tiny_lstm"), segment_z_size=8)
+    with pytest.raises(ValueError, match="freeze_segments needs init_segments"):
+        dataclasses.replace(get_config("tiny_hier2"), freeze_segments=True)
     assert get_config("mel_2bar_small").num_classes == EventCodec().num_classes
     with pytest.raises(ValueError, match="mel_2bar_small"):
         get_config("nope")
@@ -155,7 +162,7 @@ def test_fast_path_matches_reference_at_full_size():
     assert torch.equal(fast, model.logits(fast, z).argmax(dim=-1))
 
 
-@pytest.mark.parametrize("name", ["tiny_lstm", "tiny_hier"])
+@pytest.mark.parametrize("name", ["tiny_lstm", "tiny_hier", "tiny_hier2"])
 def test_numpy_fallback_matches_reference(name, monkeypatch):
     """Without a C compiler the numpy step loop takes over; it must pick the same tokens."""
     from seqvae.models import native
@@ -280,7 +287,7 @@ def test_decode_is_deterministic_across_batch_composition():
     assert np.array_equal(together.numpy(), model.decode(z.numpy()).numpy())
 
 
-@pytest.mark.parametrize("name", ["tiny_lstm", "tiny_hier", "tiny_transformer"])
+@pytest.mark.parametrize("name", ["tiny_lstm", "tiny_hier", "tiny_hier2", "tiny_transformer"])
 def test_scheduled_sampling_modes(name):
     """No coin lands: both modes equal teacher forcing. All coins land ('exact'): each step saw the model's own
     samples, so the logits equal teacher forcing on the sampled sequence."""
@@ -324,7 +331,7 @@ def test_fast_paths_follow_fused_optimizer_steps():
     assert torch.equal(model.decode(mu_ref), model.decode(mu_ref, fast=False))
 
 
-@pytest.mark.parametrize("name", ["tiny_lstm", "tiny_hier"])
+@pytest.mark.parametrize("name", ["tiny_lstm", "tiny_hier", "tiny_hier2"])
 def test_bfloat16_arithmetic_decoding(name, tmp_path):
     """The AVX512-BF16 path rounds activations to bfloat16: it must pick nearly the reference's tokens, keep forced
     steps, and stay deterministic and independent of the thread count."""

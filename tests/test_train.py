@@ -49,7 +49,7 @@ def _env() -> dict:
     return {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
 
 
-@pytest.mark.parametrize("name", ["tiny_lstm", "tiny_hier", "tiny_transformer"])
+@pytest.mark.parametrize("name", ["tiny_lstm", "tiny_hier", "tiny_hier2", "tiny_transformer"])
 def test_loss_falls(corpus, tmp_path, name):
     result = train(options(corpus, tmp_path / "run", config=name, steps=60, eval_every=60))
     rows = [r for r in read_metrics(tmp_path / "run") if r["split"] == "train"]
@@ -60,6 +60,40 @@ def test_loss_falls(corpus, tmp_path, name):
     loaded = load_model(tmp_path / "run", device="cpu")
     assert loaded.extra["step"] == 60 and loaded.config.name == name
     assert (tmp_path / "run" / "model" / "train_command.txt").read_text() == "seqvae train (test)\n"
+
+
+def test_two_level_model_starts_from_a_flat_model_and_keeps_it(corpus, tmp_path):
+    """init_segments copies a flat model into the segment level; freeze_segments keeps it there through training
+    and resume, while the upper level learns."""
+    from seqvae.models import build_model, save_model
+
+    two = get_config("tiny_hier2")
+    flat_config = dataclasses.replace(get_config("tiny_lstm"), name="tiny_flat16", steps=two.steps_per_bar,
+                                      z_size=two.segment_z_size, decoder_sizes=two.decoder_sizes)
+    torch.manual_seed(3)
+    flat = build_model(flat_config)
+    save_model(flat, tmp_path / "flat")
+    model_registry.CONFIGS["tiny_hier2_init"] = dataclasses.replace(
+        two, name="tiny_hier2_init", init_segments=str(tmp_path / "flat"), freeze_segments=True)
+    model_registry.CONFIGS["tiny_hier2_bad"] = dataclasses.replace(
+        two, name="tiny_hier2_bad", segment_z_size=4, init_segments=str(tmp_path / "flat"))
+    try:
+        before = {k: v.clone() for k, v in build_model(get_config("tiny_hier2_init")).state_dict().items()}
+        train(options(corpus, tmp_path / "run", config="tiny_hier2_init", steps=6, checkpoint_every=3))
+        train(options(corpus, tmp_path / "run", config=None, resume=True, steps=12))
+        after = _weights(tmp_path / "run")
+        for prefix, source in (("encoder.segment.", flat.encoder), ("decoder.core.", flat.decoder.core)):
+            for key, value in source.state_dict().items():
+                if prefix + key in after or not key.startswith("sigma."):
+                    assert torch.equal(after[prefix + key], value), prefix + key
+        moved = [k for k in after if k.startswith(("encoder.top.", "decoder.conductor", "decoder.to_segment"))
+                 and not torch.equal(after[k], before[k])]
+        assert moved, "the upper level did not learn"
+        with pytest.raises(ValueError, match="z_size 8 .needs 4."):
+            train(options(corpus, tmp_path / "bad", config="tiny_hier2_bad"))
+    finally:
+        for name in ("tiny_hier2_init", "tiny_hier2_bad"):
+            model_registry.CONFIGS.pop(name, None)
 
 
 def _weights(run: Path) -> dict[str, torch.Tensor]:

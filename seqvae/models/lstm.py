@@ -16,9 +16,14 @@ from seqvae.models.sampling import choose_tokens, draw_uniforms
 
 
 class BidirectionalLSTMEncoder(nn.Module):
-    """Events -> (mu, sigma): stacked bidirectional LSTMs, final states of both directions -> two heads."""
+    """Events -> (mu, sigma): stacked bidirectional LSTMs, final states of both directions -> two heads.
 
-    def __init__(self, num_classes: int, sizes: tuple[int, ...], z_size: int) -> None:
+    `num_classes` is the input width: the event vocabulary for `forward`, a feature size for `summarize`.
+    Without `sigma` there is no sigma head and the encoder gives (mu, None): a segment encoder's means are all
+    a two-level model reads.
+    """
+
+    def __init__(self, num_classes: int, sizes: tuple[int, ...], z_size: int, sigma: bool = True) -> None:
         super().__init__()
         self.num_classes = num_classes
         layers, width = [], num_classes
@@ -27,16 +32,46 @@ class BidirectionalLSTMEncoder(nn.Module):
             width = 2 * size
         self.layers = nn.ModuleList(layers)
         self.mu = nn.Linear(width, z_size)
-        self.sigma = nn.Linear(width, z_size)
+        self.sigma = nn.Linear(width, z_size) if sigma else None
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        h = F.one_hot(x, self.num_classes).to(self.mu.weight.dtype)
+        return self.summarize(F.one_hot(x, self.num_classes).to(self.mu.weight.dtype))
+
+    def summarize(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """[B, T, num_classes] real-valued inputs -> (mu, sigma)."""
         final = None
         for layer in self.layers:
             h, (h_n, _) = layer(h)
             final = h_n
         summary = torch.cat([final[0], final[1]], dim=-1)  # forward and backward final states
+        if self.sigma is None:
+            return self.mu(summary), None
         return self.mu(summary), F.softplus(self.sigma(summary)) + 1e-5
+
+
+class HierarchicalLSTMEncoder(nn.Module):
+    """Two levels: a 2-bar-shaped encoder gives each segment its posterior mean (a segment latent), then a
+    bidirectional LSTM over the segment latents gives (mu, sigma).
+
+    The segment level has exactly a flat model's encoder shape, so it can be a trained 2-bar model's encoder:
+    the upper level then only learns how segments follow one another.
+    """
+
+    def __init__(self, num_classes: int, sizes: tuple[int, ...], segment_z: int, top_sizes: tuple[int, ...],
+                 z_size: int, segments: int) -> None:
+        super().__init__()
+        self.segments = segments
+        self.segment = BidirectionalLSTMEncoder(num_classes, sizes, segment_z, sigma=False)
+        self.top = BidirectionalLSTMEncoder(segment_z, top_sizes, z_size)
+
+    def segment_latents(self, x: torch.Tensor) -> torch.Tensor:
+        """[B, T] events -> [B, segments, segment_z] segment posterior means."""
+        batch = x.shape[0]
+        mu, _ = self.segment(x.reshape(batch * self.segments, -1))
+        return mu.reshape(batch, self.segments, -1)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.top.summarize(self.segment_latents(x))
 
 
 class ConditionedLSTM(nn.Module):
@@ -117,20 +152,15 @@ def shift_right(x: torch.Tensor, start: int) -> torch.Tensor:
     return torch.cat([torch.full_like(x[:, :1], start), x[:, :-1]], dim=1)
 
 
-def mix_previous(
-    x: torch.Tensor, sampled: torch.Tensor, coin: torch.Tensor, start: int
-) -> torch.Tensor:
-    """Scheduled sampling inputs: the model's own token where coin is True, the true one elsewhere."""
-    return shift_right(torch.where(coin, sampled, x), start)
-
-
 def two_pass_previous(teacher_forced, x: torch.Tensor, z: torch.Tensor, coin: torch.Tensor,
-                      uniforms: torch.Tensor, start: int) -> torch.Tensor:
+                      uniforms: torch.Tensor, start: int, previous=None) -> torch.Tensor:
     """Previous-token inputs for two-pass scheduled sampling: sample every step from a teacher-forced
-    pass (no gradient), then mix those samples in where the coin says so."""
+    pass (no gradient), then mix those samples in where the coin says so. `previous` turns tokens into
+    previous-token inputs (default: shift right behind START)."""
     with torch.no_grad():
         sampled = choose_tokens(teacher_forced(x, z), 1.0, uniforms[..., 1])
-    return mix_previous(x, sampled, coin, start)
+    mixed = torch.where(coin, sampled, x)
+    return previous(mixed) if previous is not None else shift_right(mixed, start)
 
 
 def generation_choice(
@@ -202,16 +232,21 @@ class HierarchicalDecoder(nn.Module):
     """MusicVAE hierdec: a conductor LSTM turns z into one embedding per bar; a ConditionedLSTM decodes each
     bar from its embedding, carrying the previous token across bar lines.
 
+    With `segment_z` > 0 the conductor's outputs are projected to segment latents of that size and each
+    segment is decoded from START, exactly as a flat decoder decodes a whole window: the segment level is
+    then a flat model's decoder and can start as a trained one.
+
     Teacher forcing decodes all bars in parallel (batch B * bars), so training costs one fused
     LSTM call over `steps_per_bar` steps instead of `steps`.
     """
 
     def __init__(
         self, num_classes: int, z_size: int, conductor_sizes: tuple[int, ...], sizes: tuple[int, ...],
-        steps: int, bars: int,
+        steps: int, bars: int, segment_z: int = 0,
     ) -> None:
         super().__init__()
         self.steps, self.bars, self.bar_steps = steps, bars, steps // bars
+        self.restart = segment_z > 0
         self.conductor_init = nn.Linear(z_size, 2 * sum(conductor_sizes))
         self.conductor_sizes = tuple(conductor_sizes)
         layers, width = [], 1
@@ -219,7 +254,8 @@ class HierarchicalDecoder(nn.Module):
             layers.append(nn.LSTM(width, size, batch_first=True))
             width = size
         self.conductor = nn.ModuleList(layers)
-        self.core = ConditionedLSTM(num_classes, width, sizes)
+        self.to_segment = nn.Linear(width, segment_z) if segment_z else None
+        self.core = ConditionedLSTM(num_classes, segment_z or width, sizes)
 
     def bar_embeddings(self, z: torch.Tensor) -> torch.Tensor:
         """[B, bars, conductor size]: the conductor reads zeros and is steered by its initial state only."""
@@ -231,7 +267,18 @@ class HierarchicalDecoder(nn.Module):
             c0 = flat[:, offset + size:offset + 2 * size].unsqueeze(0).contiguous()
             h, _ = layer(h, (h0, c0))
             offset += 2 * size
-        return h
+        return self.to_segment(h) if self.to_segment is not None else h
+
+    def previous(self, x: torch.Tensor) -> torch.Tensor:
+        """Previous-token inputs: shifted behind START per segment when segments restart, else across bar lines."""
+        if not self.restart:
+            return shift_right(x, self.core.start_token)
+        segments = x.reshape(x.shape[0] * self.bars, self.bar_steps)
+        return shift_right(segments, self.core.start_token).reshape(x.shape)
+
+    def carried(self, tokens: torch.Tensor) -> torch.Tensor | None:
+        """The token fed into the next segment's first step: the last one, or None (START) when segments restart."""
+        return None if self.restart else tokens[:, -1]
 
     def _per_bar(self, prev: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         batch = z.shape[0]
@@ -240,17 +287,18 @@ class HierarchicalDecoder(nn.Module):
         return logits.reshape(batch, self.steps, -1)
 
     def teacher_forced(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        return self._per_bar(shift_right(x, self.core.start_token), z)
+        return self._per_bar(self.previous(x), z)
 
     def scheduled(
         self, x: torch.Tensor, z: torch.Tensor, prob: float, uniforms: torch.Tensor, mode: str
     ) -> torch.Tensor:
         coin = uniforms[..., 0] < prob
         if mode == "parallel":
-            return self._per_bar(two_pass_previous(self.teacher_forced, x, z, coin, uniforms, self.core.start_token), z)
+            prev = two_pass_previous(self.teacher_forced, x, z, coin, uniforms, self.core.start_token, self.previous)
+            return self._per_bar(prev, z)
         emb = self.bar_embeddings(z)
-        prev = torch.full_like(x[:, 0], self.core.start_token)
-        out = []
+        start = torch.full_like(x[:, 0], self.core.start_token)
+        prev, out = start, []
         for bar in range(self.bars):
             offset = bar * self.bar_steps
 
@@ -260,7 +308,8 @@ class HierarchicalDecoder(nn.Module):
 
             cond = emb[:, bar]
             logits, tokens = self.core.run_cells(cond, self.core.initial_states(cond), prev, self.bar_steps, choose)
-            prev = tokens[:, -1]
+            carried = self.carried(tokens)
+            prev = start if carried is None else carried
             out.append(logits)
         return torch.cat(out, dim=1)
 
@@ -278,15 +327,16 @@ class HierarchicalDecoder(nn.Module):
             for bar in range(self.bars):
                 tokens = plan.generate(emb[:, bar], temperature, uniforms, forced, mask, prev=prev,
                                        offset=bar * self.bar_steps, steps=self.bar_steps, bf16=bf16)
-                prev = tokens[:, -1]
+                prev = self.carried(tokens)
                 out.append(tokens)
             return torch.cat(out, dim=1)
-        prev = torch.full((z.shape[0],), self.core.start_token, dtype=torch.long, device=z.device)
-        out = []
+        start = torch.full((z.shape[0],), self.core.start_token, dtype=torch.long, device=z.device)
+        prev, out = start, []
         for bar in range(self.bars):
             cond = emb[:, bar]
             choose = generation_choice(temperature, uniforms, forced, mask, offset=bar * self.bar_steps)
             _, tokens = self.core.run_cells(cond, self.core.initial_states(cond), prev, self.bar_steps, choose)
-            prev = tokens[:, -1]
+            carried = self.carried(tokens)
+            prev = start if carried is None else carried
             out.append(tokens)
         return torch.cat(out, dim=1)

@@ -29,6 +29,10 @@ class ModelConfig:
     # 'hier' only: conductor LSTM layer sizes and how many segments (bars) it emits.
     conductor_sizes: tuple[int, ...] = (256,)
     bars: int = 1
+    # 'hier' only: > 0 makes both sides two-level. Each segment is encoded to and decoded from a segment latent of
+    # this size by a flat 2-bar model's encoder and decoder shapes; a bidirectional LSTM of conductor_sizes reads
+    # the segment latents into z, and the conductor writes them back.
+    segment_z_size: int = 0
     # 'transformer' only.
     d_model: int = 256
     n_heads: int = 4
@@ -47,6 +51,10 @@ class ModelConfig:
     sampling_rate: float = 1000.0  # inverse sigmoid: p(sample) = 1 - k / (k + exp(step / k)); 0 = teacher forcing
     scheduled_sampling: str = "parallel"  # 'exact' (per-step loop) or 'parallel' (two-pass approximation)
     grad_clip: float = 1.0  # global gradient norm
+    # Two-level 'hier': start the segment level from this trained flat model (name or directory), and keep it
+    # fixed while the upper level learns (a new run only reads it; its weights then live in the run).
+    init_segments: str = ""
+    freeze_segments: bool = False
     transpose_low: int = -5
     transpose_high: int = 6
     eval_every: int = 500
@@ -82,6 +90,12 @@ class ModelConfig:
             out.append("z_size, encoder_sizes and decoder_sizes must be non-empty and positive")
         if self.architecture == "hier" and not self.conductor_sizes:
             out.append("a hierarchical model needs conductor_sizes")
+        if self.segment_z_size < 0 or (self.segment_z_size and self.architecture != "hier"):
+            out.append("segment_z_size must be >= 0, and > 0 only for a hierarchical model")
+        if (self.init_segments or self.freeze_segments) and not self.segment_z_size:
+            out.append("init_segments and freeze_segments need a two-level model (segment_z_size > 0)")
+        if self.freeze_segments and not self.init_segments:
+            out.append("freeze_segments needs init_segments: a frozen segment level must start trained")
         if self.architecture == "transformer" and self.d_model % self.n_heads:
             out.append(f"d_model={self.d_model} must be divisible by n_heads={self.n_heads}")
         if self.scheduled_sampling not in SCHEDULED_SAMPLING_MODES:
@@ -109,7 +123,9 @@ def config_from_dict(data: dict) -> ModelConfig:
 def _triple(config: ModelConfig) -> ModelConfig:
     """The 3/4 and 6/8 twin of a duple config: 12-step bars, 24 or 192 steps."""
     steps = config.steps * 3 // 4
-    return dataclasses.replace(config, name=f"{config.name}_triple", steps=steps, family="triple")
+    # No triple-meter flat model ships to start a two-level one from: the twin trains its segments itself.
+    return dataclasses.replace(config, name=f"{config.name}_triple", steps=steps, family="triple", init_segments="",
+                               freeze_segments=False)
 
 
 _BASE = [
@@ -122,13 +138,19 @@ _BASE = [
         name="mel_16bar_hier",
         architecture="hier",
         steps=256,
-        bars=16,
+        bars=8,
         z_size=512,
+        segment_z_size=256,
         encoder_sizes=(512,),
         conductor_sizes=(512,),
-        decoder_sizes=(512, 512),
+        decoder_sizes=(256, 256),
         free_bits=256.0,
-        notes="MusicVAE hierdec-mel_16bar shape, narrowed (Magenta: 2x2048 encoder, 2x1024 decoder) to train on CPUs.",
+        sampling_rate=0.0,
+        init_segments="default",
+        freeze_segments=True,
+        notes="MusicVAE hierdec-mel_16bar with a hierarchical encoder too; its 2-bar segment level is the shipped "
+        "default model, kept fixed, so training on CPUs only has to learn how 8 segments follow one another "
+        "(scheduled sampling off: the fixed decoder cannot learn from it).",
     ),
     ModelConfig(
         name="mel_2bar_transformer",
@@ -168,6 +190,12 @@ _TINY = [
         conductor_sizes=(16,), decoder_sizes=(32,), batch_size=16, learning_rate=1e-2, max_beta=0.05,
         beta_rate=0.99, free_bits=4.0, sampling_rate=100.0, eval_every=50, checkpoint_every=50, default_steps=300,
         notes="For tests: 4 segments of 8 steps.",
+    ),
+    ModelConfig(
+        name="tiny_hier2", architecture="hier", steps=32, bars=2, z_size=8, segment_z_size=8, encoder_sizes=(32,),
+        conductor_sizes=(16,), decoder_sizes=(32,), batch_size=16, learning_rate=1e-2, max_beta=0.05,
+        beta_rate=0.99, free_bits=4.0, sampling_rate=100.0, eval_every=50, checkpoint_every=50, default_steps=300,
+        notes="For tests: two-level, 2 segments of 16 steps.",
     ),
     ModelConfig(
         name="tiny_transformer", architecture="transformer", z_size=8, d_model=32, n_heads=2,

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from seqvae.models.lstm import BidirectionalLSTMEncoder, HierarchicalDecoder, LSTMDecoder
+from seqvae.models.lstm import BidirectionalLSTMEncoder, HierarchicalDecoder, HierarchicalLSTMEncoder, LSTMDecoder
 from seqvae.models.registry import ModelConfig
 from seqvae.models.transformer import TransformerDecoder, TransformerEncoder
 
@@ -62,10 +62,14 @@ class SequenceVAE(nn.Module):
             self.encoder = TransformerEncoder(*args, c.encoder_layers, c.ff_size, c.dropout)
             self.decoder = TransformerDecoder(*args, c.decoder_layers, c.ff_size, c.dropout)
         else:
-            self.encoder = BidirectionalLSTMEncoder(classes, c.encoder_sizes, c.z_size)
+            if c.segment_z_size:
+                self.encoder = HierarchicalLSTMEncoder(classes, c.encoder_sizes, c.segment_z_size, c.conductor_sizes,
+                                                       c.z_size, c.bars)
+            else:
+                self.encoder = BidirectionalLSTMEncoder(classes, c.encoder_sizes, c.z_size)
             if c.architecture == "hier":
                 self.decoder = HierarchicalDecoder(classes, c.z_size, c.conductor_sizes, c.decoder_sizes, c.steps,
-                                                   c.bars)
+                                                   c.bars, c.segment_z_size)
             else:
                 self.decoder = LSTMDecoder(classes, c.z_size, c.decoder_sizes, c.steps)
 

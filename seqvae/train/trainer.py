@@ -27,6 +27,7 @@ from seqvae.data.corpus import load_corpus
 from seqvae.evaluate.reconstruction import reconstruction_metrics
 from seqvae.models import ModelConfig, build_model, config_from_dict, config_to_dict, get_config, save_model, vae_loss
 from seqvae.models.checkpoint import atomic_write_bytes
+from seqvae.models.segments import copy_segment_level, freeze_segment_level
 from seqvae.train.distributed import Distributed, setup_distributed
 from seqvae.train.schedules import kl_weight, learning_rate, sampling_probability
 from seqvae.train.state import TRAIN_STATE_FILE, load_train_state, save_train_state
@@ -271,7 +272,12 @@ def _train(options: TrainOptions, run_dir: Path, dist_info: Distributed) -> Trai
     device = dist_info.device
 
     torch.manual_seed(seed)
-    model = build_model(config).to(device)
+    model = build_model(config)
+    if config.init_segments and state is None:
+        copy_segment_level(model, config.init_segments)
+    if config.freeze_segments:
+        freeze_segment_level(model)
+    model = model.to(device)
     optimizer = _make_optimizer(model, config.learning_rate)
     start_step = 0
     if state is not None:
