@@ -276,9 +276,9 @@ class HierarchicalDecoder(nn.Module):
         segments = x.reshape(x.shape[0] * self.bars, self.bar_steps)
         return shift_right(segments, self.core.start_token).reshape(x.shape)
 
-    def carried(self, tokens: torch.Tensor) -> torch.Tensor | None:
-        """The token fed into the next segment's first step: the last one, or None (START) when segments restart."""
-        return None if self.restart else tokens[:, -1]
+    def carried(self, tokens: torch.Tensor, start: torch.Tensor) -> torch.Tensor:
+        """The token fed into the next segment's first step: the last one, or START when segments restart."""
+        return start if self.restart else tokens[:, -1]
 
     def _per_bar(self, prev: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         batch = z.shape[0]
@@ -308,8 +308,7 @@ class HierarchicalDecoder(nn.Module):
 
             cond = emb[:, bar]
             logits, tokens = self.core.run_cells(cond, self.core.initial_states(cond), prev, self.bar_steps, choose)
-            carried = self.carried(tokens)
-            prev = start if carried is None else carried
+            prev = self.carried(tokens, start)
             out.append(logits)
         return torch.cat(out, dim=1)
 
@@ -319,24 +318,22 @@ class HierarchicalDecoder(nn.Module):
     ) -> torch.Tensor:
         uniforms = draw_uniforms(self.steps, z.shape[0], temperature, generator)
         emb = self.bar_embeddings(z)
+        start = torch.full((z.shape[0],), self.core.start_token, dtype=torch.long, device=z.device)
+        prev, out = start, []
         if fast:
             from seqvae.models.fast_lstm import plan_for
 
             plan = plan_for(self)
-            prev, out = None, []
             for bar in range(self.bars):
                 tokens = plan.generate(emb[:, bar], temperature, uniforms, forced, mask, prev=prev,
                                        offset=bar * self.bar_steps, steps=self.bar_steps, bf16=bf16)
-                prev = self.carried(tokens)
+                prev = self.carried(tokens.to(start.device), start)
                 out.append(tokens)
             return torch.cat(out, dim=1)
-        start = torch.full((z.shape[0],), self.core.start_token, dtype=torch.long, device=z.device)
-        prev, out = start, []
         for bar in range(self.bars):
             cond = emb[:, bar]
             choose = generation_choice(temperature, uniforms, forced, mask, offset=bar * self.bar_steps)
             _, tokens = self.core.run_cells(cond, self.core.initial_states(cond), prev, self.bar_steps, choose)
-            carried = self.carried(tokens)
-            prev = start if carried is None else carried
+            prev = self.carried(tokens, start)
             out.append(tokens)
         return torch.cat(out, dim=1)
