@@ -18,6 +18,7 @@ from seqvae.models import (
     config_to_dict,
     get_config,
     kl_divergence,
+    latent_loss,
     load_model,
     save_model,
     vae_loss,
@@ -55,6 +56,9 @@ def test_registry_names_and_errors():
         dataclasses.replace(get_config("tiny_lstm"), segment_z_size=8)
     with pytest.raises(ValueError, match="freeze_segments needs init_segments"):
         dataclasses.replace(get_config("tiny_hier2"), freeze_segments=True)
+    with pytest.raises(ValueError, match="latent_steps"):
+        dataclasses.replace(get_config("tiny_hier2"), latent_steps=10)
+    assert get_config("mel_16bar_hier_triple").latent_steps == 0
     assert get_config("mel_2bar_small").num_classes == EventCodec().num_classes
     with pytest.raises(ValueError, match="mel_2bar_small"):
         get_config("nope")
@@ -100,6 +104,30 @@ def test_kl_matches_torch_distributions():
         torch.distributions.Normal(mu, sigma), torch.distributions.Normal(0.0, 1.0)
     )
     assert torch.allclose(kl_divergence(mu, sigma), expected, atol=1e-6)
+
+
+def test_latent_stage_pass_and_loss():
+    """The latent stage reads segment posteriors, not events, and scores the conductor's segment latents by their
+    log-density under those posteriors: zero at the means, a quarter when every sigma doubles."""
+    model = build_model(get_config("tiny_hier2_latent"))
+    torch.manual_seed(0)
+    x = torch.as_tensor(synthetic_windows(4, 256, seed=1), dtype=torch.long)
+    target_mu, target_sigma = model.encoder.segment_posteriors(x)
+    assert target_mu.shape == target_sigma.shape == (4, 8, 256)
+    eps = torch.randn(4, 8)
+    out = model(None, eps=eps, segments=(target_mu, target_sigma))
+    assert out.predicted.shape == (4, 8, 256)
+    assert torch.allclose(out.mu, model.encode(x)[0], atol=1e-5)  # the same upper encoder as the event pass
+    terms = latent_loss(out, beta=0.5, free_bits=1.0)
+    standard = (out.predicted - target_mu) / target_sigma
+    assert terms.recon.item() == pytest.approx(0.5 * standard.square().sum().item() / 4, rel=1e-5)
+    assert torch.isnan(terms.accuracy)
+    wider = latent_loss(dataclasses.replace(out, target_sigma=2 * target_sigma), beta=0.5, free_bits=1.0)
+    assert wider.recon.item() == pytest.approx(terms.recon.item() / 4, rel=1e-5)
+    exact = latent_loss(dataclasses.replace(out, predicted=target_mu), beta=0.0, free_bits=0.0)
+    assert exact.recon.item() == 0.0
+    terms.loss.backward()
+    assert model.decoder.conductor_init.weight.grad is not None and model.decoder.core.output.weight.grad is None
 
 
 def test_free_bits_remove_the_kl_gradient_below_the_threshold():

@@ -20,6 +20,7 @@ from seqvae.models import registry as model_registry
 from seqvae.train import (
     TRAIN_STATE_FILE,
     TrainOptions,
+    describe,
     kl_weight,
     learning_rate,
     load_train_state,
@@ -96,6 +97,38 @@ def test_two_level_model_starts_from_a_flat_model_and_keeps_it(corpus, tmp_path)
             model_registry.CONFIGS.pop(name, None)
 
 
+@pytest.fixture(scope="module")
+def corpus256(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("corpus256")
+    write_synthetic_corpus(path, 64, 12, 12, steps=256, seed=0)
+    return path
+
+
+def test_latent_stage_fits_the_upper_level_then_hands_over_to_events(corpus256, tmp_path):
+    """latent_steps train the upper level on segment posteriors; events take over after them. The segment level
+    stays the flat model's, and resume inside the latent stage and across the hand-over is exact."""
+    from seqvae.models.checkpoint import load_model as load
+
+    straight = train(options(corpus256, tmp_path / "a", config="tiny_hier2_latent", steps=42, checkpoint_every=42))
+    early = train(options(corpus256, tmp_path / "b", config="tiny_hier2_latent", steps=20, checkpoint_every=20))
+    assert "(latent stage)" in describe(early)
+    train(options(corpus256, tmp_path / "b", config=None, resume=True, steps=41, checkpoint_every=41))
+    train(options(corpus256, tmp_path / "b", config=None, resume=True, steps=42, checkpoint_every=41))
+    a, b = _weights(tmp_path / "a"), _weights(tmp_path / "b")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    rows = [r for r in read_metrics(tmp_path / "a") if r["split"] == "train"]
+    assert [r["stage"] for r in rows] == ["latent"] * 40 + ["events"] * 2
+    assert all(r["accuracy"] is None for r in rows[:40]) and all(r["accuracy"] is not None for r in rows[40:])
+    first, last = (np.mean([r["recon"] for r in part]) for part in (rows[:5], rows[35:40]))
+    assert last < 0.75 * first, ("the latent stage did not fit", first, last)
+    assert straight.valid is not None and straight.valid["greedy_accuracy"] is not None
+    flat = load("default", device="cpu").model
+    for key, value in flat.encoder.state_dict().items():  # sigma too: the latent stage reads it
+        assert torch.equal(a["encoder.segment." + key], value.float()), key
+    for key, value in flat.decoder.core.state_dict().items():
+        assert torch.equal(a["decoder.core." + key], value.float()), key
+
+
 def _weights(run: Path) -> dict[str, torch.Tensor]:
     return load_train_state(run / TRAIN_STATE_FILE).model
 
@@ -166,10 +199,13 @@ def test_sigkill_never_leaves_a_corrupt_checkpoint(corpus, tmp_path):
     assert resumed.step == last_step + 2
 
 
-def test_two_gloo_processes_match_one(corpus, tmp_path):
-    """torchrun with 2 CPU processes (global batch split in two) computes the same run as 1 process."""
-    base = ["--config", "tiny_lstm", "--data", str(corpus), "--steps", "4", "--batch-size", "8",
-            "--checkpoint-every", "4", "--eval-every", "4", "--no-progress"]
+@pytest.mark.parametrize("name", ["tiny_lstm", "tiny_hier2_latent"])
+def test_two_gloo_processes_match_one(corpus, corpus256, tmp_path, name):
+    """torchrun with 2 CPU processes (global batch split in two) computes the same run as 1 process; for the
+    two-level model through its latent stage (40 steps) and on into events."""
+    steps, data = ("4", corpus) if name == "tiny_lstm" else ("41", corpus256)
+    base = ["--config", name, "--data", str(data), "--steps", steps, "--batch-size", "8",
+            "--checkpoint-every", steps, "--eval-every", steps, "--no-progress"]
     single = subprocess.run([sys.executable, "-m", "seqvae.cli.main", "train", *base, "--out", str(tmp_path / "one")],
                             env=_env(), cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert single.returncode == 0, single.stderr
@@ -193,7 +229,7 @@ def test_two_gloo_processes_match_one(corpus, tmp_path):
     for key in one:
         assert torch.allclose(one[key], two[key], atol=1e-5, rtol=1e-4), key
     changed = load_train_state(tmp_path / "one" / TRAIN_STATE_FILE)
-    assert changed.step == 4
+    assert changed.step == int(steps)
     command = (two_dir / "model" / "train_command.txt").read_text()
     assert command.startswith("torchrun --nproc_per_node 2")
 

@@ -54,24 +54,26 @@ class HierarchicalLSTMEncoder(nn.Module):
     bidirectional LSTM over the segment latents gives (mu, sigma).
 
     The segment level has exactly a flat model's encoder shape, so it can be a trained 2-bar model's encoder:
-    the upper level then only learns how segments follow one another.
+    the upper level then only learns how segments follow one another. `segment_sigma` keeps that encoder's
+    sigma head too, which only the latent training stage reads (how precisely each segment latent matters).
     """
 
     def __init__(self, num_classes: int, sizes: tuple[int, ...], segment_z: int, top_sizes: tuple[int, ...],
-                 z_size: int, segments: int) -> None:
+                 z_size: int, segments: int, segment_sigma: bool = False) -> None:
         super().__init__()
         self.segments = segments
-        self.segment = BidirectionalLSTMEncoder(num_classes, sizes, segment_z, sigma=False)
+        self.segment = BidirectionalLSTMEncoder(num_classes, sizes, segment_z, sigma=segment_sigma)
         self.top = BidirectionalLSTMEncoder(segment_z, top_sizes, z_size)
 
-    def segment_latents(self, x: torch.Tensor) -> torch.Tensor:
-        """[B, T] events -> [B, segments, segment_z] segment posterior means."""
+    def segment_posteriors(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """[B, T] events -> segment (mu, sigma), each [B, segments, segment_z]; sigma is None without its head."""
         batch = x.shape[0]
-        mu, _ = self.segment(x.reshape(batch * self.segments, -1))
-        return mu.reshape(batch, self.segments, -1)
+        mu, sigma = self.segment(x.reshape(batch * self.segments, -1))
+        shape = (batch, self.segments, -1)
+        return mu.reshape(shape), None if sigma is None else sigma.reshape(shape)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.top.summarize(self.segment_latents(x))
+        return self.top.summarize(self.segment_posteriors(x)[0])
 
 
 class ConditionedLSTM(nn.Module):

@@ -55,6 +55,9 @@ class ModelConfig:
     # fixed while the upper level learns (a new run only reads it; its weights then live in the run).
     init_segments: str = ""
     freeze_segments: bool = False
+    # Two-level 'hier' with a frozen segment level: the first latent_steps steps fit the upper level to the segment
+    # encoder's posteriors (no pass over events, see train/segment_latents.py); cross-entropy takes over after them.
+    latent_steps: int = 0
     transpose_low: int = -5
     transpose_high: int = 6
     eval_every: int = 500
@@ -96,6 +99,9 @@ class ModelConfig:
             out.append("init_segments and freeze_segments need a two-level model (segment_z_size > 0)")
         if self.freeze_segments and not self.init_segments:
             out.append("freeze_segments needs init_segments: a frozen segment level must start trained")
+        if self.latent_steps < 0 or (self.latent_steps and not self.freeze_segments):
+            out.append("latent_steps must be >= 0, and > 0 only with freeze_segments: the latent stage fits the "
+                       "upper level to a trained, fixed segment level")
         if self.architecture == "transformer" and self.d_model % self.n_heads:
             out.append(f"d_model={self.d_model} must be divisible by n_heads={self.n_heads}")
         if self.scheduled_sampling not in SCHEDULED_SAMPLING_MODES:
@@ -125,7 +131,7 @@ def _triple(config: ModelConfig) -> ModelConfig:
     steps = config.steps * 3 // 4
     # No triple-meter flat model ships to start a two-level one from: the twin trains its segments itself.
     return dataclasses.replace(config, name=f"{config.name}_triple", steps=steps, family="triple", init_segments="",
-                               freeze_segments=False)
+                               freeze_segments=False, latent_steps=0)
 
 
 _BASE = [
@@ -145,12 +151,17 @@ _BASE = [
         conductor_sizes=(512,),
         decoder_sizes=(256, 256),
         free_bits=256.0,
+        beta_rate=0.9999,
         sampling_rate=0.0,
         init_segments="default",
         freeze_segments=True,
+        latent_steps=10000,
+        eval_every=1000,
+        default_steps=15000,
         notes="MusicVAE hierdec-mel_16bar with a hierarchical encoder too; its 2-bar segment level is the shipped "
-        "default model, kept fixed, so training on CPUs only has to learn how 8 segments follow one another "
-        "(scheduled sampling off: the fixed decoder cannot learn from it).",
+        "default model, kept fixed, so training on CPUs only has to learn how 8 segments follow one another: first "
+        "in segment-latent space (latent_steps), then through the fixed decoder (scheduled sampling off: the fixed "
+        "decoder cannot learn from it).",
     ),
     ModelConfig(
         name="mel_2bar_transformer",
@@ -196,6 +207,13 @@ _TINY = [
         conductor_sizes=(16,), decoder_sizes=(32,), batch_size=16, learning_rate=1e-2, max_beta=0.05,
         beta_rate=0.99, free_bits=4.0, sampling_rate=100.0, eval_every=50, checkpoint_every=50, default_steps=300,
         notes="For tests: two-level, 2 segments of 16 steps.",
+    ),
+    ModelConfig(
+        name="tiny_hier2_latent", architecture="hier", steps=256, bars=8, z_size=8, segment_z_size=256,
+        encoder_sizes=(512,), conductor_sizes=(16,), decoder_sizes=(256, 256), batch_size=16, learning_rate=1e-2,
+        max_beta=0.05, beta_rate=0.99, free_bits=4.0, sampling_rate=0.0, init_segments="default",
+        freeze_segments=True, latent_steps=40, eval_every=50, checkpoint_every=50, default_steps=44,
+        notes="For tests: a small upper level over the shipped default model; 40 latent-stage steps, then events.",
     ),
     ModelConfig(
         name="tiny_transformer", architecture="transformer", z_size=8, d_model=32, n_heads=2,

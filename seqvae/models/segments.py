@@ -37,8 +37,8 @@ def copy_segment_level(model: SequenceVAE, source: str | Path) -> None:
         raise ValueError(f"{source!r} cannot be the segment level of {config.name!r}: its " + ", ".join(wrong))
     encoder, decoder = segment_modules(model)
     with torch.no_grad():
-        encoder.load_state_dict({k: v.float() for k, v in flat.model.encoder.state_dict().items()
-                                 if not k.startswith("sigma.")})  # the segment level reads means only
+        wanted_keys = encoder.state_dict().keys()  # the sigma head only where the latent stage needs it
+        encoder.load_state_dict({k: v.float() for k, v in flat.model.encoder.state_dict().items() if k in wanted_keys})
         decoder.load_state_dict({k: v.float() for k, v in flat.model.decoder.core.state_dict().items()})
 
 

@@ -22,12 +22,23 @@ class VAEOutput:
 
 
 @dataclass
+class LatentOutput:
+    """The latent stage's training pass: the conductor's segment latents beside the segment encoder's posteriors."""
+
+    predicted: torch.Tensor  # [B, S, Zs] conductor output
+    target_mu: torch.Tensor  # [B, S, Zs] segment posterior means
+    target_sigma: torch.Tensor  # [B, S, Zs]
+    mu: torch.Tensor  # [B, Z]
+    sigma: torch.Tensor  # [B, Z]
+
+
+@dataclass
 class LossTerms:
     loss: torch.Tensor  # scalar to minimise: mean over the batch of recon + beta * max(KL - free_bits, 0)
     recon: torch.Tensor  # mean over the batch of the summed per-step cross-entropy (nats)
     kl: torch.Tensor  # mean over the batch of KL(q(z|x) || N(0, I)) over the whole z (nats)
     kl_per_dim: torch.Tensor  # [Z], batch mean
-    accuracy: torch.Tensor  # share of steps whose argmax is the true event
+    accuracy: torch.Tensor  # share of steps whose argmax is the true event (NaN in the latent stage: no events)
 
 
 def kl_divergence(mu: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
@@ -44,6 +55,18 @@ def vae_loss(out: VAEOutput, x: torch.Tensor, beta: float, free_bits: float) -> 
     loss = (recon + beta * torch.clamp(kl - free_bits, min=0.0)).mean()
     accuracy = (logits.argmax(dim=-1) == x).float().mean()
     return LossTerms(loss, recon.mean(), kl.mean(), kl_dims.mean(dim=0), accuracy)
+
+
+def latent_loss(out: LatentOutput, beta: float, free_bits: float) -> LossTerms:
+    """The latent stage's objective: recon is the negative log-density of each predicted segment latent under
+    that segment's posterior (constants dropped). Dividing by the posterior sigma asks for precision in the
+    directions the segment decoder reads and little in those it ignores."""
+    standard = (out.predicted.float() - out.target_mu.float()) / out.target_sigma.float()
+    recon = 0.5 * standard.square().sum(dim=(1, 2))
+    kl_dims = kl_divergence(out.mu.float(), out.sigma.float())
+    kl = kl_dims.sum(dim=1)
+    loss = (recon + beta * torch.clamp(kl - free_bits, min=0.0)).mean()
+    return LossTerms(loss, recon.mean(), kl.mean(), kl_dims.mean(dim=0), torch.tensor(float("nan")))
 
 
 class SequenceVAE(nn.Module):
@@ -64,7 +87,7 @@ class SequenceVAE(nn.Module):
         else:
             if c.segment_z_size:
                 self.encoder = HierarchicalLSTMEncoder(classes, c.encoder_sizes, c.segment_z_size, c.conductor_sizes,
-                                                       c.z_size, c.bars)
+                                                       c.z_size, c.bars, segment_sigma=c.latent_steps > 0)
             else:
                 self.encoder = BidirectionalLSTMEncoder(classes, c.encoder_sizes, c.z_size)
             if c.architecture == "hier":
@@ -184,14 +207,23 @@ class SequenceVAE(nn.Module):
     # ------------------------------------------------------------------ training
     def forward(
         self,
-        x: torch.Tensor,
+        x: torch.Tensor | None,
         eps: torch.Tensor | None = None,
         sampling_prob: float = 0.0,
         sampling_uniforms: torch.Tensor | None = None,
-    ) -> VAEOutput:
+        segments: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> VAEOutput | LatentOutput:
         """Training pass. `eps` [B, Z] is the reparameterisation noise and `sampling_uniforms` [B, T, 2] the
         scheduled-sampling draws; both are passed in so that data-parallel ranks can share one random
-        stream and agree with a single process."""
+        stream and agree with a single process.
+
+        With `segments` (segment posterior mu and sigma, [B, S, Zs]) in place of events `x`, a two-level model
+        runs its latent stage: upper encoder and conductor only, no pass over events."""
+        if segments is not None:
+            target_mu, target_sigma = segments
+            mu, sigma = self.encoder.top.summarize(target_mu)
+            z = mu + sigma * (torch.randn_like(mu) if eps is None else eps)
+            return LatentOutput(self.decoder.bar_embeddings(z), target_mu, target_sigma, mu, sigma)
         mu, sigma = self.encoder(x)
         if eps is None:
             eps = torch.randn_like(mu)

@@ -25,19 +25,29 @@ import torch
 from seqvae.data.augment import random_transpose
 from seqvae.data.corpus import load_corpus
 from seqvae.evaluate.reconstruction import reconstruction_metrics
-from seqvae.models import ModelConfig, build_model, config_from_dict, config_to_dict, get_config, save_model, vae_loss
+from seqvae.models import (
+    ModelConfig,
+    build_model,
+    config_from_dict,
+    config_to_dict,
+    get_config,
+    latent_loss,
+    save_model,
+    vae_loss,
+)
 from seqvae.models.checkpoint import atomic_write_bytes
 from seqvae.models.segments import copy_segment_level, freeze_segment_level
 from seqvae.train.distributed import Distributed, setup_distributed
 from seqvae.train.schedules import kl_weight, learning_rate, sampling_probability
+from seqvae.train.segment_latents import SegmentLatents
 from seqvae.train.state import TRAIN_STATE_FILE, load_train_state, save_train_state
 
 METRICS_FILE = "metrics.csv"
 MODEL_DIR = "model"
 COMMAND_FILE = "train_command.txt"
-METRIC_COLUMNS = [
-    "step", "split", "loss", "recon", "kl", "accuracy", "greedy_accuracy", "active_units", "beta", "learning_rate",
-    "sampling_prob", "grad_norm", "examples_per_s", "elapsed_s",
+METRIC_COLUMNS = [  # stage (train rows): 'latent' while recon is the latent stage's NLL, else 'events'
+    "step", "split", "stage", "loss", "recon", "kl", "accuracy", "greedy_accuracy", "active_units", "beta",
+    "learning_rate", "sampling_prob", "grad_norm", "examples_per_s", "elapsed_s",
 ]
 PRECISIONS = ("auto", "fp32", "bf16")
 MODEL_DTYPES = ("bfloat16", "float32", "float16")
@@ -301,6 +311,10 @@ def _train(options: TrainOptions, run_dir: Path, dist_info: Distributed) -> Trai
         _record_command(run_dir / MODEL_DIR, options.command)
     log = MetricsLog(run_dir, start_step if state else None, is_main)
     source = BatchSource(corpus.split("train").events, batch_size, seed, config, corpus.codec)
+    latents = None
+    if start_step < config.latent_steps:  # the latent stage reads a table of segment posteriors, built once per run
+        latents = SegmentLatents(model, corpus.split("train").events, corpus.codec, seed,
+                                 progress=options.progress and is_main)
     valid_events = corpus.split("valid").events[: options.valid_limit]
     info = {"config": config_to_dict(config), "seed": seed, "batch_size": batch_size, "data": str(options.data),
             "precision": options.precision}
@@ -346,13 +360,20 @@ def _train(options: TrainOptions, run_dir: Path, dist_info: Distributed) -> Trai
             prob = sampling_probability(config, step)
             beta = kl_weight(config, step)
             lr = learning_rate(config, step)
-            events, eps, uniforms = source.batch(step, prob)
-            x = torch.as_tensor(events[rows], device=device)
-            eps_t = torch.as_tensor(eps[rows], device=device)
-            u_t = torch.as_tensor(uniforms[rows], device=device) if uniforms is not None else None
-            with autocast():
-                out = ddp_model(x, eps=eps_t, sampling_prob=prob, sampling_uniforms=u_t)
-            terms = vae_loss(out, x, beta, config.free_bits)
+            if step < config.latent_steps:
+                target_mu, target_sigma, eps = (torch.as_tensor(a[rows], device=device)
+                                                for a in latents.batch(step, batch_size))
+                with autocast():
+                    out = ddp_model(None, eps=eps, segments=(target_mu, target_sigma))
+                terms = latent_loss(out, beta, config.free_bits)
+            else:
+                events, eps, uniforms = source.batch(step, prob)
+                x = torch.as_tensor(events[rows], device=device)
+                eps_t = torch.as_tensor(eps[rows], device=device)
+                u_t = torch.as_tensor(uniforms[rows], device=device) if uniforms is not None else None
+                with autocast():
+                    out = ddp_model(x, eps=eps_t, sampling_prob=prob, sampling_uniforms=u_t)
+                terms = vae_loss(out, x, beta, config.free_bits)
             if not torch.isfinite(terms.loss):
                 raise ValueError(f"training diverged at step {step} (loss {float(terms.loss)}): resume from the last "
                                  "checkpoint with a lower learning rate in the config, or check the corpus")
@@ -375,15 +396,17 @@ def _train(options: TrainOptions, run_dir: Path, dist_info: Distributed) -> Trai
             if step % options.log_every == 0 or step == total_steps:
                 mean = dist_info.all_mean(sums / count)
                 speed = examples / compute_time if compute_time > 0 else 0.0
+                accuracy = None if math.isnan(mean[3]) else float(mean[3])  # None: the latent stage has no events
                 last_train = {
-                    "step": step, "split": "train", "loss": float(mean[0]), "recon": float(mean[1]),
-                    "kl": float(mean[2]), "accuracy": float(mean[3]), "grad_norm": float(mean[4]), "beta": beta,
+                    "step": step, "split": "train", "stage": "latent" if step <= config.latent_steps else "events",
+                    "loss": float(mean[0]), "recon": float(mean[1]),
+                    "kl": float(mean[2]), "accuracy": accuracy, "grad_norm": float(mean[4]), "beta": beta,
                     "learning_rate": lr, "sampling_prob": prob, "examples_per_s": speed,
                     "elapsed_s": time.perf_counter() - run_start,
                 }
                 log.write(last_train)
-                bar.set_postfix(loss=f"{mean[0]:.2f}", acc=f"{mean[3]:.3f}", kl=f"{mean[2]:.1f}",
-                                ex_s=f"{speed:.0f}")
+                bar.set_postfix(loss=f"{mean[0]:.2f}", acc="latent" if accuracy is None else f"{accuracy:.3f}",
+                                kl=f"{mean[2]:.1f}", ex_s=f"{speed:.0f}")
                 sums.zero_()
                 total_compute, total_examples = total_compute + compute_time, total_examples + examples
                 count, compute_time, examples = 0, 0.0, 0
@@ -414,7 +437,7 @@ def read_metrics(run_dir: str | Path) -> list[dict]:
     for row in rows:
         parsed = {}
         for key, value in row.items():
-            if key == "split":
+            if key in ("split", "stage"):
                 parsed[key] = value
             elif value == "":
                 parsed[key] = None
@@ -429,7 +452,9 @@ def describe(result: TrainResult) -> str:
     """One paragraph for the terminal after a run."""
     parts = [f"step {result.step}", f"{result.examples_per_second:.0f} examples/s"]
     if result.train:
-        parts.append(f"train loss {result.train['loss']:.3f} acc {result.train['accuracy']:.3f}")
+        accuracy = result.train["accuracy"]
+        parts.append(f"train loss {result.train['loss']:.3f} "
+                     + ("(latent stage)" if accuracy is None else f"acc {accuracy:.3f}"))
     if result.valid:
         greedy = result.valid.get("greedy_accuracy")
         parts.append(
