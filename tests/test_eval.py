@@ -159,7 +159,7 @@ def test_eval_cli_writes_json(trained, tmp_path, capsys):
     assert report["windows"] == 40 and report["model"] == "tiny_lstm_fixed"
     assert 0.8 < report["reconstruction"]["teacher_forced_accuracy"] <= 1.0
     assert {p["feature"] for p in report["prior"]} == set(features.EVAL_FEATURES)
-    assert all(0.0 <= p["overlap"] <= 1.0 for p in report["prior"])
+    assert all(0.0 <= p["overlap"] <= 1.0 and 0.0 <= p["training_overlap"] <= 1.0 for p in report["prior"])
     assert report["interpolation"]["pairs"] == 8
     assert any(t["measure"] == "greedy accuracy" for t in report["targets"])
     assert "training windows" in printed and "prior samples" in printed

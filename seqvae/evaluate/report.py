@@ -112,6 +112,9 @@ def evaluate_checkpoint(options: EvalOptions) -> EvalReport:
         samples = sample_prior(model, options.samples, options.temperature, options.seed, latent_prior=fitted)
         prior_name = fitted.describe() if fitted is not None else "N(0, I)"
         prior = [c.to_dict() for c in compare_features(samples, events, config.min_pitch)]
+        real = _training_overlaps(corpus, len(samples), events, config.min_pitch, options.seed)
+        for item in prior:
+            item["training_overlap"] = real.get(item["feature"])
         copying = _copying(corpus, samples, events, options.seed)
     interpolation = None
     if options.pairs and len(events) >= 2:
@@ -122,6 +125,17 @@ def evaluate_checkpoint(options: EvalOptions) -> EvalReport:
         targets=quality_targets(config, recon, prior), seconds=time.perf_counter() - started,
         sample_temperature=options.temperature, latent_prior=prior_name, copying=copying,
     )
+
+
+def _training_overlaps(corpus: Corpus, n: int, events: np.ndarray, min_pitch: int, seed: int) -> dict[str, float]:
+    """The same overlaps for `n` real training windows in place of samples: the ceiling that real melodies of other
+    tunes reach on this split, which falls well below 1 where a split holds few tunes in long windows."""
+    train = corpus.split("train").events
+    if len(train) == 0:
+        return {}
+    pick = np.sort(np.random.default_rng([seed, 1]).permutation(len(train))[:n])
+    real = np.asarray(train[pick], dtype=np.int64)
+    return {c.feature: c.overlap for c in compare_features(real, events, min_pitch)}
 
 
 def _copying(corpus: Corpus, samples: np.ndarray, events: np.ndarray, seed: int) -> dict | None:
@@ -158,10 +172,12 @@ def format_report(report: EvalReport) -> str:
     if report.prior:
         lines += ["", f"prior samples from {report.latent_prior}",
                   f"{'prior samples vs data (T=' + str(report.sample_temperature) + ')':<34}{'overlap':>10}"
-                  f"{'sample mean':>14}{'data mean':>12}"]
+                  f"{'sample mean':>14}{'data mean':>12}{'train windows':>15}"]
         for item in report.prior:
+            real = item.get("training_overlap")
             lines.append(f"{item['feature']:<34}{item['overlap']:>10.3f}{item['sample_mean']:>14.3f}"
-                         f"{item['data_mean']:>12.3f}")
+                         f"{item['data_mean']:>12.3f}{'-' if real is None else f'{real:.3f}':>15}")
+        lines.append("(train windows: the overlap that as many real training windows reach, for scale)")
     if report.copying:
         c = report.copying
         lines += ["", f"{'nearest of ' + str(c['reference_windows']) + ' training windows':<34}{'distance':>10}"

@@ -157,11 +157,11 @@ _BASE = [
         freeze_segments=True,
         latent_steps=10000,
         eval_every=1000,
-        default_steps=15000,
+        default_steps=10000,
         notes="MusicVAE hierdec-mel_16bar with a hierarchical encoder too; its 2-bar segment level is the shipped "
-        "default model, kept fixed, so training on CPUs only has to learn how 8 segments follow one another: first "
-        "in segment-latent space (latent_steps), then through the fixed decoder (scheduled sampling off: the fixed "
-        "decoder cannot learn from it).",
+        "default model, kept fixed, so training on CPUs only has to learn how 8 segments follow one another, in "
+        "segment-latent space (latent_steps). Steps past them train through the fixed decoder on events (scheduled "
+        "sampling off: the fixed decoder cannot learn from it).",
     ),
     ModelConfig(
         name="mel_2bar_transformer",
