@@ -54,6 +54,11 @@ def test_clustered_data_get_the_kernel_density(tmp_path):
     narrow = LatentPrior.load(tmp_path, 5)
     assert narrow.bandwidth == prior.bandwidth / 2 and "narrowed for a test" in narrow.describe()
     assert gap(narrow.sample(4000, np.random.default_rng(1))) < gap(draws)
+    capped = LatentPrior.fit(mu, max_centers=300)  # a smaller file: fewer centres, the same data's moments
+    assert capped.centers.shape == (300, 5) and capped.windows == len(mu)
+    np.testing.assert_allclose(capped.mean, prior.mean)
+    with pytest.raises(ValueError, match="at least one centre"):
+        LatentPrior.fit(mu, max_centers=0)
     with pytest.raises(ValueError, match="positive"):
         prior.with_bandwidth(0.0)
     with pytest.raises(ValueError, match="no bandwidth"):
@@ -112,11 +117,12 @@ def test_attributes_command_fits_the_prior_and_eval_uses_it(checkpoint, tmp_path
 
     data = tmp_path / "data"
     write_synthetic_corpus(data, 300, 40, 40, steps=32, seed=0)
-    assert main(["attributes", str(checkpoint), "--data", str(data), "--measure", "0", "--threads", "1"]) == 0
+    assert main(["attributes", str(checkpoint), "--data", str(data), "--measure", "0", "--threads", "1",
+                 "--centers", "150"]) == 0
     printed = capsys.readouterr().out
     assert "latent prior" in printed and "choosing the kernel bandwidth" in printed
     prior = LatentPrior.load(checkpoint, get_config("tiny_lstm").z_size)
-    assert prior is not None and prior.windows == 300
+    assert prior is not None and prior.windows == 300 and len(prior.centers) == 150
     assert prior.centers is not None and "valid melodies" in prior.describe()  # bandwidth set against the valid split
     assert main(["eval", str(checkpoint), "--data", str(data), "--split", "test", "--samples", "20", "--pairs", "2",
                  "--threads", "1"]) == 0

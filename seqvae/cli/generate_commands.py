@@ -156,6 +156,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default=None, help="cpu, cuda or cuda:N")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
     p.add_argument("--seed", type=int, default=0, help="seed for the --limit subset (default: 0)")
+    p.add_argument("--centers", type=int, default=None,
+                   help="most kernel centres the latent prior keeps, 2 bytes x z size each in its file (default: "
+                   "8000); all --limit windows still count when its bandwidth is chosen")
     p.set_defaults(handler=cmd_attributes)
 
 
@@ -443,7 +446,8 @@ def cmd_plot(args: argparse.Namespace) -> int:
     return 0
 
 
-def _fit_latent_prior(engine: Engine, corpus: Corpus, split: str, mu: np.ndarray, events: np.ndarray) -> LatentPrior:
+def _fit_latent_prior(engine: Engine, corpus: Corpus, split: str, mu: np.ndarray, events: np.ndarray,
+                      max_centers: int | None) -> LatentPrior:
     """The latent prior, its kernel bandwidth matched against up to 1,000 melodies of another split."""
     import numpy as np
 
@@ -455,7 +459,7 @@ def _fit_latent_prior(engine: Engine, corpus: Corpus, split: str, mu: np.ndarray
 
     held_split = "valid" if split != "valid" else "test"
     held = np.asarray(corpus.split(held_split).events[:1000], dtype=np.int64)
-    prior, choice = fit_novelty_matched_prior(mu, events, held, held_split, decode)
+    prior, choice = fit_novelty_matched_prior(mu, events, held, held_split, decode, max_centers)
     if choice is not None:
         print(f"choosing the kernel bandwidth: samples at T={SAMPLE_TEMPERATURE} against {len(held)} {held_split} "
               "melodies' distance to the training windows")
@@ -494,7 +498,7 @@ def cmd_attributes(args: argparse.Namespace) -> int:
     meta = {"data": str(args.data), "split": args.split, "windows": int(len(events))}
     vectors = compute_attribute_vectors(mu, events, meta=meta, min_pitch=engine.codec.min_pitch)
     engine.set_attribute_vectors(vectors)
-    prior = _fit_latent_prior(engine, corpus, args.split, mu, events)
+    prior = _fit_latent_prior(engine, corpus, args.split, mu, events, args.centers)
     engine.set_latent_prior(prior)
     print(f"latent prior: {prior.describe()}, from the {args.split} split, saved to "
           f"{prior.save(engine.directory)}; `sample` draws from it from now on")

@@ -105,12 +105,12 @@ def match_held_out_novelty(
 
 def fit_novelty_matched_prior(
     mu: np.ndarray, reference: np.ndarray, held_out: np.ndarray, held_name: str,
-    decode: Callable[[np.ndarray], np.ndarray],
+    decode: Callable[[np.ndarray], np.ndarray], max_centers: int | None = None,
 ) -> tuple[LatentPrior, BandwidthChoice | None]:
     """The latent prior for training latents `mu` of windows `reference`; a kernel density gets the bandwidth of
     `match_held_out_novelty` against `held_out` (named `held_name` in its description). None for the choice when
     there is nothing to choose: a single Gaussian, or no held-out melodies."""
-    prior = LatentPrior.fit(mu)
+    prior = LatentPrior.fit(mu, max_centers=max_centers)
     if prior.centers is None or len(held_out) == 0:
         return prior, None
     choice = match_held_out_novelty(prior, decode, reference, held_out)

@@ -58,9 +58,13 @@ class LatentPrior:
     _packed: native.PackedAffine | None = field(default=None, repr=False, compare=False)
 
     @classmethod
-    def fit(cls, mu: np.ndarray, jitter: float = 1e-4, seed: int = 0) -> LatentPrior:
+    def fit(cls, mu: np.ndarray, jitter: float = 1e-4, seed: int = 0, max_centers: int | None = None) -> LatentPrior:
         """Fit to posterior means [N, Z]; `jitter` keeps the covariance positive definite. A share of the
-        latents is held out to choose between the Gaussian and the kernel density and to pick the bandwidth."""
+        latents is held out to choose between the Gaussian and the kernel density and to pick the bandwidth.
+        `max_centers` (default MAX_CENTERS) caps the kernel centres kept: 2 bytes x Z each in the file."""
+        max_centers = MAX_CENTERS if max_centers is None else max_centers
+        if max_centers < 1:
+            raise ValueError(f"a kernel density needs at least one centre, got max_centers={max_centers}")
         mu = np.asarray(mu, dtype=np.float64)
         if mu.ndim != 2 or len(mu) <= mu.shape[1]:
             raise ValueError(
@@ -74,7 +78,7 @@ class LatentPrior:
         if held < 8 or len(fit_part) <= mu.shape[1]:
             return gaussian
         reference = cls._gaussian(fit_part, jitter, len(fit_part))
-        centers = fit_part[:MAX_CENTERS]
+        centers = fit_part[:max_centers]
         w, c = reference._whiten(held_part), reference._whiten(centers)
         parts = ((w ** 2).sum(1)[:, None], (c ** 2).sum(1)[None], w @ c.T)
         scores = {h: _kernel_log_likelihood(parts, len(c), w.shape[1], h) for h in BANDWIDTHS}
