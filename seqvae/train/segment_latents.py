@@ -1,4 +1,5 @@
-"""The latent stage of a two-level model: every training window's segment posteriors, computed once per run.
+"""The latent stage of a two-level model: every training window's segment posteriors, computed when a run starts
+or resumes inside the stage (deterministic, so a resume sees the same table).
 
 With the segment level trained and fixed, its encoder maps each window to 8 segment posteriors that never
 change, so the upper level can learn from a table of them instead of running the segment encoder on every

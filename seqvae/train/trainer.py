@@ -312,7 +312,7 @@ def _train(options: TrainOptions, run_dir: Path, dist_info: Distributed) -> Trai
     log = MetricsLog(run_dir, start_step if state else None, is_main)
     source = BatchSource(corpus.split("train").events, batch_size, seed, config, corpus.codec)
     latents = None
-    if start_step < config.latent_steps:  # the latent stage reads a table of segment posteriors, built once per run
+    if start_step < config.latent_steps:  # the latent stage reads a table of segment posteriors, built at (re)start
         latents = SegmentLatents(model, corpus.split("train").events, corpus.codec, seed,
                                  progress=options.progress and is_main)
     valid_events = corpus.split("valid").events[: options.valid_limit]
