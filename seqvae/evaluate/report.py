@@ -127,24 +127,29 @@ def evaluate_checkpoint(options: EvalOptions) -> EvalReport:
     )
 
 
+def _training_windows(corpus: Corpus, n: int, rng: np.random.Generator) -> np.ndarray | None:
+    """Up to `n` random training windows in corpus order, or None for an empty train split."""
+    train = corpus.split("train").events
+    if len(train) == 0:
+        return None
+    return np.asarray(train[np.sort(rng.permutation(len(train))[:n])], dtype=np.int64)
+
+
 def _training_overlaps(corpus: Corpus, n: int, events: np.ndarray, min_pitch: int, seed: int) -> dict[str, float]:
     """The same overlaps for `n` real training windows in place of samples: the ceiling that real melodies of other
     tunes reach on this split, which falls well below 1 where a split holds few tunes in long windows."""
-    train = corpus.split("train").events
-    if len(train) == 0:
+    real = _training_windows(corpus, n, np.random.default_rng([seed, 1]))
+    if real is None:
         return {}
-    pick = np.sort(np.random.default_rng([seed, 1]).permutation(len(train))[:n])
-    real = np.asarray(train[pick], dtype=np.int64)
     return {c.feature: c.overlap for c in compare_features(real, events, min_pitch)}
 
 
 def _copying(corpus: Corpus, samples: np.ndarray, events: np.ndarray, seed: int) -> dict | None:
     """Samples' and the evaluated melodies' distance to their nearest training window: are samples copies?"""
-    train = corpus.split("train").events
-    if len(train) == 0:
-        return None
     rng = np.random.default_rng(seed)
-    reference = np.asarray(train[np.sort(rng.permutation(len(train))[:COPY_REFERENCE])], dtype=np.int64)
+    reference = _training_windows(corpus, COPY_REFERENCE, rng)
+    if reference is None:
+        return None
     data = events[np.sort(rng.permutation(len(events))[:len(samples)])]
     return {"reference_windows": len(reference),
             "samples": copying_report(samples, reference).to_dict(),

@@ -46,15 +46,20 @@ def kl_divergence(mu: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
     return 0.5 * (mu.square() + sigma.square() - 1.0) - torch.log(sigma)
 
 
-def vae_loss(out: VAEOutput, x: torch.Tensor, beta: float, free_bits: float) -> LossTerms:
-    logits = out.logits.float()
-    ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), x.reshape(-1), reduction="none").view(x.shape)
-    recon = ce.sum(dim=1)
+def _loss_terms(recon: torch.Tensor, out: VAEOutput | LatentOutput, beta: float, free_bits: float,
+                accuracy: torch.Tensor) -> LossTerms:
+    """Per-example recon [B] plus beta * max(KL - free_bits, 0), averaged over the batch."""
     kl_dims = kl_divergence(out.mu.float(), out.sigma.float())
     kl = kl_dims.sum(dim=1)
     loss = (recon + beta * torch.clamp(kl - free_bits, min=0.0)).mean()
-    accuracy = (logits.argmax(dim=-1) == x).float().mean()
     return LossTerms(loss, recon.mean(), kl.mean(), kl_dims.mean(dim=0), accuracy)
+
+
+def vae_loss(out: VAEOutput, x: torch.Tensor, beta: float, free_bits: float) -> LossTerms:
+    logits = out.logits.float()
+    ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), x.reshape(-1), reduction="none").view(x.shape)
+    accuracy = (logits.argmax(dim=-1) == x).float().mean()
+    return _loss_terms(ce.sum(dim=1), out, beta, free_bits, accuracy)
 
 
 def latent_loss(out: LatentOutput, beta: float, free_bits: float) -> LossTerms:
@@ -63,10 +68,7 @@ def latent_loss(out: LatentOutput, beta: float, free_bits: float) -> LossTerms:
     directions the segment decoder reads and little in those it ignores."""
     standard = (out.predicted.float() - out.target_mu.float()) / out.target_sigma.float()
     recon = 0.5 * standard.square().sum(dim=(1, 2))
-    kl_dims = kl_divergence(out.mu.float(), out.sigma.float())
-    kl = kl_dims.sum(dim=1)
-    loss = (recon + beta * torch.clamp(kl - free_bits, min=0.0)).mean()
-    return LossTerms(loss, recon.mean(), kl.mean(), kl_dims.mean(dim=0), torch.tensor(float("nan")))
+    return _loss_terms(recon, out, beta, free_bits, torch.tensor(float("nan")))
 
 
 class SequenceVAE(nn.Module):

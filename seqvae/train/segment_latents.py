@@ -56,9 +56,6 @@ class SegmentLatents:
         encoder.train(was_training)
         return np.concatenate(mus), np.concatenate(sigmas)
 
-    def __len__(self) -> int:
-        return len(self.index)
-
     def batch(self, step: int, batch_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(mu [B, S, Zs], sigma [B, S, Zs], eps [B, Z]) for `step`: a pure function of (seed, step), like the
         event batches, so resume stays exact and data-parallel ranks can slice one global batch."""
