@@ -155,6 +155,8 @@ def test_shift_moves_along_the_stored_vector(tmp_path, melodies):
     vectors = AttributeVectors(["density"], vector, [AttributeInfo("density", 0, 1, 0, 1, 2, 2, 3.0)])
     save_model(engine.model, tmp_path)
     vectors.save(tmp_path)
+    mode = lambda name: (tmp_path / name).stat().st_mode & 0o777  # noqa: E731
+    assert mode("attributes.safetensors") == mode("config.json")  # readable like the model, not owner-only
     loaded = Engine.load(tmp_path, device="cpu")
     assert loaded.attributes == ["density"]
     z = engine.latent(melodies[0])

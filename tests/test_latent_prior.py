@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -45,7 +47,9 @@ def test_clustered_data_get_the_kernel_density(tmp_path):
     assert gap(draws) < 0.25 * gap(gaussian)
     np.testing.assert_allclose(draws.mean(0), mu.mean(0), atol=0.3)
     np.testing.assert_allclose(np.cov(draws, rowvar=False), np.cov(mu, rowvar=False), rtol=0.15, atol=0.5)
+    os.umask(umask := os.umask(0o022))
     prior.save(tmp_path)
+    assert (tmp_path / "latent_prior.safetensors").stat().st_mode & 0o777 == 0o666 & ~umask  # not owner-only
     loaded = LatentPrior.load(tmp_path, 5)
     assert loaded.bandwidth == prior.bandwidth and loaded.centers.shape == prior.centers.shape
     np.testing.assert_array_equal(loaded.sample(5, np.random.default_rng(3)), prior.sample(5, np.random.default_rng(3)))

@@ -50,7 +50,8 @@ def test_registry_names_and_errors():
     assert get_config("mel_2bar_small_triple").steps == 24
     assert get_config("mel_16bar_hier_triple").steps == 192
     assert get_config("mel_16bar_hier_triple").steps_per_bar == 24  # 2-bar segments
-    assert get_config("mel_16bar_hier_triple").init_segments == ""  # no triple flat model ships to start from
+    assert get_config("mel_16bar_hier_triple").init_segments == "triple"  # the shipped 2-bar triple model
+    assert get_config("mel_2bar_small_triple").init_from == "default"
     assert get_config("mel_16bar_hier").init_segments == "default"
     with pytest.raises(ValueError, match="segment_z_size"):
         dataclasses.replace(get_config("tiny_lstm"), segment_z_size=8)
@@ -58,7 +59,7 @@ def test_registry_names_and_errors():
         dataclasses.replace(get_config("tiny_hier2"), freeze_segments=True)
     with pytest.raises(ValueError, match="latent_steps"):
         dataclasses.replace(get_config("tiny_hier2"), latent_steps=10)
-    assert get_config("mel_16bar_hier_triple").latent_steps == 0
+    assert get_config("mel_16bar_hier_triple").latent_steps == get_config("mel_16bar_hier").latent_steps
     assert get_config("mel_2bar_small").num_classes == EventCodec().num_classes
     with pytest.raises(ValueError, match="mel_2bar_small"):
         get_config("nope")

@@ -97,6 +97,43 @@ def test_two_level_model_starts_from_a_flat_model_and_keeps_it(corpus, tmp_path)
             model_registry.CONFIGS.pop(name, None)
 
 
+def test_fine_tuning_starts_from_a_trained_model_and_continues_its_schedules(corpus, tmp_path):
+    """init_from copies a trained model of the same shapes (here a 24-step one into a 32-step config: a recurrent
+    model's weights do not depend on the window length); schedule_offset shifts every schedule."""
+    from seqvae.models import build_model, save_model
+
+    tiny = get_config("tiny_lstm")
+    torch.manual_seed(4)
+    source = build_model(dataclasses.replace(tiny, name="tiny_triple_source", steps=24, family="triple"))
+    save_model(source, tmp_path / "source")
+    save_model(build_model(get_config("tiny_transformer")), tmp_path / "transformer")
+    save_model(build_model(dataclasses.replace(tiny, z_size=4)), tmp_path / "smaller")
+    model_registry.CONFIGS["tiny_lstm_tuned"] = dataclasses.replace(
+        tiny, name="tiny_lstm_tuned", init_from=str(tmp_path / "source"), schedule_offset=300)
+    for source_name in ("transformer", "smaller"):
+        model_registry.CONFIGS[f"tiny_lstm_from_{source_name}"] = dataclasses.replace(
+            tiny, name=f"tiny_lstm_from_{source_name}", init_from=str(tmp_path / source_name))
+    try:
+        train(options(corpus, tmp_path / "start", config="tiny_lstm_tuned", steps=0))
+        started = _weights(tmp_path / "start")
+        assert started.keys() == source.state_dict().keys()
+        assert all(torch.equal(started[k], v) for k, v in source.state_dict().items())
+        train(options(corpus, tmp_path / "run", config="tiny_lstm_tuned", steps=4))
+        rows = [r for r in read_metrics(tmp_path / "run") if r["split"] == "train"]
+        for row in rows:  # a row logs the step that ran at index step - 1
+            assert row["learning_rate"] == pytest.approx(learning_rate(tiny, int(row["step"]) - 1 + 300), rel=1e-5)
+            assert row["beta"] == pytest.approx(kl_weight(tiny, int(row["step"]) - 1 + 300), rel=1e-5)
+        with pytest.raises(ValueError, match="it is a 'transformer' model and 'tiny_lstm_from_transformer' is 'lstm'"):
+            train(options(corpus, tmp_path / "bad", config="tiny_lstm_from_transformer"))
+        with pytest.raises(ValueError, match=r"its weights differ: encoder.mu.weight \(4, 64\) \(needs \(8, 64\)\)"):
+            train(options(corpus, tmp_path / "bad", config="tiny_lstm_from_smaller"))
+    finally:
+        for name in ("tiny_lstm_tuned", "tiny_lstm_from_transformer", "tiny_lstm_from_smaller"):
+            model_registry.CONFIGS.pop(name, None)
+    with pytest.raises(ValueError, match="init_from and init_segments exclude each other"):
+        dataclasses.replace(get_config("tiny_hier2_latent"), init_from="default")
+
+
 @pytest.fixture(scope="module")
 def corpus256(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("corpus256")
@@ -245,6 +282,9 @@ def test_schedules_follow_musicvae_formulas():
     assert sampling_probability(config, 10000) == pytest.approx(1 - 1000 / (1000 + np.exp(10)))
     assert sampling_probability(config, 10**9) == 1.0
     assert sampling_probability(dataclasses.replace(config, sampling_rate=0.0), 5000) == 0.0
+    shifted = dataclasses.replace(config, schedule_offset=15634)  # a fine-tune goes on where its source stopped
+    for function in (learning_rate, kl_weight, sampling_probability):
+        assert function(shifted, 100) == function(config, 15734)
 
 
 def test_cli_train_and_errors(corpus, tmp_path, capsys):

@@ -16,7 +16,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-from safetensors.numpy import load_file, save_file
+from safetensors.numpy import load_file, save
+
+from seqvae.models.checkpoint import atomic_write_bytes
 
 if TYPE_CHECKING:
     from seqvae.engine.engine import Engine
@@ -82,14 +84,13 @@ class AttributeVectors:
     def save(self, directory: str | Path) -> Path:
         """Write attributes.safetensors into a checkpoint directory (atomically: temp file + rename)."""
         path = Path(directory) / ATTRIBUTE_FILE
-        tmp = path.with_suffix(".tmp")
         metadata = {
             "names": json.dumps(self.names),
             "info": json.dumps([asdict(i) for i in self.info]),
             "meta": json.dumps(self.meta),
         }
-        save_file({"vectors": np.ascontiguousarray(self.vectors, dtype=np.float32)}, str(tmp), metadata=metadata)
-        tmp.replace(path)
+        atomic_write_bytes(path, save({"vectors": np.ascontiguousarray(self.vectors, dtype=np.float32)},
+                                      metadata=metadata))
         return path
 
     @classmethod

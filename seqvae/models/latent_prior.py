@@ -23,9 +23,10 @@ from pathlib import Path
 
 import numpy as np
 from safetensors import safe_open
-from safetensors.numpy import save_file
+from safetensors.numpy import save
 
 from seqvae.models import native
+from seqvae.models.checkpoint import atomic_write_bytes
 
 LATENT_PRIOR_FILE = "latent_prior.safetensors"
 BANDWIDTHS = np.round(np.concatenate([np.arange(0.2, 1.0, 0.05), np.arange(1.0, 3.01, 0.25)]), 3)
@@ -142,13 +143,11 @@ class LatentPrior:
 
     def save(self, directory: str | Path) -> Path:
         path = Path(directory) / LATENT_PRIOR_FILE
-        tmp = path.with_suffix(".tmp")
         tensors = {"mean": self.mean.astype(np.float32), "scale_tril": self.scale_tril.astype(np.float32)}
         if self.centers is not None:
             tensors["centers"] = self.centers.astype(np.float16)
-        save_file(tensors, str(tmp), metadata={"windows": str(self.windows), "bandwidth": str(self.bandwidth),
-                                               "bandwidth_rule": self.bandwidth_rule})
-        tmp.replace(path)
+        atomic_write_bytes(path, save(tensors, metadata={"windows": str(self.windows), "bandwidth": str(self.bandwidth),
+                                                         "bandwidth_rule": self.bandwidth_rule}))
         return path
 
     @classmethod

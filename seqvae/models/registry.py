@@ -58,6 +58,11 @@ class ModelConfig:
     # Two-level 'hier' with a frozen segment level: the first latent_steps steps fit the upper level to the segment
     # encoder's posteriors (no pass over events, see train/segment_latents.py); cross-entropy takes over after them.
     latent_steps: int = 0
+    # Fine-tuning: start every weight from this trained model (shipped name or directory) of the same shapes, and
+    # run the schedules (learning rate, KL weight, scheduled sampling) as if schedule_offset steps had passed, so
+    # they continue where the source's training left them instead of restarting (models/warm_start.py).
+    init_from: str = ""
+    schedule_offset: int = 0
     transpose_low: int = -5
     transpose_high: int = 6
     eval_every: int = 500
@@ -102,6 +107,10 @@ class ModelConfig:
         if self.latent_steps < 0 or (self.latent_steps and not self.freeze_segments):
             out.append("latent_steps must be >= 0, and > 0 only with freeze_segments: the latent stage fits the "
                        "upper level to a trained, fixed segment level")
+        if self.init_from and self.init_segments:
+            out.append("init_from and init_segments exclude each other: start the whole model or its segment level")
+        if self.schedule_offset < 0:
+            out.append("schedule_offset must be >= 0")
         if self.architecture == "transformer" and self.d_model % self.n_heads:
             out.append(f"d_model={self.d_model} must be divisible by n_heads={self.n_heads}")
         if self.scheduled_sampling not in SCHEDULED_SAMPLING_MODES:
@@ -126,12 +135,18 @@ def config_from_dict(data: dict) -> ModelConfig:
     return ModelConfig(**data)
 
 
+# The shipped `triple` model is mel_2bar_small_triple fine-tuned from `default`, whose schedules go on from step
+# 15,634, where its training stopped. Two-level triple twins take `triple` as their fixed segment level.
+_FINE_TUNES = {
+    "mel_2bar_small": {"init_from": "default", "schedule_offset": 15634, "default_steps": 2000},
+}
+
+
 def _triple(config: ModelConfig) -> ModelConfig:
     """The 3/4 and 6/8 twin of a duple config: 12-step bars, 24 or 192 steps."""
-    steps = config.steps * 3 // 4
-    # No triple-meter flat model ships to start a two-level one from: the twin trains its segments itself.
-    return dataclasses.replace(config, name=f"{config.name}_triple", steps=steps, family="triple", init_segments="",
-                               freeze_segments=False, latent_steps=0)
+    segments = "triple" if config.init_segments else ""
+    return dataclasses.replace(config, name=f"{config.name}_triple", steps=config.steps * 3 // 4, family="triple",
+                               init_segments=segments, **_FINE_TUNES.get(config.name, {}))
 
 
 _BASE = [

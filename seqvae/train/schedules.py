@@ -1,6 +1,7 @@
 """Step -> learning rate, KL weight, scheduled-sampling probability (MusicVAE's formulas).
 
-All three depend only on the global step, so a resumed run follows exactly the same curves.
+All three depend only on the global step, so a resumed run follows exactly the same curves. A fine-tuning
+config's schedule_offset shifts that step, so the curves go on from where its source model's training stopped.
 """
 
 from __future__ import annotations
@@ -12,12 +13,13 @@ from seqvae.models.registry import ModelConfig
 
 def learning_rate(config: ModelConfig, step: int) -> float:
     """Exponential decay towards a floor: (lr0 - min) * decay^step + min."""
+    step += config.schedule_offset
     return (config.learning_rate - config.min_learning_rate) * config.decay_rate**step + config.min_learning_rate
 
 
 def kl_weight(config: ModelConfig, step: int) -> float:
     """Beta annealing: max_beta * (1 - beta_rate^step), rising from 0 to max_beta."""
-    return config.max_beta * (1.0 - config.beta_rate**step)
+    return config.max_beta * (1.0 - config.beta_rate ** (step + config.schedule_offset))
 
 
 def sampling_probability(config: ModelConfig, step: int) -> float:
@@ -25,7 +27,7 @@ def sampling_probability(config: ModelConfig, step: int) -> float:
     k = config.sampling_rate
     if k <= 0:
         return 0.0
-    exponent = step / k
+    exponent = (step + config.schedule_offset) / k
     if exponent > 700:  # exp overflows; the probability is 1 to double precision long before this
         return 1.0
     return 1.0 - k / (k + math.exp(exponent))

@@ -37,6 +37,7 @@ from seqvae.models import (
 )
 from seqvae.models.checkpoint import atomic_write_bytes
 from seqvae.models.segments import copy_segment_level, freeze_segment_level
+from seqvae.models.warm_start import copy_weights
 from seqvae.train.distributed import Distributed, setup_distributed
 from seqvae.train.schedules import kl_weight, learning_rate, sampling_probability
 from seqvae.train.segment_latents import SegmentLatents
@@ -285,6 +286,8 @@ def _train(options: TrainOptions, run_dir: Path, dist_info: Distributed) -> Trai
     model = build_model(config)
     if config.init_segments and state is None:
         copy_segment_level(model, config.init_segments)
+    if config.init_from and state is None:
+        copy_weights(model, config.init_from)
     if config.freeze_segments:
         freeze_segment_level(model)
     model = model.to(device)
