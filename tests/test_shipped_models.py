@@ -14,8 +14,8 @@ from seqvae.models.checkpoint import CHECKPOINTS_DIR, shipped_models
 
 SHIPPED = shipped_models()
 # Every shipped model meets its reconstruction and no-collapse targets. The 2-bar models meet the prior-overlap
-# targets too; the 16-bar model's samples fall short of 0.8 (real training windows reach only 0.79 in note density
-# on that split), which its README section and eval.json state.
+# targets too; the 16-bar models' samples fall short of 0.8 on three features each, which their README sections
+# and eval.json files state.
 OVERLAPS_REQUIRED = {"default", "triple"}
 FILES = ("config.json", "model.safetensors", "eval.json", "train_command.txt", "attributes.safetensors",
          "latent_prior.safetensors")
