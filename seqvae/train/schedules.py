@@ -19,15 +19,17 @@ def learning_rate(config: ModelConfig, step: int) -> float:
 
 def kl_weight(config: ModelConfig, step: int) -> float:
     """Beta annealing: max_beta * (1 - beta_rate^step), rising from 0 to max_beta."""
-    return config.max_beta * (1.0 - config.beta_rate ** (step + config.schedule_offset))
+    step += config.schedule_offset
+    return config.max_beta * (1.0 - config.beta_rate**step)
 
 
 def sampling_probability(config: ModelConfig, step: int) -> float:
     """Inverse sigmoid schedule for feeding the model its own samples: 1 - k / (k + exp(step / k)); 0 when k = 0."""
+    step += config.schedule_offset
     k = config.sampling_rate
     if k <= 0:
         return 0.0
-    exponent = (step + config.schedule_offset) / k
+    exponent = step / k
     if exponent > 700:  # exp overflows; the probability is 1 to double precision long before this
         return 1.0
     return 1.0 - k / (k + math.exp(exponent))
