@@ -6,7 +6,10 @@
 1. mel_2bar_small at batch 64 on the CPU: examples/s (after warm-up steps, which are excluded), once per
    scheduled-sampling mode. Magenta's TF 2.9 MusicVAE: 256 examples/s on the same 2-core machine;
    the issue's target is >= 512.
-2. mel_16bar_hier at batch 64: peak resident memory of a separate training process (a few steps).
+2. The ceiling: mel_2bar_small's arithmetic per training example (LSTMs counted from their shapes, everything
+   else by torch's FLOP counter) against this machine's measured matmul peak, i.e. the examples/s no
+   implementation of this architecture can pass here at this precision.
+3. mel_16bar_hier at batch 64: peak resident memory of a separate training process (a few steps).
    Magenta's needs over 23 GB; the target is < 8 GB.
 Synthetic corpora stand in for the folk build (the cost does not depend on which melodies they are).
 """
@@ -19,6 +22,7 @@ import resource
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,6 +49,57 @@ def examples_per_second(corpus: Path, work: Path, mode: str, args: argparse.Name
     train(TrainOptions(config=name, steps=args.warmup, **common))  # warm-up: allocator, oneDNN primitives
     result = train(TrainOptions(resume=True, steps=args.warmup + args.steps, **common))
     return result.examples_per_second
+
+
+def training_flops_per_example(batch: int = 64) -> float:
+    """FLOPs of one mel_2bar_small training example, teacher-forced. torch's counter does not see inside the fused
+    LSTM, so each LSTM is counted from its shapes (2 x 4H(I + H) per step and direction, backward twice the
+    forward) and the counter takes the rest (heads, output layer, loss, their backward)."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from seqvae.models import get_config
+    from seqvae.models.vae import SequenceVAE, vae_loss
+
+    config = get_config("mel_2bar_small")
+    model = SequenceVAE(config)
+    lstm_flops = []
+
+    def count(module: torch.nn.LSTM, inputs: tuple, _output: object) -> None:
+        steps = inputs[0].shape[1]
+        for layer in range(module.num_layers):
+            width = module.input_size if layer == 0 else module.hidden_size * (2 if module.bidirectional else 1)
+            directions = 2 if module.bidirectional else 1
+            lstm_flops.append(3 * directions * steps * 2 * 4 * module.hidden_size * (width + module.hidden_size))
+
+    for module in model.modules():
+        if isinstance(module, torch.nn.LSTM):
+            module.register_forward_hook(count)
+    x = torch.randint(0, config.num_classes, (batch, config.steps))
+    counter = FlopCounterMode(display=False)
+    with counter:
+        vae_loss(model(x), x, config.max_beta, config.free_bits).loss.backward()
+    return (counter.get_total_flops() + batch * sum(lstm_flops)) / batch
+
+
+def matmul_peak_gflops(threads: int, precision: str, size: int = 1024, repeats: int = 10,
+                       budget_s: float = 5.0) -> float:
+    """This machine's sustained matrix-multiply rate: the best of a few timings of a large square product (fewer
+    where one is slow, as bf16 is on CPUs without bf16 arithmetic)."""
+    import torch
+
+    torch.set_num_threads(threads)
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+    a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
+    a @ b
+    best, began = float("inf"), time.perf_counter()
+    for _ in range(repeats):
+        start = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - start)
+        if start - began > budget_s:
+            break
+    return 2 * size**3 / best / 1e9
 
 
 def hier_peak_gb(corpus: Path, work: Path, args: argparse.Namespace) -> float:
@@ -87,6 +142,12 @@ def main() -> int:
             speed = examples_per_second(short, work, mode, args)
             print(f"{'scheduled sampling: ' + mode:<36}{speed:>11.0f}{speed / MAGENTA_EXAMPLES_PER_S:>11.2f}x"
                   f"{TARGET_EXAMPLES_PER_S:>8.0f}  {'yes' if speed >= TARGET_EXAMPLES_PER_S else 'no'}")
+        flops = training_flops_per_example()
+        peak = matmul_peak_gflops(args.threads, args.precision)
+        print(f"one training example: {flops / 1e6:.0f} MFLOP; {args.threads}-thread {args.precision} matmul peak "
+              f"{peak:.0f} GFLOP/s; ceiling {peak * 1e9 / flops:.0f} examples/s; the target needs "
+              f"{TARGET_EXAMPLES_PER_S * flops / 1e9:.0f} GFLOP/s ({TARGET_EXAMPLES_PER_S * flops / 1e9 / peak:.1f}x "
+              f"the peak)")
         if not args.skip_memory:
             long = write_synthetic_corpus(work / "c256", 256, 16, 16, steps=256, seed=0).directory
             peak = hier_peak_gb(long, work, args)
