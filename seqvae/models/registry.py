@@ -178,9 +178,9 @@ _BASE = [
         eval_every=1000,
         default_steps=10000,
         notes="MusicVAE hierdec-mel_16bar with a hierarchical encoder too; its 2-bar segment level is the shipped "
-        "default model, kept fixed, so training on CPUs only has to learn how 8 segments follow one another, in "
-        "segment-latent space (latent_steps). Steps past them train through the fixed decoder on events (scheduled "
-        "sampling off: the fixed decoder cannot learn from it).",
+        "model named by init_segments, kept fixed, so training on CPUs only has to learn how 8 segments follow one "
+        "another, in segment-latent space (latent_steps). Steps past them train through the fixed decoder on events "
+        "(scheduled sampling off: the fixed decoder cannot learn from it).",
     ),
     ModelConfig(
         name="mel_2bar_transformer",
