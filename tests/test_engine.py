@@ -10,8 +10,8 @@ from seqvae import Engine as LazyEngine
 from seqvae.codec import EventCodec, Melody, Meter
 from seqvae.data.synthetic import synthetic_windows
 from seqvae.engine import AttributeVectors, Engine
-from seqvae.engine.attributes import AttributeInfo
 from seqvae.models import build_model, get_config, save_model
+from seqvae.models.attribute_vectors import AttributeInfo
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -10,7 +10,7 @@ import torch
 
 from seqvae.codec import EventCodec, Melody
 from seqvae.engine import AttributeVectors, Engine
-from seqvae.engine.attributes import (
+from seqvae.evaluate.attributes import (
     attribute_values,
     compute_attribute_vectors,
     measure_monotonicity,
@@ -92,7 +92,7 @@ def test_attribute_vectors_move_their_attribute(trained, tmp_path):
     assert density_info.high_mean > density_info.low_mean
     engine.set_attribute_vectors(vectors)
     held_out = patterned_melodies(32, seed=98)
-    results = {r.name: r for r in measure_monotonicity(engine, held_out, amounts=(-1.0, -0.5, 0.0, 0.5, 1.0))}
+    results = {r.name: r for r in measure_monotonicity(engine, vectors, held_out, amounts=(-1.0, -0.5, 0.0, 0.5, 1.0))}
     density = results["density"]
     assert density.spearman > 0.85 and density.increasing_fraction >= 0.75, density
     assert density.per_melody_spearman > 0.5, density

@@ -369,29 +369,29 @@ def test_bfloat16_arithmetic_decoding(name, tmp_path):
     if not model.bf16_decoding_available():
         pytest.skip("this CPU or build has no bfloat16 dot products")
     z = torch.randn(40, model.config.z_size, generator=torch.Generator().manual_seed(1))
-    exact, fast = model.decode(z), model.decode(z, bf16=True)
+    exact, fast = model.decode(z), model.decode(z, precision="bfloat16")
     agreement = (exact == fast).float().mean().item()
     assert agreement > 0.9, agreement
     threads = torch.get_num_threads()
     try:
         torch.set_num_threads(1)
-        assert torch.equal(fast, model.decode(z, bf16=True))
+        assert torch.equal(fast, model.decode(z, precision="bfloat16"))
         torch.set_num_threads(2)
-        assert torch.equal(fast, model.decode(z, bf16=True))
+        assert torch.equal(fast, model.decode(z, precision="bfloat16"))
     finally:
         torch.set_num_threads(threads)
-    sampled = [model.decode(z, 0.8, torch.Generator().manual_seed(5), bf16=True) for _ in range(2)]
+    sampled = [model.decode(z, 0.8, torch.Generator().manual_seed(5), precision="bfloat16") for _ in range(2)]
     assert torch.equal(*sampled)
     forced = torch.as_tensor(synthetic_windows(40, model.config.steps, seed=2), dtype=torch.long)
     mask = torch.rand(40, model.config.steps, generator=torch.Generator().manual_seed(3)) < 0.4
-    kept = model.decode(z, forced=forced, forced_mask=mask, bf16=True)
+    kept = model.decode(z, forced=forced, forced_mask=mask, precision="bfloat16")
     assert torch.equal(kept[mask], forced[mask])
     with pytest.raises(ValueError, match="fast path"):
-        model.decode(z, bf16=True, fast=False)
+        model.decode(z, precision="bfloat16", fast=False)
 
 
 def test_bfloat16_decoding_is_refused_where_it_cannot_run():
     model = build_model(get_config("tiny_transformer")).eval()
     assert not model.bf16_decoding_available()
     with pytest.raises(ValueError, match="bfloat16 decoding needs"):
-        model.decode(torch.zeros(1, model.config.z_size), bf16=True)
+        model.decode(torch.zeros(1, model.config.z_size), precision="bfloat16")

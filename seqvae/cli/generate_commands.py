@@ -16,12 +16,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    import numpy as np
 
     from seqvae.codec import Melody
-    from seqvae.data.corpus import Corpus
     from seqvae.engine import Engine
-    from seqvae.models import LatentPrior
 
 DEFAULT_OUT = "seqvae_out"
 MIDI_SUFFIXES = (".mid", ".midi", ".MID", ".MIDI")
@@ -322,7 +319,7 @@ def cmd_similar(args: argparse.Namespace) -> int:
 def cmd_shift(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from seqvae.engine.attributes import attribute_values
+    from seqvae.evaluate.attributes import attribute_values
 
     engine = _engine(args)
     (melody,) = _read_inputs(engine, [args.input], args)
@@ -390,9 +387,9 @@ def cmd_map(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from seqvae.codec import MidiReadError
-    from seqvae.engine.attributes import ATTRIBUTE_NAMES, attribute_values
     from seqvae.engine.latent import project_2d
     from seqvae.engine.pictures import latent_map_png
+    from seqvae.evaluate.attributes import ATTRIBUTE_NAMES, attribute_values
 
     if args.colour != "file" and args.colour not in ATTRIBUTE_NAMES:
         raise ValueError(f"--colour {args.colour}: use 'file' or one of {', '.join(ATTRIBUTE_NAMES)}")
@@ -446,72 +443,35 @@ def cmd_plot(args: argparse.Namespace) -> int:
     return 0
 
 
-def _fit_latent_prior(engine: Engine, corpus: Corpus, split: str, mu: np.ndarray, events: np.ndarray,
-                      max_centers: int | None) -> LatentPrior:
-    """The latent prior, its kernel bandwidth matched against up to 1,000 melodies of another split."""
-    import numpy as np
-
-    from seqvae.engine.engine import SAMPLE_TEMPERATURE
-    from seqvae.evaluate.copying import fit_novelty_matched_prior
-
-    def decode(z: np.ndarray) -> np.ndarray:
-        return np.stack([m.events for m in engine.decode(z, temperature=SAMPLE_TEMPERATURE, seed=0)])
-
-    held_split = "valid" if split != "valid" else "test"
-    held = np.asarray(corpus.split(held_split).events[:1000], dtype=np.int64)
-    prior, choice = fit_novelty_matched_prior(mu, events, held, held_split, decode, max_centers)
-    if choice is not None:
-        print(f"choosing the kernel bandwidth: samples at T={SAMPLE_TEMPERATURE} against {len(held)} {held_split} "
-              "melodies' distance to the training windows")
-        for h, d in choice.tried.items():
-            print(f"  bandwidth {h:<5g} samples' mean distance {d:.3f}{'  <- chosen' if h == choice.bandwidth else ''}")
-    return prior
-
-
 def cmd_attributes(args: argparse.Namespace) -> int:
-    import numpy as np
     from tqdm import tqdm
 
     from seqvae.data.corpus import load_corpus
     from seqvae.engine import Engine
-    from seqvae.engine.attributes import compute_attribute_vectors, measure_monotonicity
+    from seqvae.engine.engine import SAMPLE_TEMPERATURE
+    from seqvae.engine.side_files import fit_side_files
 
     engine = Engine.load(args.checkpoint, device=args.device, threads=args.threads)
-    if engine.directory is None:
-        raise ValueError(f"{args.checkpoint} has no checkpoint directory to store the vectors in")
     corpus = load_corpus(args.data)
-    if corpus.steps != engine.steps:
-        raise ValueError(f"{args.data} holds {corpus.steps}-step windows but the model reads {engine.steps}: "
-                         "build the corpus with the model's --steps")
-    split = corpus.split(args.split)
-    if len(split) < 8:
-        raise ValueError(f"the {args.split} split of {args.data} has {len(split)} windows; need at least 8")
-    index = np.arange(len(split))
-    if args.limit and args.limit < len(split):
-        index = np.sort(np.random.default_rng(args.seed).choice(len(split), args.limit, replace=False))
-    events = np.asarray(split.events[index], dtype=np.int64)
-    chunk = 512
-    mu = np.concatenate([
-        engine._encode_tokens(events[i:i + chunk])[0]
-        for i in tqdm(range(0, len(events), chunk), desc=f"encoding {args.split}", unit="batch")
-    ])
-    meta = {"data": str(args.data), "split": args.split, "windows": int(len(events))}
-    vectors = compute_attribute_vectors(mu, events, meta=meta, min_pitch=engine.codec.min_pitch)
-    engine.set_attribute_vectors(vectors)
-    prior = _fit_latent_prior(engine, corpus, args.split, mu, events, args.centers)
-    engine.set_latent_prior(prior)
-    print(f"latent prior: {prior.describe()}, from the {args.split} split, saved to "
-          f"{prior.save(engine.directory)}; `sample` draws from it from now on")
-    print(f"attribute vectors from {len(events)} {args.split} windows (top quartile minus bottom quartile of mu):")
+    with tqdm(desc=f"encoding {args.split}", unit="window") as bar:
+        fitted = fit_side_files(engine, corpus, args.split, args.limit, args.seed, args.centers, args.measure,
+                                progress=bar.update)
+    choice = fitted.bandwidth
+    if choice is not None:
+        print(f"choosing the kernel bandwidth: samples at T={SAMPLE_TEMPERATURE} against {fitted.held_windows} "
+              f"{fitted.held_split} melodies' distance to the training windows")
+        for h, d in choice.tried.items():
+            print(f"  bandwidth {h:<5g} samples' mean distance {d:.3f}{'  <- chosen' if h == choice.bandwidth else ''}")
+    prior_path, vectors_path = fitted.paths
+    print(f"latent prior: {fitted.prior.describe()}, from the {args.split} split, saved to {prior_path}; `sample` "
+          "draws from it from now on")
+    print(f"attribute vectors from {fitted.windows} {args.split} windows (top quartile minus bottom quartile of mu):")
     header = f"{'attribute':<17} {'bottom q':>9} {'top q':>9} {'|vector|':>9}"
-    results = {}
-    if args.measure > 0:
-        valid = corpus.split("valid") if len(corpus.split("valid")) else split
-        take = np.asarray(valid.events[: args.measure], dtype=np.int64)
-        results = {r.name: r for r in measure_monotonicity(engine, take)}
+    results = fitted.monotonicity
+    if results:
         header += f" {'spearman':>9} {'up steps':>9} {'per-melody':>10}"
     print(header)
-    for info in vectors.info:
+    for info in fitted.vectors.info:
         line = f"{info.name:<17} {info.low_mean:9.3f} {info.high_mean:9.3f} {info.norm:9.3f}"
         if info.name in results:
             r = results[info.name]
@@ -519,9 +479,7 @@ def cmd_attributes(args: argparse.Namespace) -> int:
         print(line)
     if results:
         first = next(iter(results.values()))
-        print(f"monotonicity: decoded attribute along amounts {first.amounts} on {len(take)} validation melodies "
-              "(spearman of the means, fraction of steps up, mean per-melody spearman)")
-        vectors.meta["monotonicity"] = {k: dataclasses.asdict(v) for k, v in results.items()}
-    path = vectors.save(engine.directory)
-    print(f"wrote {path}")
+        print(f"monotonicity: decoded attribute along amounts {first.amounts} on {fitted.measured_on} validation "
+              "melodies (spearman of the means, fraction of steps up, mean per-melody spearman)")
+    print(f"wrote {vectors_path}")
     return 0

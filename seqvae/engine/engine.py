@@ -22,14 +22,15 @@ import torch.nn.functional as F
 
 from seqvae.codec import NO_EVENT, NOTE_OFF, EventCodec, Melody, Meter
 from seqvae.engine import latent as lat
-from seqvae.engine.attributes import ATTRIBUTE_FILE, AttributeVectors
 from seqvae.engine.inputs import MidiWindow, default_meter, melody_from_midi, melody_from_notes, windows_from_midi
+from seqvae.models.attribute_vectors import ATTRIBUTE_FILE, AttributeVectors
 from seqvae.models.latent_prior import LatentPrior
-from seqvae.models.native import bfloat16_exact
+from seqvae.models.precision import parse_precision
 
 LatentLike = Melody | np.ndarray | Sequence[float]
 CACHE_SIZE = 512
-ENCODE_CHUNK = 512
+ENCODE_CHUNK = 512  # rows per encoder call: bounds memory, costs nothing in speed
+DECODE_CHUNK = 4096  # rows per decoder call (the most `sample` asks for, so sampled results never depend on it)
 NOVELTY_SAMPLES = 8
 SAMPLE_TEMPERATURE = 0.5  # what `sample` decodes at unless told otherwise
 
@@ -71,27 +72,6 @@ def _check_count(n: int, what: str, high: int = 4096) -> int:
     return int(n)
 
 
-PRECISIONS = ("auto", "float32", "bfloat16")
-
-
-def _pick_precision(model: torch.nn.Module, precision: str) -> str:
-    """The decoding arithmetic. "auto" takes bfloat16 where the model's weights are stored as bfloat16 values
-    (the shipped models: trained with bfloat16 autocast, saved in bfloat16) and the CPU kernel has the AVX512-BF16
-    dot products; a batch of 64 then decodes ~1.6x faster with the same greedy accuracy. Anything else decodes in
-    float32, token for token the reference path's results."""
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
-    if precision == "float32":
-        return precision
-    available = model.bf16_decoding_available() if hasattr(model, "bf16_decoding_available") else False
-    if precision == "bfloat16":
-        if not available:
-            raise ValueError("bfloat16 decoding needs a recurrent decoder on a CPU with AVX512-BF16 and the C kernel; "
-                             "use precision='float32'")
-        return precision
-    return "bfloat16" if available and bfloat16_exact(model.decoder) else "float32"
-
-
 class Engine:
     """A loaded model plus everything needed to turn its latents into melodies and back.
 
@@ -106,7 +86,7 @@ class Engine:
         self.device_obj = pick_device(device)
         self.model = model.to(self.device_obj).eval()
         self.model.requires_grad_(False)
-        self.precision = _pick_precision(self.model, precision)
+        self.precision = self.model.decoding_precision(parse_precision(precision))
         config = model.config
         self.config = config
         self.steps = int(config.steps)
@@ -129,7 +109,7 @@ class Engine:
     def load(cls, name_or_path: str | Path = "default", device: str | torch.device | None = None,
              threads: int | None = None, precision: str = "auto") -> Engine:
         """Load a shipped model by name ("default") or a checkpoint directory; CUDA if available. `precision`
-        ("auto", "float32", "bfloat16") is the decoding arithmetic: see `_pick_precision`."""
+        ("auto", "float32", "bfloat16") is the decoding arithmetic: see `SequenceVAE.decoding_precision`."""
         from seqvae.models import load_model
 
         if threads is not None:
@@ -191,18 +171,72 @@ class Engine:
         return torch.Generator(device=self.device_obj).manual_seed(seed)
 
     # ------------------------------------------------------------- model calls
-    def _encode_tokens(self, events: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        x = torch.from_numpy(np.ascontiguousarray(events, dtype=np.int64)).to(self.device_obj)
-        with self._lock, torch.inference_mode():
-            mu, sigma = self.model.encode(x)
-            return mu.float().cpu().numpy(), sigma.float().cpu().numpy()
+    def encode_events(self, events: np.ndarray,
+                      progress: Callable[[int], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(mu, sigma), each float32 [n, Z], for event windows [n, steps]: the one place encoding is batched.
+        `progress` is called with the number of windows after each batch."""
+        events = self._check_event_rows(events)
+        mu, sigma = [], []
+        for i in range(0, len(events), ENCODE_CHUNK):
+            x = torch.from_numpy(events[i:i + ENCODE_CHUNK]).to(self.device_obj)
+            with self._lock, torch.inference_mode():
+                m, s = self.model.encode(x)
+            mu.append(m.float().cpu().numpy())
+            sigma.append(s.float().cpu().numpy())
+            if progress is not None:
+                progress(len(m))
+        return np.concatenate(mu), np.concatenate(sigma)
 
-    def _decode_tokens(self, z: np.ndarray, temperature: float = 0.0, seed: int | None = None) -> np.ndarray:
-        zt = torch.from_numpy(np.ascontiguousarray(z, dtype=np.float32)).to(self.device_obj)
-        with self._lock, torch.inference_mode():
+    def decode_events(self, z: np.ndarray, temperature: float = 0.0, seed: int | None = None,
+                      forced: np.ndarray | None = None, mask: np.ndarray | None = None) -> np.ndarray:
+        """Event windows [n, steps] for latents [n, Z]: the one place decoding is batched. Greedy unless
+        `temperature` > 0 (then `seed` makes it repeatable); where `mask` [n, steps] is True the step is
+        `forced`'s token, kept and fed back."""
+        arr = self._check_latent_rows(z)
+        temperature, seed = _check_temperature(temperature), _check_seed(seed)
+        if (forced is None) != (mask is None):
+            raise ValueError("forced and mask go together: send both or neither")
+        if forced is not None:
+            forced = self._check_event_rows(forced, "forced tokens")
+            mask = np.asarray(mask, dtype=bool)
+            if forced.shape != (len(arr), self.steps) or mask.shape != forced.shape:
+                raise ValueError(f"forced tokens {forced.shape} and mask {mask.shape} must both be "
+                                 f"[{len(arr)}, {self.steps}], a row per latent")
+        with self._lock:
             generator = self._generator(seed) if temperature > 0 else None
-            return self.model.decode(zt, temperature=temperature, generator=generator,
-                                     bf16=self.precision == "bfloat16").cpu().numpy()
+            parts = [self._decode(arr[i:i + DECODE_CHUNK], temperature, generator,
+                                  None if forced is None else forced[i:i + DECODE_CHUNK],
+                                  None if mask is None else mask[i:i + DECODE_CHUNK])
+                     for i in range(0, len(arr), DECODE_CHUNK)]
+        return np.concatenate([p.cpu().numpy() for p in parts])
+
+    def _decode(self, z: np.ndarray | torch.Tensor, temperature: float, generator: torch.Generator | None,
+                forced: np.ndarray | None = None, mask: np.ndarray | None = None) -> torch.Tensor:
+        """One decoder call on the engine's device, in its precision (the caller holds the lock)."""
+        zt = torch.as_tensor(z, dtype=torch.float32, device=self.device_obj)
+        if forced is not None:
+            forced = torch.as_tensor(forced, device=self.device_obj)
+            mask = torch.as_tensor(mask, device=self.device_obj)
+        return self.model.decode(zt, temperature=temperature, generator=generator, forced=forced,
+                                 forced_mask=mask, precision=self.precision)
+
+    def _check_event_rows(self, events: np.ndarray, what: str = "events") -> np.ndarray:
+        arr = np.asarray(events)
+        if arr.ndim != 2 or arr.shape[1] != self.steps or len(arr) < 1:
+            raise ValueError(f"{what} have shape {tuple(arr.shape)}; send [n, {self.steps}] event windows")
+        if not np.issubdtype(arr.dtype, np.integer):
+            raise ValueError(f"{what} must hold whole event classes, got {arr.dtype}")
+        return np.ascontiguousarray(arr, dtype=np.int64)
+
+    def _check_latent_rows(self, z: np.ndarray | Sequence[float]) -> np.ndarray:
+        arr = np.asarray(z, dtype=np.float32)
+        if arr.ndim == 1:
+            arr = arr[None]
+        if arr.ndim != 2 or arr.shape[1] != self.z_size or arr.shape[0] < 1:
+            raise ValueError(f"latents have shape {tuple(arr.shape)}; send [n, {self.z_size}] or [{self.z_size}]")
+        if not np.all(np.isfinite(arr)):
+            raise ValueError("latents contain NaN or infinity: send finite numbers")
+        return np.ascontiguousarray(arr)
 
     def _latents(self, items: Sequence[LatentLike]) -> list[np.ndarray]:
         """Latent vectors for melodies (posterior mean, cached by content) or for given vectors."""
@@ -225,7 +259,7 @@ class Engine:
                 else:
                     out[i] = lat.as_latent(item, self.z_size, f"latent {i + 1}")
             if rows:
-                mu, _ = self._encode_tokens(np.stack(rows))
+                mu, _ = self.encode_events(np.stack(rows))
                 for (key, where), z in zip(missing.items(), mu, strict=True):
                     self._cache[key] = z  # shared, never written: public accessors hand out copies
                     for i in where:
@@ -245,7 +279,7 @@ class Engine:
         temperature = _check_temperature(temperature)
         seed = _check_seed(seed)
         z = self.draw_prior(n, np.random.default_rng(seed))
-        return self._melodies(self._decode_tokens(z, temperature, seed))
+        return self._melodies(self.decode_events(z, temperature, seed))
 
     def draw_prior(self, n: int, rng: np.random.Generator) -> np.ndarray:
         """[n, Z] latents: from the checkpoint's fitted latent prior when it has one, else N(0, I)."""
@@ -265,23 +299,12 @@ class Engine:
 
     def encode(self, melodies: Melody | Iterable[Melody]) -> tuple[np.ndarray, np.ndarray]:
         """(mu, sigma), each [n, Z]: the posterior over z for each melody."""
-        events = self._events_of(melodies)
-        if len(events) <= ENCODE_CHUNK:
-            return self._encode_tokens(events)
-        parts = [self._encode_tokens(events[i:i + ENCODE_CHUNK]) for i in range(0, len(events), ENCODE_CHUNK)]
-        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+        return self.encode_events(self._events_of(melodies))
 
     def decode(self, z: np.ndarray | Sequence[float], temperature: float = 0.0, seed: int | None = None,
                like: Melody | None = None) -> list[Melody]:
         """Melodies for latents [n, Z] (or one [Z]); greedy unless `temperature` > 0."""
-        arr = np.asarray(z, dtype=np.float32)
-        if arr.ndim == 1:
-            arr = arr[None]
-        if arr.ndim != 2 or arr.shape[1] != self.z_size or arr.shape[0] < 1:
-            raise ValueError(f"latents have shape {tuple(arr.shape)}; send [n, {self.z_size}] or [{self.z_size}]")
-        if not np.all(np.isfinite(arr)):
-            raise ValueError("latents contain NaN or infinity: send finite numbers")
-        return self._melodies(self._decode_tokens(arr, _check_temperature(temperature), _check_seed(seed)), like)
+        return self._melodies(self.decode_events(z, temperature, seed), like)
 
     def reconstruct(self, melody: Melody, temperature: float = 0.0, seed: int | None = None) -> Melody:
         """Encode to the posterior mean and decode again: what the model makes of this melody."""
@@ -326,16 +349,14 @@ class Engine:
         returning to a position returns to the same melody.
         """
         z = self.latent_path(a, b, t, method)
-        return self._melodies(self._decode_tokens(z[None], _check_temperature(temperature), _check_seed(seed)),
-                              self._template(a, b))[0]
+        return self.decode(z, temperature, seed, like=self._template(a, b))[0]
 
     def morph_xy(self, a: LatentLike, b: LatentLike, c: LatentLike, d: LatentLike, x: float, y: float,
                  temperature: float = 0.0, seed: int = 0, method: str = "slerp") -> Melody:
         """The melody at (x, y) of an XY pad with corners a (0,0), b (1,0), c (0,1), d (1,1)."""
         corners = self._latents([a, b, c, d])
         z = lat.blend_corners(*corners, lat.check_position(x, "x"), lat.check_position(y, "y"), method)
-        return self._melodies(self._decode_tokens(z[None], _check_temperature(temperature), _check_seed(seed)),
-                              self._template(a, b, c, d))[0]
+        return self.decode(z, temperature, seed, like=self._template(a, b, c, d))[0]
 
     def similar(self, melody: LatentLike, n: int = 4, amount: float = 0.3, seed: int | None = None,
                 temperature: float = 0.0) -> list[Melody]:
@@ -418,7 +439,7 @@ class Engine:
         blank[start:end] = NO_EVENT
         blank[start] = NOTE_OFF
         blank = self.codec.canonical(blank)
-        (z0,) = self._encode_tokens(blank[None])[0]
+        (z0,) = self.encode_events(blank[None])[0]
         forced = events[None].copy()
         mask = keep[None].copy()
         keep_t = torch.from_numpy(keep).to(self.device_obj)
@@ -426,13 +447,9 @@ class Engine:
         with self._lock:
             generator = self._generator(seed) if temperature > 0 else None
             z = torch.tensor(z0[None], device=self.device_obj, requires_grad=True)
-            forced_t = torch.from_numpy(forced).to(self.device_obj)
-            mask_t = torch.from_numpy(mask).to(self.device_obj)
 
-            def decode_now() -> torch.Tensor:  # no_grad, not inference_mode: the tokens feed autograd next
-                with torch.no_grad():
-                    return self.model.decode(z.detach(), temperature=temperature, generator=generator,
-                                             forced=forced_t, forced_mask=mask_t, bf16=self.precision == "bfloat16")
+            def decode_now() -> torch.Tensor:
+                return self._decode(z.detach(), temperature, generator, forced, mask)
 
             tokens = decode_now()
             for _ in range(max(int(rounds), 0)):
@@ -465,7 +482,7 @@ class Engine:
         chunk = max(1, ENCODE_CHUNK // samples)
         for i in range(0, len(events), chunk):
             part = events[i:i + chunk]
-            mu, sigma = self._encode_tokens(part)
+            mu, sigma = self.encode_events(part)
             z = (mu[None] + sigma[None] * noise).reshape(-1, self.z_size)
             x = np.broadcast_to(part[None], (samples, *part.shape)).reshape(-1, self.steps)
             xt = torch.from_numpy(np.ascontiguousarray(x)).to(self.device_obj)

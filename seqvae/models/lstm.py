@@ -1,9 +1,9 @@
 """Recurrent encoder and decoders: the MusicVAE flat ('lstm') and hierarchical ('hier') shapes.
 
 Training runs the fused nn.LSTM (oneDNN on CPU, cuDNN on GPU) over whole sequences. Free-running
-generation on CPU goes through `fast_lstm.NumpyLSTMPlan`, a step loop with the z contribution and the
-one-hot input matmul precomputed; on other devices it runs the torch cell loop below, which is also
-the reference the fast path is tested against.
+generation runs a step plan for the decoder's ConditionedLSTM when the caller hands one in (the C kernel or
+numpy, chosen in plans.py), else the torch cell loop below, which is also the reference the plans are tested
+against.
 """
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from seqvae.models.sampling import choose_tokens, draw_uniforms
+from seqvae.models.decoder import Decoder, Generation, StepPlan, shift_right, two_pass_previous
+from seqvae.models.sampling import choose_tokens
 
 
 class BidirectionalLSTMEncoder(nn.Module):
@@ -149,45 +150,17 @@ class ConditionedLSTM(nn.Module):
         return torch.stack(all_logits, dim=1), torch.stack(tokens, dim=1)
 
 
-def shift_right(x: torch.Tensor, start: int) -> torch.Tensor:
-    """Previous-token inputs: START then x[:, :-1]."""
-    return torch.cat([torch.full_like(x[:, :1], start), x[:, :-1]], dim=1)
-
-
-def two_pass_previous(teacher_forced, x: torch.Tensor, z: torch.Tensor, coin: torch.Tensor,
-                      uniforms: torch.Tensor, start: int, previous=None) -> torch.Tensor:
-    """Previous-token inputs for two-pass scheduled sampling: sample every step from a teacher-forced
-    pass (no gradient), then mix those samples in where the coin says so. `previous` turns tokens into
-    previous-token inputs (default: shift right behind START)."""
-    with torch.no_grad():
-        sampled = choose_tokens(teacher_forced(x, z), 1.0, uniforms[..., 1])
-    mixed = torch.where(coin, sampled, x)
-    return previous(mixed) if previous is not None else shift_right(mixed, start)
-
-
-def generation_choice(
-    temperature: float, uniforms: torch.Tensor | None, forced: torch.Tensor | None, mask: torch.Tensor | None,
-    offset: int = 0,
-):
-    """The `choose` callback for free-running generation with optional forced steps."""
-
-    def choose(t: int, logits: torch.Tensor) -> torch.Tensor:
-        u = None if uniforms is None else uniforms[offset + t]
-        token = choose_tokens(logits, temperature, u)
-        if forced is not None:
-            token = torch.where(mask[:, offset + t], forced[:, offset + t], token)
-        return token
-
-    return choose
-
-
-class LSTMDecoder(nn.Module):
+class LSTMDecoder(Decoder):
     """The flat decoder: one ConditionedLSTM over the whole window, conditioned on z."""
 
     def __init__(self, num_classes: int, z_size: int, sizes: tuple[int, ...], steps: int) -> None:
         super().__init__()
         self.steps = steps
         self.core = ConditionedLSTM(num_classes, z_size, sizes)
+
+    @property
+    def step_core(self) -> ConditionedLSTM:
+        return self.core
 
     def teacher_forced(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         return self.core.teacher_forced(shift_right(x, self.core.start_token), z)
@@ -209,45 +182,33 @@ class LSTMDecoder(nn.Module):
         logits, _ = self.core.run_cells(z, self.core.initial_states(z), start, x.shape[1], choose)
         return logits
 
-    def generate_reference(
-        self, z: torch.Tensor, temperature: float, uniforms: torch.Tensor | None,
-        forced: torch.Tensor | None, mask: torch.Tensor | None,
-    ) -> torch.Tensor:
+    def generate(self, z: torch.Tensor, generation: Generation, plan: StepPlan | None) -> torch.Tensor:
+        if plan is not None:
+            return plan.generate(z, generation, steps=self.steps).to(z.device)
         start = torch.full((z.shape[0],), self.core.start_token, dtype=torch.long, device=z.device)
-        choose = generation_choice(temperature, uniforms, forced, mask)
-        _, tokens = self.core.run_cells(z, self.core.initial_states(z), start, self.steps, choose)
+        _, tokens = self.core.run_cells(z, self.core.initial_states(z), start, self.steps, generation.choose)
         return tokens
 
-    def decode(
-        self, z: torch.Tensor, temperature: float, generator: torch.Generator | None,
-        forced: torch.Tensor | None, mask: torch.Tensor | None, fast: bool, bf16: bool = False,
-    ) -> torch.Tensor:
-        uniforms = draw_uniforms(self.steps, z.shape[0], temperature, generator)
-        if fast:
-            from seqvae.models.fast_lstm import plan_for
 
-            return plan_for(self).generate(z, temperature, uniforms, forced, mask, steps=self.steps, bf16=bf16)
-        return self.generate_reference(z, temperature, uniforms, forced, mask)
-
-
-class HierarchicalDecoder(nn.Module):
-    """MusicVAE hierdec: a conductor LSTM turns z into one embedding per bar; a ConditionedLSTM decodes each
-    bar from its embedding, carrying the previous token across bar lines.
+class HierarchicalDecoder(Decoder):
+    """MusicVAE hierdec: a conductor LSTM turns z into one embedding per segment (a bar in MusicVAE's 16-bar
+    model, two bars in ours); a ConditionedLSTM decodes each segment from its embedding, carrying the previous
+    token across segment boundaries.
 
     With `segment_z` > 0 the conductor's outputs are projected to segment latents of that size and each
     segment is decoded from START, exactly as a flat decoder decodes a whole window: the segment level is
     then a flat model's decoder and can start as a trained one.
 
-    Teacher forcing decodes all bars in parallel (batch B * bars), so training costs one fused
-    LSTM call over `steps_per_bar` steps instead of `steps`.
+    Teacher forcing decodes all segments in parallel (batch B * segments), so training costs one fused
+    LSTM call over `segment_steps` steps instead of `steps`.
     """
 
     def __init__(
         self, num_classes: int, z_size: int, conductor_sizes: tuple[int, ...], sizes: tuple[int, ...],
-        steps: int, bars: int, segment_z: int = 0,
+        steps: int, segments: int, segment_z: int = 0,
     ) -> None:
         super().__init__()
-        self.steps, self.bars, self.bar_steps = steps, bars, steps // bars
+        self.steps, self.segments, self.segment_steps = steps, segments, steps // segments
         self.restart = segment_z > 0
         self.conductor_init = nn.Linear(z_size, 2 * sum(conductor_sizes))
         self.conductor_sizes = tuple(conductor_sizes)
@@ -259,10 +220,14 @@ class HierarchicalDecoder(nn.Module):
         self.to_segment = nn.Linear(width, segment_z) if segment_z else None
         self.core = ConditionedLSTM(num_classes, segment_z or width, sizes)
 
-    def bar_embeddings(self, z: torch.Tensor) -> torch.Tensor:
-        """[B, bars, conductor size]: the conductor reads zeros and is steered by its initial state only."""
+    @property
+    def step_core(self) -> ConditionedLSTM:
+        return self.core
+
+    def segment_embeddings(self, z: torch.Tensor) -> torch.Tensor:
+        """[B, segments, conductor size]: the conductor reads zeros and is steered by its initial state only."""
         flat = torch.tanh(self.conductor_init(z))
-        h = z.new_zeros(z.shape[0], self.bars, 1)
+        h = z.new_zeros(z.shape[0], self.segments, 1)
         offset = 0
         for layer, size in zip(self.conductor, self.conductor_sizes, strict=True):
             h0 = flat[:, offset:offset + size].unsqueeze(0).contiguous()
@@ -272,24 +237,36 @@ class HierarchicalDecoder(nn.Module):
         return self.to_segment(h) if self.to_segment is not None else h
 
     def previous(self, x: torch.Tensor) -> torch.Tensor:
-        """Previous-token inputs: shifted behind START per segment when segments restart, else across bar lines."""
+        """Previous-token inputs: shifted behind START per segment when segments restart, else across them."""
         if not self.restart:
             return shift_right(x, self.core.start_token)
-        segments = x.reshape(x.shape[0] * self.bars, self.bar_steps)
+        segments = x.reshape(x.shape[0] * self.segments, self.segment_steps)
         return shift_right(segments, self.core.start_token).reshape(x.shape)
 
     def carried(self, tokens: torch.Tensor, start: torch.Tensor) -> torch.Tensor:
         """The token fed into the next segment's first step: the last one, or START when segments restart."""
         return start if self.restart else tokens[:, -1]
 
-    def _per_bar(self, prev: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    def _per_segment(self, prev: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         batch = z.shape[0]
-        emb = self.bar_embeddings(z).reshape(batch * self.bars, -1)
-        logits = self.core.teacher_forced(prev.reshape(batch * self.bars, self.bar_steps), emb)
+        emb = self.segment_embeddings(z).reshape(batch * self.segments, -1)
+        logits = self.core.teacher_forced(prev.reshape(batch * self.segments, self.segment_steps), emb)
         return logits.reshape(batch, self.steps, -1)
 
     def teacher_forced(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        return self._per_bar(self.previous(x), z)
+        return self._per_segment(self.previous(x), z)
+
+    def _step_segments(self, z: torch.Tensor, run_segment) -> list[torch.Tensor]:
+        """The segment-by-segment loop: `run_segment(cond, prev, offset) -> (result, tokens)` decodes one segment
+        from its embedding, the token carried in and its first window step; returns the results in order."""
+        emb = self.segment_embeddings(z)
+        start = torch.full((z.shape[0],), self.core.start_token, dtype=torch.long, device=z.device)
+        prev, out = start, []
+        for segment in range(self.segments):
+            result, tokens = run_segment(emb[:, segment], prev, segment * self.segment_steps)
+            prev = self.carried(tokens.to(z.device), start)
+            out.append(result)
+        return out
 
     def scheduled(
         self, x: torch.Tensor, z: torch.Tensor, prob: float, uniforms: torch.Tensor, mode: str
@@ -297,45 +274,27 @@ class HierarchicalDecoder(nn.Module):
         coin = uniforms[..., 0] < prob
         if mode == "parallel":
             prev = two_pass_previous(self.teacher_forced, x, z, coin, uniforms, self.core.start_token, self.previous)
-            return self._per_bar(prev, z)
-        emb = self.bar_embeddings(z)
-        start = torch.full_like(x[:, 0], self.core.start_token)
-        prev, out = start, []
-        for bar in range(self.bars):
-            offset = bar * self.bar_steps
+            return self._per_segment(prev, z)
 
-            def choose(t: int, logits: torch.Tensor, offset: int = offset) -> torch.Tensor:
+        def run_segment(cond: torch.Tensor, prev: torch.Tensor, offset: int):
+            def choose(t: int, logits: torch.Tensor) -> torch.Tensor:
                 sampled = choose_tokens(logits.detach(), 1.0, uniforms[:, offset + t, 1])
                 return torch.where(coin[:, offset + t], sampled, x[:, offset + t])
 
-            cond = emb[:, bar]
-            logits, tokens = self.core.run_cells(cond, self.core.initial_states(cond), prev, self.bar_steps, choose)
-            prev = self.carried(tokens, start)
-            out.append(logits)
-        return torch.cat(out, dim=1)
+            return self.core.run_cells(cond, self.core.initial_states(cond), prev, self.segment_steps, choose)
 
-    def decode(
-        self, z: torch.Tensor, temperature: float, generator: torch.Generator | None,
-        forced: torch.Tensor | None, mask: torch.Tensor | None, fast: bool, bf16: bool = False,
-    ) -> torch.Tensor:
-        uniforms = draw_uniforms(self.steps, z.shape[0], temperature, generator)
-        emb = self.bar_embeddings(z)
-        start = torch.full((z.shape[0],), self.core.start_token, dtype=torch.long, device=z.device)
-        prev, out = start, []
-        if fast:
-            from seqvae.models.fast_lstm import plan_for
+        return torch.cat(self._step_segments(z, run_segment), dim=1)
 
-            plan = plan_for(self)
-            for bar in range(self.bars):
-                tokens = plan.generate(emb[:, bar], temperature, uniforms, forced, mask, prev=prev,
-                                       offset=bar * self.bar_steps, steps=self.bar_steps, bf16=bf16)
-                prev = self.carried(tokens.to(start.device), start)
-                out.append(tokens)
-            return torch.cat(out, dim=1)
-        for bar in range(self.bars):
-            cond = emb[:, bar]
-            choose = generation_choice(temperature, uniforms, forced, mask, offset=bar * self.bar_steps)
-            _, tokens = self.core.run_cells(cond, self.core.initial_states(cond), prev, self.bar_steps, choose)
-            prev = self.carried(tokens, start)
-            out.append(tokens)
-        return torch.cat(out, dim=1)
+    def generate(self, z: torch.Tensor, generation: Generation, plan: StepPlan | None) -> torch.Tensor:
+        def run_segment(cond: torch.Tensor, prev: torch.Tensor, offset: int):
+            if plan is not None:
+                tokens = plan.generate(cond, generation, steps=self.segment_steps, prev=prev, offset=offset)
+            else:
+                def choose(t: int, logits: torch.Tensor) -> torch.Tensor:
+                    return generation.choose(offset + t, logits)
+
+                _, tokens = self.core.run_cells(cond, self.core.initial_states(cond), prev, self.segment_steps,
+                                                choose)
+            return tokens, tokens
+
+        return torch.cat(self._step_segments(z, run_segment), dim=1).to(z.device)

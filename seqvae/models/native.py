@@ -3,7 +3,7 @@
 The shared library is built once per machine with the system C compiler (`cc -O3 -march=native`)
 into ~/.cache/seqvae/kernels (or $SEQVAE_CACHE) and reused; the file name carries a hash of the
 source, flags and CPU so a changed kernel or another machine gets its own build. Without a compiler
-(or with SEQVAE_NATIVE=0) everything still works through the numpy path in fast_lstm.py, only slower.
+(or with SEQVAE_NATIVE=0) everything still works through the numpy plan in numpy_plan.py, only slower.
 
 Plans hold the weights packed for the kernel. Each call allocates its own workspace, so concurrent
 calls on one plan are safe.
@@ -24,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from seqvae.models.decoder import Generation
 
 MAX_LAYERS = 4
 LANES = 16
@@ -223,7 +225,7 @@ class PackedAffine:
 
 
 class NativeLSTMPlan:
-    """A ConditionedLSTM packed for lstm_generate (same interface as fast_lstm.NumpyLSTMPlan.generate)."""
+    """A ConditionedLSTM packed for lstm_generate: a `decoder.StepPlan`."""
 
     def __init__(self, core, lib: ctypes.CDLL) -> None:
         self.lib = lib
@@ -290,20 +292,12 @@ class NativeLSTMPlan:
                 self.weights.dot_ih[i] = _ptr(self.keep[f"dot_ih{i}"])
         self.weights.dot_out = _ptr(self.keep["dot_out"])
 
-    def generate(
-        self,
-        cond: torch.Tensor,
-        temperature: float,
-        uniforms: torch.Tensor | None,
-        forced: torch.Tensor | None,
-        mask: torch.Tensor | None,
-        *,
-        steps: int,
-        prev: torch.Tensor | None = None,
-        offset: int = 0,
-        bf16: bool = False,
-    ) -> torch.Tensor:
-        """As NumpyLSTMPlan.generate; `bf16` runs the per-step matrices in bfloat16 arithmetic (see has_bf16_dot)."""
+    def generate(self, cond: torch.Tensor, generation: Generation, *, steps: int, prev: torch.Tensor | None = None,
+                 offset: int = 0) -> torch.Tensor:
+        """As decoder.StepPlan; `generation.bfloat16` runs the per-step matrices in bfloat16 arithmetic (see
+        has_bf16_dot)."""
+        bf16, temperature, uniforms = generation.bfloat16, generation.temperature, generation.uniforms
+        forced, mask = generation.forced, generation.mask
         if bf16:
             if not self.has_bf16_dot:
                 raise ValueError("bfloat16 arithmetic needs a CPU with AVX512-BF16; decode in float32 instead")

@@ -10,8 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from seqvae.models.lstm import shift_right, two_pass_previous
-from seqvae.models.sampling import choose_tokens, draw_uniforms
+from seqvae.models.decoder import Decoder, Generation, StepPlan, shift_right, two_pass_previous
 
 
 class TransformerEncoder(nn.Module):
@@ -66,7 +65,7 @@ class DecoderBlock(nn.Module):
         return x + self.drop(self.ff(self.norm2(x)))
 
 
-class TransformerDecoder(nn.Module):
+class TransformerDecoder(Decoder):
     def __init__(self, num_classes: int, steps: int, z_size: int, d_model: int, n_heads: int, layers: int,
                  ff_size: int, dropout: float) -> None:
         super().__init__()
@@ -97,13 +96,11 @@ class TransformerDecoder(nn.Module):
         coin = uniforms[..., 0] < prob
         return self._logits_for_prev(two_pass_previous(self.teacher_forced, x, z, coin, uniforms, self.num_classes), z)
 
-    def decode(
-        self, z: torch.Tensor, temperature: float, generator: torch.Generator | None,
-        forced: torch.Tensor | None, mask: torch.Tensor | None, fast: bool,
-    ) -> torch.Tensor:
-        """Step-by-step generation with a key/value cache (`fast` has no other path to choose here)."""
+    def generate(self, z: torch.Tensor, generation: Generation, plan: StepPlan | None) -> torch.Tensor:
+        """Step-by-step generation with a key/value cache; torch only (no step plan runs a transformer)."""
+        if plan is not None:
+            raise ValueError("the transformer decoder has no step plan: decode it with plan=None")
         batch = z.shape[0]
-        uniforms = draw_uniforms(self.steps, batch, temperature, generator)
         first = self.blocks[0]
         d_head = first.qkv.out_features // 3 // self.n_heads
         caches = torch.empty(len(self.blocks), 2, batch, self.n_heads, self.steps, d_head, device=z.device,
@@ -115,10 +112,7 @@ class TransformerDecoder(nn.Module):
             h = self.embed(prev) + self.position[t]
             for i, block in enumerate(self.blocks):
                 h = block(h, z_terms[i], caches[i], t)
-            logits = self.output(self.norm(h[:, 0]))
-            token = choose_tokens(logits, temperature, None if uniforms is None else uniforms[t])
-            if forced is not None:
-                token = torch.where(mask[:, t], forced[:, t], token)
+            token = generation.choose(t, self.output(self.norm(h[:, 0])))
             out[:, t] = token
             prev = token.unsqueeze(1)
         return out

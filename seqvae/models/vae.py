@@ -8,8 +8,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from seqvae.models import native, plans
+from seqvae.models.decoder import Decoder, Generation
 from seqvae.models.lstm import BidirectionalLSTMEncoder, HierarchicalDecoder, HierarchicalLSTMEncoder, LSTMDecoder
+from seqvae.models.precision import PRECISIONS
 from seqvae.models.registry import ModelConfig
+from seqvae.models.sampling import draw_uniforms
 from seqvae.models.transformer import TransformerDecoder, TransformerEncoder
 
 
@@ -74,9 +78,11 @@ def latent_loss(out: LatentOutput, beta: float, free_bits: float) -> LossTerms:
 class SequenceVAE(nn.Module):
     """A melody VAE over event windows of `config.steps` steps.
 
-    encode / decode / logits are inference entry points (they validate input and give clear errors);
-    forward is the training pass.
+    encode / decode / logits are inference entry points (they validate input and give clear errors, and pick the
+    inference backend through plans.py); forward is the training pass.
     """
+
+    decoder: Decoder
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
@@ -129,19 +135,32 @@ class SequenceVAE(nn.Module):
 
     def forget_inference_plans(self) -> None:
         """Make the fast CPU paths re-read the weights (call after optimizer steps, before measuring)."""
-        from seqvae.models.fast_lstm import forget_plans
-
-        forget_plans(self)
+        plans.forget_plans(self)
 
     def bf16_decoding_available(self) -> bool:
-        """True where decode(bf16=True) runs: a recurrent decoder on the CPU with the C kernel built for a CPU
-        that has the AVX512-BF16 dot-product instructions."""
-        if self.device.type != "cpu" or not hasattr(self.decoder, "core"):
+        """True where decode(precision="bfloat16") runs: a recurrent decoder on the CPU with the C kernel built for
+        a CPU that has the AVX512-BF16 dot-product instructions."""
+        core = self.decoder.step_core
+        if self.device.type != "cpu" or core is None:
             return False
-        from seqvae.models.fast_lstm import plan_for
+        return plans.plan_for(core).has_bf16_dot
 
-        plan = plan_for(self.decoder)
-        return bool(getattr(plan, "has_bf16_dot", False))
+    def decoding_precision(self, precision: str) -> str:
+        """The arithmetic `precision` ("auto", "float32", "bfloat16") decodes in here. "auto" takes bfloat16 where
+        the decoder's weights are bfloat16 values (the shipped models: trained with bfloat16 autocast, saved in
+        bfloat16) and the CPU kernel has the AVX512-BF16 dot products; a batch of 64 then decodes ~1.6x faster with
+        the same greedy accuracy. Anything else decodes in float32, token for token the reference path's results."""
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
+        if precision == "float32":
+            return precision
+        available = self.bf16_decoding_available()
+        if precision == "bfloat16":
+            if not available:
+                raise ValueError("bfloat16 decoding needs a recurrent decoder on a CPU with AVX512-BF16 and the C "
+                                 "kernel; use precision='float32'")
+            return precision
+        return "bfloat16" if available and native.bfloat16_exact(self.decoder) else "float32"
 
     @property
     def decoder_dtype(self) -> torch.dtype:
@@ -153,9 +172,7 @@ class SequenceVAE(nn.Module):
         x = self._check_events(x)
         with torch.no_grad():
             if fast if fast is not None else self.device.type == "cpu":
-                from seqvae.models.fast_lstm import encoder_plan_for
-
-                plan = encoder_plan_for(self.encoder) if isinstance(self.encoder, BidirectionalLSTMEncoder) else None
+                plan = plans.encoder_plan_for(self.encoder)
                 if plan is not None:
                     return plan.encode(x)
             return self.encoder(x)
@@ -168,15 +185,20 @@ class SequenceVAE(nn.Module):
         forced: torch.Tensor | None = None,
         forced_mask: torch.Tensor | None = None,
         fast: bool | None = None,
-        bf16: bool = False,
+        precision: str = "float32",
     ) -> torch.Tensor:
         """Free-running generation [B, steps]; temperature 0 is greedy; forced tokens are kept (and fed back)
-        where forced_mask is True. `fast` (default: on CPU) picks the C/numpy step loop for recurrent decoders;
-        `bf16` runs its per-step matrices in bfloat16 arithmetic where `bf16_decoding_available()` says so."""
+        where forced_mask is True. `fast` (default: on CPU) runs recurrent decoders through a step plan (the C
+        kernel, else numpy); precision "bfloat16" runs its per-step matrices in bfloat16 arithmetic where
+        `bf16_decoding_available()` says so."""
         z = self._check_z(z)
+        if precision not in ("float32", "bfloat16"):
+            raise ValueError(f"precision {precision!r}: decode in 'float32' or 'bfloat16' (decoding_precision "
+                             "resolves 'auto')")
+        bf16 = precision == "bfloat16"
         if bf16 and not self.bf16_decoding_available():
             raise ValueError("bfloat16 decoding needs a recurrent decoder, the C kernel and a CPU with AVX512-BF16: "
-                             "decode in float32 (bf16=False)")
+                             "decode in float32 (precision='float32')")
         if temperature < 0 or not torch.isfinite(torch.tensor(float(temperature))):
             raise ValueError(f"temperature {temperature} must be a finite number >= 0 (0 = greedy)")
         if (forced is None) != (forced_mask is None):
@@ -195,10 +217,13 @@ class SequenceVAE(nn.Module):
             fast = self.device.type == "cpu"
         if bf16 and not fast:
             raise ValueError("bfloat16 decoding is a feature of the fast path: leave fast=None or True")
+        core = self.decoder.step_core
+        plan = plans.plan_for(core) if fast and core is not None else None
+        temperature = float(temperature)
+        uniforms = draw_uniforms(self.config.steps, z.shape[0], temperature, generator)
+        generation = Generation(temperature, uniforms, forced, forced_mask, bf16)
         with torch.inference_mode():  # tokens never need autograd; inference mode skips its bookkeeping
-            extra = {"bf16": True} if bf16 else {}
-            return self.decoder.decode(z, float(temperature), generator, forced, forced_mask, fast, **extra).to(
-                self.device)
+            return self.decoder.generate(z, generation, plan).to(self.device)
 
     def logits(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """Teacher-forced logits [B, T, C]: the decoder's prediction of each step given the true previous ones."""
@@ -225,7 +250,7 @@ class SequenceVAE(nn.Module):
             target_mu, target_sigma = segments
             mu, sigma = self.encoder.top.summarize(target_mu)
             z = mu + sigma * (torch.randn_like(mu) if eps is None else eps)
-            return LatentOutput(self.decoder.bar_embeddings(z), target_mu, target_sigma, mu, sigma)
+            return LatentOutput(self.decoder.segment_embeddings(z), target_mu, target_sigma, mu, sigma)
         mu, sigma = self.encoder(x)
         if eps is None:
             eps = torch.randn_like(mu)

@@ -1,4 +1,4 @@
-"""Fast CPU generation for ConditionedLSTM: a numpy step loop with everything constant hoisted out.
+"""The numpy step plan for ConditionedLSTM: the fallback backend where the C kernel (native.py) cannot be built.
 
 Per call, the conditioning's contribution to the first layer's gates is computed once; the previous
 token's one-hot matmul is a row lookup in a precomputed table (biases folded in); deeper layers do one
@@ -6,18 +6,15 @@ matmul over [h_below, h_own]; all buffers are preallocated and every ufunc write
 sigmoid gates come out of the same tanh call as the cell candidate, because their weight rows are
 pre-scaled by 1/2 and sigmoid(x) = (1 + tanh(x / 2)) / 2.
 
-This is the fallback when the C kernel (native.py) cannot be built. Plans are cached on the module
-and rebuilt when any parameter changes (parameter `_version`).
+It implements `decoder.StepPlan`; `plans.plan_for` chooses it and caches it on the core.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import torch
-from torch import nn
 
-from seqvae.models import native
-from seqvae.models.lstm import ConditionedLSTM
+from seqvae.models.decoder import Generation
 from seqvae.models.sampling import choose_tokens_numpy
 
 
@@ -54,7 +51,9 @@ class _Buffers:
 class NumpyLSTMPlan:
     """Weights of one ConditionedLSTM laid out for the step loop."""
 
-    def __init__(self, core: ConditionedLSTM) -> None:
+    has_bf16_dot = False  # bfloat16 arithmetic is the C kernel's alone
+
+    def __init__(self, core) -> None:
         self.num_classes, self.sizes = core.num_classes, core.sizes
         c = core.num_classes
         self.scales = []
@@ -92,23 +91,12 @@ class NumpyLSTMPlan:
             self._buffers[batch] = _Buffers(self, batch)
         return self._buffers[batch]
 
-    def generate(
-        self,
-        cond: torch.Tensor,
-        temperature: float,
-        uniforms: torch.Tensor | None,
-        forced: torch.Tensor | None,
-        mask: torch.Tensor | None,
-        *,
-        steps: int,
-        prev: torch.Tensor | None = None,
-        offset: int = 0,
-        bf16: bool = False,
-    ) -> torch.Tensor:
-        """Tokens [B, steps] for conditioning [B, cond]; forced/mask/uniforms are indexed from `offset`. bfloat16
-        arithmetic is the C kernel's alone."""
-        if bf16:
+    def generate(self, cond: torch.Tensor, generation: Generation, *, steps: int, prev: torch.Tensor | None = None,
+                 offset: int = 0) -> torch.Tensor:
+        if generation.bfloat16:
             raise ValueError("bfloat16 decoding needs the C kernel; decode in float32 instead")
+        temperature, uniforms = generation.temperature, generation.uniforms
+        forced, mask = generation.forced, generation.mask
         cond_np = cond.detach().to("cpu", torch.float32).numpy()
         batch = cond_np.shape[0]
         buf = self.buffers(batch)
@@ -165,36 +153,3 @@ class NumpyLSTMPlan:
             prev_np = token
         return torch.from_numpy(out)
 
-
-def _cached(module: nn.Module, backend: str, build):
-    """A plan stored on the module, rebuilt when the backend or any parameter changed (data pointer or version)."""
-    key = (backend, tuple((p.data_ptr(), p._version) for p in module.parameters()))
-    cached = module.__dict__.get("_inference_plan")
-    if cached is None or cached[0] != key:
-        cached = (key, build())
-        module.__dict__["_inference_plan"] = cached
-    return cached[1]
-
-
-def forget_plans(model: nn.Module) -> None:
-    """Drop every cached plan under `model`. Needed after updates that do not bump parameter versions,
-    such as fused Adam steps; the next fast call rebuilds from the current weights."""
-    for module in model.modules():
-        module.__dict__.pop("_inference_plan", None)
-
-
-def plan_for(decoder: nn.Module) -> NumpyLSTMPlan | native.NativeLSTMPlan:
-    """The fastest available plan for a decoder's ConditionedLSTM core: the C kernel, else numpy."""
-    core = decoder.core
-    lib = native.library()
-    if lib is not None and native.NativeLSTMPlan.supports(core):
-        return _cached(core, "native", lambda: native.NativeLSTMPlan(core, lib))
-    return _cached(core, "numpy", lambda: NumpyLSTMPlan(core))
-
-
-def encoder_plan_for(encoder: nn.Module) -> native.NativeEncoderPlan | None:
-    """The C encoder for a one-layer bidirectional encoder, or None (then the fused torch LSTM is used)."""
-    lib = native.library()
-    if lib is None or not native.NativeEncoderPlan.supports(encoder):
-        return None
-    return _cached(encoder, "native", lambda: native.NativeEncoderPlan(encoder, lib))

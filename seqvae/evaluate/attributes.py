@@ -1,31 +1,22 @@
-"""Attribute vectors (MusicVAE paper, section 5.3): directions in z that change one musical quality.
+"""Attribute vectors (MusicVAE paper, section 5.3): fitting them, and measuring that they do what they claim.
 
-For each attribute, the vector is the mean posterior mean of the training melodies in the top
-quartile of that attribute minus the mean of the bottom quartile. They are stored beside the
-weights as `attributes.safetensors` (with the measurement below in its metadata) and applied by
-`Engine.shift`. `measure_monotonicity` checks the claim that matters: moving along a vector moves
-its attribute, steadily, in the decoded melodies.
+For each attribute, the vector is the mean posterior mean of the training melodies in the top quartile of that
+attribute minus the mean of the bottom quartile. `measure_monotonicity` checks the claim that matters: moving
+along a vector moves its attribute, steadily, in the decoded melodies.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
-from safetensors.numpy import load_file, save
 
-from seqvae.models.checkpoint import atomic_write_bytes
+from seqvae.evaluate import features
+from seqvae.models.attribute_vectors import AttributeInfo, AttributeVectors
 
-if TYPE_CHECKING:
-    from seqvae.engine.engine import Engine
-
-ATTRIBUTE_FILE = "attributes.safetensors"
 DEFAULT_AMOUNTS = (-1.5, -1.0, -0.5, 0.0, 0.5, 1.0, 1.5)
-
 
 # Attribute name (as a musician types it) -> the function in seqvae.evaluate.features.
 ATTRIBUTE_NAMES = {
@@ -38,10 +29,16 @@ ATTRIBUTE_NAMES = {
 }
 
 
+class EventModel(Protocol):
+    """What measuring needs of a model: event windows to latents and back (the engine is one)."""
+
+    def encode_events(self, events: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
+
+    def decode_events(self, z: np.ndarray) -> np.ndarray: ...
+
+
 def attribute_functions() -> dict[str, Callable[..., np.ndarray]]:
     """Attribute name -> function of an event array [N, T] giving one float per melody."""
-    from seqvae.evaluate import features
-
     return {name: getattr(features, function) for name, function in ATTRIBUTE_NAMES.items()}
 
 
@@ -53,64 +50,6 @@ def attribute_values(events: np.ndarray, name: str, min_pitch: int = 21) -> np.n
     batch = np.atleast_2d(np.asarray(events, dtype=np.int64))
     values = functions[name](batch, min_pitch=min_pitch) if name == "in_key" else functions[name](batch)
     return np.asarray(values, dtype=np.float64).reshape(-1)
-
-
-@dataclass
-class AttributeInfo:
-    """How a vector was made: quartile thresholds and group sizes, so a user can judge it."""
-
-    name: str
-    low_threshold: float
-    high_threshold: float
-    low_mean: float
-    high_mean: float
-    n_low: int
-    n_high: int
-    norm: float
-
-
-@dataclass
-class AttributeVectors:
-    names: list[str]
-    vectors: np.ndarray  # float32 [A, Z]
-    info: list[AttributeInfo] = field(default_factory=list)
-    meta: dict = field(default_factory=dict)  # source data, split, count, monotonicity ...
-
-    def vector(self, name: str) -> np.ndarray:
-        if name not in self.names:
-            raise ValueError(f"unknown attribute {name!r}: this model has {', '.join(self.names)}")
-        return self.vectors[self.names.index(name)]
-
-    def save(self, directory: str | Path) -> Path:
-        """Write attributes.safetensors into a checkpoint directory (atomically: temp file + rename)."""
-        path = Path(directory) / ATTRIBUTE_FILE
-        metadata = {
-            "names": json.dumps(self.names),
-            "info": json.dumps([asdict(i) for i in self.info]),
-            "meta": json.dumps(self.meta),
-        }
-        atomic_write_bytes(path, save({"vectors": np.ascontiguousarray(self.vectors, dtype=np.float32)},
-                                      metadata=metadata))
-        return path
-
-    @classmethod
-    def load(cls, directory: str | Path, z_size: int | None = None) -> AttributeVectors:
-        path = Path(directory) / ATTRIBUTE_FILE
-        try:
-            from safetensors import safe_open
-
-            with safe_open(str(path), framework="numpy") as handle:
-                metadata = handle.metadata() or {}
-            vectors = load_file(str(path))["vectors"]
-            names = json.loads(metadata["names"])
-            info = [AttributeInfo(**i) for i in json.loads(metadata.get("info", "[]"))]
-            meta = json.loads(metadata.get("meta", "{}"))
-        except (OSError, KeyError, ValueError, TypeError) as exc:
-            raise ValueError(f"{path} is damaged ({exc}); recompute it with `seqvae attributes`") from None
-        if vectors.ndim != 2 or vectors.shape[0] != len(names) or (z_size is not None and vectors.shape[1] != z_size):
-            raise ValueError(f"{path} does not match this model (vectors {vectors.shape}, latent {z_size}); "
-                             "recompute it with `seqvae attributes`")
-        return cls(list(names), vectors.astype(np.float32), info, meta)
 
 
 def quartile_groups(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -176,21 +115,18 @@ class Monotonicity:
     per_melody_spearman: float  # mean over melodies of Spearman(amounts, attribute)
 
 
-def measure_monotonicity(engine: Engine, events: np.ndarray, names: Sequence[str] | None = None,
+def measure_monotonicity(model: EventModel, vectors: AttributeVectors, events: np.ndarray, min_pitch: int = 21,
+                         names: Sequence[str] | None = None,
                          amounts: Sequence[float] = DEFAULT_AMOUNTS) -> list[Monotonicity]:
     """Shift each melody by each amount along each vector, decode greedily, and measure the attribute."""
-    vectors = engine.attribute_vectors
-    if vectors is None:
-        engine.attribute_vector("density")  # raises the clear "compute them first" error
-        raise AssertionError("unreachable")
     amounts_arr = np.asarray(amounts, dtype=np.float32)
-    mu, _ = engine._encode_tokens(np.asarray(events, dtype=np.int64))
+    mu, _ = model.encode_events(np.asarray(events, dtype=np.int64))
     results = []
     for name in names or vectors.names:
         vector = vectors.vector(name)
         z = (mu[:, None, :] + amounts_arr[None, :, None] * vector[None, None, :]).reshape(-1, mu.shape[1])
-        tokens = np.concatenate([engine._decode_tokens(z[i:i + 1024]) for i in range(0, len(z), 1024)])
-        values = attribute_values(tokens, name, engine.codec.min_pitch).reshape(len(mu), len(amounts_arr))
+        tokens = model.decode_events(z)
+        values = attribute_values(tokens, name, min_pitch).reshape(len(mu), len(amounts_arr))
         means = np.nanmean(np.where(np.isfinite(values), values, np.nan), axis=0)
         per_melody = [spearman(amounts_arr, row) for row in values if np.all(np.isfinite(row))]
         per_melody = [s for s in per_melody if np.isfinite(s)]

@@ -1,0 +1,95 @@
+"""The decoder interface every decoder (flat, hierarchical, transformer) implements, and the one description of
+a free-running decode that every backend reads.
+
+A decode-time feature (forced steps today; a key mask or a chord input tomorrow) is a field of `Generation`,
+read in `Generation.choose` by the torch paths and by each step plan, so no decoder special-cases it.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Protocol
+
+import torch
+from torch import nn
+
+from seqvae.models.sampling import choose_tokens
+
+
+@dataclass(frozen=True)
+class Generation:
+    """How a free-running decode chooses its tokens: shared by all decoders and backends.
+
+    `uniforms` [steps, B] are the sampling draws (None: greedy); `forced` and `mask` [B, steps] keep the forced
+    tokens where mask is True; `bfloat16` runs a step plan's matrices in bfloat16 arithmetic. Step indices are
+    the window's, so a hierarchical decoder's segment reads them from its own offset.
+    """
+
+    temperature: float
+    uniforms: torch.Tensor | None = None
+    forced: torch.Tensor | None = None
+    mask: torch.Tensor | None = None
+    bfloat16: bool = False
+
+    def choose(self, step: int, logits: torch.Tensor) -> torch.Tensor:
+        """The token at window step `step` from its logits [B, C]: argmax or a draw, then the forced token if any."""
+        token = choose_tokens(logits, self.temperature, None if self.uniforms is None else self.uniforms[step])
+        if self.forced is not None:
+            token = torch.where(self.mask[:, step], self.forced[:, step], token)
+        return token
+
+
+class StepPlan(Protocol):
+    """A backend that runs a recurrent core's free-running loop (see seqvae.models.plans)."""
+
+    has_bf16_dot: bool
+
+    def generate(self, cond: torch.Tensor, generation: Generation, *, steps: int, prev: torch.Tensor | None = None,
+                 offset: int = 0) -> torch.Tensor:
+        """Tokens [B, steps] for conditioning [B, cond], window steps offset..offset + steps; `prev` is the token
+        fed into the first step (default START)."""
+        ...
+
+
+class Decoder(nn.Module, ABC):
+    """What the VAE asks of a decoder: teacher-forced logits, scheduled-sampling logits, free-running tokens.
+
+    `step_core` is the recurrent core a step plan can run for this decoder (None: the decoder decodes in torch
+    only); `generate` receives that plan, or None for the torch path.
+    """
+
+    steps: int  # window length in 16th-note steps
+
+    @property
+    def step_core(self) -> nn.Module | None:
+        return None
+
+    @abstractmethod
+    def teacher_forced(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """Logits [B, T, C] given the true previous tokens."""
+
+    @abstractmethod
+    def scheduled(self, x: torch.Tensor, z: torch.Tensor, prob: float, uniforms: torch.Tensor,
+                  mode: str) -> torch.Tensor:
+        """Training logits with scheduled sampling; uniforms [B, T, 2] (coin, sample draw)."""
+
+    @abstractmethod
+    def generate(self, z: torch.Tensor, generation: Generation, plan: StepPlan | None) -> torch.Tensor:
+        """Tokens [B, steps] decoded from z [B, Z]."""
+
+
+def shift_right(x: torch.Tensor, start: int) -> torch.Tensor:
+    """Previous-token inputs: START then x[:, :-1]."""
+    return torch.cat([torch.full_like(x[:, :1], start), x[:, :-1]], dim=1)
+
+
+def two_pass_previous(teacher_forced, x: torch.Tensor, z: torch.Tensor, coin: torch.Tensor,
+                      uniforms: torch.Tensor, start: int, previous=None) -> torch.Tensor:
+    """Previous-token inputs for two-pass scheduled sampling: sample every step from a teacher-forced
+    pass (no gradient), then mix those samples in where the coin says so. `previous` turns tokens into
+    previous-token inputs (default: shift right behind START)."""
+    with torch.no_grad():
+        sampled = choose_tokens(teacher_forced(x, z), 1.0, uniforms[..., 1])
+    mixed = torch.where(coin, sampled, x)
+    return previous(mixed) if previous is not None else shift_right(mixed, start)

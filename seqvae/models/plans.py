@@ -1,0 +1,55 @@
+"""Inference backends for the recurrent networks, chosen here and nowhere else: the C kernel (native.py), else
+the numpy step plan (numpy_plan.py); torch runs whatever neither covers.
+
+The networks never import this module: the VAE asks `plan_for` for a decoder's `step_core` and hands the plan to
+the decoder's `generate`. Plans hold copies of the weights, so each is cached on its module and rebuilt when a
+parameter changes; `forget_plans` drops them after updates that leave parameter versions alone (fused Adam).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TypeVar
+
+from torch import nn
+
+from seqvae.models import native
+from seqvae.models.decoder import StepPlan
+from seqvae.models.lstm import BidirectionalLSTMEncoder
+from seqvae.models.numpy_plan import NumpyLSTMPlan
+
+PLAN_ATTRIBUTE = "_inference_plan"  # where a module's cached plan lives in its __dict__
+T = TypeVar("T")
+
+
+def cached_plan(module: nn.Module, backend: str, build: Callable[[], T]) -> T:
+    """A plan stored on the module, rebuilt when the backend or any parameter changed (data pointer or version)."""
+    key = (backend, tuple((p.data_ptr(), p._version) for p in module.parameters()))
+    cached = module.__dict__.get(PLAN_ATTRIBUTE)
+    if cached is None or cached[0] != key:
+        cached = (key, build())
+        module.__dict__[PLAN_ATTRIBUTE] = cached
+    return cached[1]
+
+
+def forget_plans(model: nn.Module) -> None:
+    """Drop every cached plan under `model`; the next fast call rebuilds from the current weights."""
+    for module in model.modules():
+        module.__dict__.pop(PLAN_ATTRIBUTE, None)
+
+
+def plan_for(core: nn.Module) -> StepPlan:
+    """The fastest available step plan for a recurrent core (a ConditionedLSTM): the C kernel, else numpy."""
+    lib = native.library()
+    if lib is not None and native.NativeLSTMPlan.supports(core):
+        return cached_plan(core, "native", lambda: native.NativeLSTMPlan(core, lib))
+    return cached_plan(core, "numpy", lambda: NumpyLSTMPlan(core))
+
+
+def encoder_plan_for(encoder: nn.Module) -> native.NativeEncoderPlan | None:
+    """The C encoder for a one-layer bidirectional LSTM encoder, or None (then the encoder runs in torch)."""
+    lib = native.library()
+    if lib is None or not isinstance(encoder, BidirectionalLSTMEncoder) or not native.NativeEncoderPlan.supports(
+            encoder):
+        return None
+    return cached_plan(encoder, "native", lambda: native.NativeEncoderPlan(encoder, lib))
