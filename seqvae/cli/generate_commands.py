@@ -83,7 +83,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     p = _generating_parser(subparsers, "interpolate", "a path of melodies from A to B", cmd_interpolate,
                            [("a", "MIDI file where the path starts"), ("b", "MIDI file where the path ends")])
-    p.add_argument("--steps", type=int, default=8, help="melodies on the path, both ends included (default: 8)")
+    p.add_argument("--steps", dest="points", type=int, default=8,
+                   help="melodies on the path (points), both ends included (default: 8)")
     p.add_argument("--method", choices=("slerp", "lerp"), default="slerp", help="slerp (default) or lerp")
 
     corners = [(c, f"MIDI file at the {where} corner") for c, where in
@@ -271,8 +272,8 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
 def cmd_interpolate(args: argparse.Namespace) -> int:
     engine = _engine(args)
     a, b = _read_inputs(engine, [args.a, args.b], args)
-    melodies = engine.interpolate(a, b, args.steps, method=args.method, temperature=args.temperature, seed=args.seed)
-    _write(melodies, args, row_titles=[f"{Path(args.a).name} -> {Path(args.b).name}, {args.steps} steps"])
+    melodies = engine.interpolate(a, b, args.points, method=args.method, temperature=args.temperature, seed=args.seed)
+    _write(melodies, args, row_titles=[f"{Path(args.a).name} -> {Path(args.b).name}, {args.points} points"])
     return 0
 
 

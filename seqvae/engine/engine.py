@@ -325,10 +325,10 @@ class Engine:
         za, zb = self._latents([a, b])
         return lat.interpolate_latents(za, zb, lat.check_position(t), method)
 
-    def interpolate(self, a: LatentLike, b: LatentLike, steps: int = 8, method: str = "slerp",
+    def interpolate(self, a: LatentLike, b: LatentLike, points: int = 8, method: str = "slerp",
                     temperature: float = 0.0, seed: int | None = None) -> list[Melody]:
-        """`steps` melodies from a to b, both ends included (the ends are decoded, as Magenta does)."""
-        positions = lat.path_positions(steps)
+        """`points` melodies from a to b, both ends included (the ends are decoded, as Magenta does)."""
+        positions = lat.path_positions(points)
         za, zb = self._latents([a, b])
         z = lat.interpolate_latents(za, zb, positions, method)
         return self.decode(z, temperature, seed, like=self._template(a, b))

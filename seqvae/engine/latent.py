@@ -81,11 +81,12 @@ def interpolate_latents(za: np.ndarray, zb: np.ndarray, t: float | Sequence[floa
     raise ValueError(f"interpolation method {method!r} is unknown: send one of {', '.join(METHODS)}")
 
 
-def path_positions(steps: int) -> np.ndarray:
-    """`steps` evenly spaced positions from 0 to 1, both ends included."""
-    if not isinstance(steps, (int, np.integer)) or isinstance(steps, bool) or steps < 2:
-        raise ValueError(f"steps={steps!r}: an interpolation needs a whole number of at least 2 steps (both ends)")
-    return np.linspace(0.0, 1.0, int(steps))
+def path_positions(points: int) -> np.ndarray:
+    """`points` evenly spaced positions from 0 to 1, both ends included."""
+    if not isinstance(points, (int, np.integer)) or isinstance(points, bool) or points < 2:
+        raise ValueError(f"{points!r} path points: an interpolation needs a whole number of at least 2 points "
+                         "(both ends)")
+    return np.linspace(0.0, 1.0, int(points))
 
 
 def blend_corners(za: np.ndarray, zb: np.ndarray, zc: np.ndarray, zd: np.ndarray, x: float, y: float,
