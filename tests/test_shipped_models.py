@@ -10,7 +10,7 @@ import pytest
 
 from seqvae.codec import NOTE_OFF
 from seqvae.engine import Engine
-from seqvae.models.checkpoint import CHECKPOINTS_DIR, shipped_models
+from seqvae.models.checkpoint import CHECKPOINTS_DIR, load_model, shipped_models
 from seqvae.models.registry import get_config
 
 SHIPPED = shipped_models()
@@ -53,3 +53,18 @@ def test_shipped_model(name):
     assert all(m.n_steps == engine.steps and np.count_nonzero(m.events > NOTE_OFF) > 0 for m in melodies)
     again = engine.reconstruct(melodies[0])
     assert again.n_steps == engine.steps
+
+
+def test_fine_tuned_models_went_on_from_their_sources_step():
+    """A fine-tune's schedules go on from the step its init_from model was trained to, which the trainer reads from
+    that model: the offset each shipped fine-tune ran with (its extra; older files kept it in the config) is it."""
+    tuned = {}
+    for name in SHIPPED:
+        stored = json.loads((CHECKPOINTS_DIR / name / "config.json").read_text())
+        if stored["config"].get("init_from"):
+            tuned[name] = stored
+    assert "triple" in tuned
+    for name, stored in tuned.items():
+        offset = stored["extra"].get("schedule_offset", stored["config"].get("schedule_offset"))
+        source = load_model(stored["config"]["init_from"], device="cpu")
+        assert offset == source.extra["step"], f"{name} ran its schedules from step {offset}, not its source's"

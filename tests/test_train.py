@@ -99,17 +99,17 @@ def test_two_level_model_starts_from_a_flat_model_and_keeps_it(corpus, tmp_path)
 
 def test_fine_tuning_starts_from_a_trained_model_and_continues_its_schedules(corpus, tmp_path):
     """init_from copies a trained model of the same shapes (here a 24-step one into a 32-step config: a recurrent
-    model's weights do not depend on the window length); schedule_offset shifts every schedule."""
+    model's weights do not depend on the window length); every schedule goes on from the step it was trained to."""
     from seqvae.models import build_model, save_model
 
     tiny = get_config("tiny_lstm")
     torch.manual_seed(4)
     source = build_model(dataclasses.replace(tiny, name="tiny_triple_source", steps=24, family="triple"))
-    save_model(source, tmp_path / "source")
+    save_model(source, tmp_path / "source", extra={"step": 300})
     save_model(build_model(get_config("tiny_transformer")), tmp_path / "transformer")
     save_model(build_model(dataclasses.replace(tiny, z_size=4)), tmp_path / "smaller")
     model_registry.CONFIGS["tiny_lstm_tuned"] = dataclasses.replace(
-        tiny, name="tiny_lstm_tuned", init_from=str(tmp_path / "source"), schedule_offset=300)
+        tiny, name="tiny_lstm_tuned", init_from=str(tmp_path / "source"))
     for source_name in ("transformer", "smaller"):
         model_registry.CONFIGS[f"tiny_lstm_from_{source_name}"] = dataclasses.replace(
             tiny, name=f"tiny_lstm_from_{source_name}", init_from=str(tmp_path / source_name))
@@ -123,6 +123,12 @@ def test_fine_tuning_starts_from_a_trained_model_and_continues_its_schedules(cor
         for row in rows:  # a row logs the step that ran at index step - 1
             assert row["learning_rate"] == pytest.approx(learning_rate(tiny, int(row["step"]) - 1 + 300), rel=1e-5)
             assert row["beta"] == pytest.approx(kl_weight(tiny, int(row["step"]) - 1 + 300), rel=1e-5)
+        assert load_train_state(tmp_path / "run" / TRAIN_STATE_FILE).info["schedule_offset"] == 300
+        assert load_model(tmp_path / "run", device="cpu").extra["schedule_offset"] == 300
+        train(options(corpus, tmp_path / "resumed", config="tiny_lstm_tuned", steps=2))
+        train(options(corpus, tmp_path / "resumed", config=None, resume=True, steps=4))
+        a, b = _weights(tmp_path / "run"), _weights(tmp_path / "resumed")
+        assert all(torch.equal(a[k], b[k]) for k in a)
         with pytest.raises(ValueError, match="it is a 'transformer' model and 'tiny_lstm_from_transformer' is 'lstm'"):
             train(options(corpus, tmp_path / "bad", config="tiny_lstm_from_transformer"))
         with pytest.raises(ValueError, match=r"its weights differ: encoder.mu.weight \(4, 64\) \(needs \(8, 64\)\)"):
@@ -194,6 +200,50 @@ def test_resume_is_exact(corpus, tmp_path):
     assert rows_b[-1]["sampling_prob"] > 0.5
     command = (tmp_path / "b" / "model" / "train_command.txt").read_text().splitlines()
     assert command == ["seqvae train (test)", "seqvae train --resume (test)"]
+
+
+def _rewrite_info(path: Path, change) -> None:
+    """Edit the JSON info of a training checkpoint in place, as an older trainer would have written it."""
+    import json
+
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    with safe_open(str(path), framework="pt") as handle:
+        metadata = handle.metadata()
+        tensors = {key: handle.get_tensor(key) for key in handle.keys()}
+    info = json.loads(metadata["info"])
+    change(info)
+    save_file(tensors, str(path), metadata={**metadata, "info": json.dumps(info)})
+
+
+def test_precision_has_one_spelling_and_older_runs_resume(corpus, tmp_path):
+    """fp32 and bf16 are read as float32 and bfloat16, which is what a run records; a run saved with the short form,
+    and with its schedule offset inside its config, resumes on the same curves."""
+    from seqvae.cli.main import main
+
+    assert TrainOptions(data=corpus, out=tmp_path, precision="bf16").precision == "bfloat16"
+    with pytest.raises(ValueError, match="fp32 / bf16"):
+        TrainOptions(data=corpus, out=tmp_path, precision="fp16")
+    run = tmp_path / "run"
+    assert main(["train", "--config", "tiny_lstm", "--data", str(corpus), "--out", str(run), "--steps", "2",
+                 "--precision", "fp32", "--no-progress", "--threads", "1", "--log-every", "1"]) == 0
+    assert load_train_state(run / TRAIN_STATE_FILE).info["precision"] == "float32"
+
+    def older(info: dict) -> None:
+        info["precision"] = "fp32"
+        info["config"]["schedule_offset"] = info.pop("schedule_offset") + 300
+
+    _rewrite_info(run / TRAIN_STATE_FILE, older)
+    train(options(corpus, run, config=None, resume=True, steps=4, precision="fp32"))
+    state = load_train_state(run / TRAIN_STATE_FILE)
+    assert state.info["precision"] == "float32" and state.info["schedule_offset"] == 300
+    assert "schedule_offset" not in state.info["config"]
+    rows = [r for r in read_metrics(run) if r["split"] == "train"]
+    assert [r["step"] for r in rows] == [1, 2, 3, 4]
+    for row in rows[2:]:
+        assert row["learning_rate"] == pytest.approx(learning_rate(get_config("tiny_lstm"), row["step"] - 1, 300),
+                                                     rel=1e-5)
 
 
 def test_run_directory_guards(corpus, tmp_path):
@@ -282,9 +332,8 @@ def test_schedules_follow_musicvae_formulas():
     assert sampling_probability(config, 10000) == pytest.approx(1 - 1000 / (1000 + np.exp(10)))
     assert sampling_probability(config, 10**9) == 1.0
     assert sampling_probability(dataclasses.replace(config, sampling_rate=0.0), 5000) == 0.0
-    shifted = dataclasses.replace(config, schedule_offset=15634)  # a fine-tune goes on where its source stopped
-    for function in (learning_rate, kl_weight, sampling_probability):
-        assert function(shifted, 100) == function(config, 15734)
+    for function in (learning_rate, kl_weight, sampling_probability):  # a fine-tune goes on where its source stopped
+        assert function(config, 100, offset=15634) == function(config, 15734)
 
 
 def test_cli_train_and_errors(corpus, tmp_path, capsys):

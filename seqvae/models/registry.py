@@ -58,11 +58,10 @@ class ModelConfig:
     # Two-level 'hier' with a frozen segment level: the first latent_steps steps fit the upper level to the segment
     # encoder's posteriors (no pass over events, see train/segment_latents.py); cross-entropy takes over after them.
     latent_steps: int = 0
-    # Fine-tuning: start every weight from this trained model (shipped name or directory) of the same shapes, and
-    # run the schedules (learning rate, KL weight, scheduled sampling) as if schedule_offset steps had passed, so
-    # they continue where the source's training left them instead of restarting (models/warm_start.py).
+    # Fine-tuning: start every weight from this trained model (shipped name or directory) of the same shapes; the
+    # schedules (learning rate, KL weight, scheduled sampling) go on from the step that model records it was trained
+    # to, instead of restarting (models/warm_start.py).
     init_from: str = ""
-    schedule_offset: int = 0
     transpose_low: int = -5
     transpose_high: int = 6
     eval_every: int = 500
@@ -109,8 +108,6 @@ class ModelConfig:
                        "upper level to a trained, fixed segment level")
         if self.init_from and self.init_segments:
             out.append("init_from and init_segments exclude each other: start the whole model or its segment level")
-        if self.schedule_offset < 0:
-            out.append("schedule_offset must be >= 0")
         if self.architecture == "transformer" and self.d_model % self.n_heads:
             out.append(f"d_model={self.d_model} must be divisible by n_heads={self.n_heads}")
         if self.scheduled_sampling not in SCHEDULED_SAMPLING_MODES:
@@ -126,8 +123,14 @@ def config_to_dict(config: ModelConfig) -> dict:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in out.items()}
 
 
+# Fields that configs once had and no longer do: files written then (shipped ones included) still load. A fine-tune's
+# schedule offset was run history, not recipe: the trainer now reads it from the init_from model.
+_RETIRED_FIELDS = ("schedule_offset",)
+
+
 def config_from_dict(data: dict) -> ModelConfig:
     """Inverse of config_to_dict; unknown keys are an error so a typo is never silently ignored."""
+    data = {key: value for key, value in data.items() if key not in _RETIRED_FIELDS}
     known = {f.name for f in dataclasses.fields(ModelConfig)}
     unknown = sorted(set(data) - known)
     if unknown:
@@ -136,12 +139,12 @@ def config_from_dict(data: dict) -> ModelConfig:
 
 
 # What a triple twin changes beyond the meter. The shipped `triple` model is mel_2bar_small_triple fine-tuned from
-# `default`, whose schedules go on from step 15,634, where its training stopped. mel_16bar_hier_triple pays ten times
+# `default`; its schedules go on from the step `default` was trained to. mel_16bar_hier_triple pays ten times
 # the KL weight, which holds its KL near the free bits (275 nats on validation against 1,002): its prior samples stay
 # in key and in step more often (README, "16bar_triple"). The same change made the duple 16-bar model worse, so
 # mel_16bar_hier keeps its weight. Two-level triple twins take `triple` as their fixed segment level.
 _TRIPLE_CHANGES = {
-    "mel_2bar_small": {"init_from": "default", "schedule_offset": 15634, "default_steps": 2000},
+    "mel_2bar_small": {"init_from": "default", "default_steps": 2000},
     "mel_16bar_hier": {"max_beta": 2.0},
 }
 

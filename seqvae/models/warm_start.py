@@ -14,9 +14,10 @@ from seqvae.models.checkpoint import load_model
 from seqvae.models.vae import SequenceVAE
 
 
-def copy_weights(model: SequenceVAE, source: str | Path) -> None:
+def copy_weights(model: SequenceVAE, source: str | Path) -> int:
     """Load every weight of the trained model `source` (shipped name or directory) into `model`; errors name each
-    missing, extra or differently shaped weight."""
+    missing, extra or differently shaped weight. Returns the step `source` records it was trained to (0 when it
+    records none), where a fine-tune's schedules go on from."""
     loaded = load_model(source, device="cpu")
     if loaded.config.architecture != model.config.architecture:
         raise ValueError(f"{source!r} cannot start {model.config.name!r}: it is a {loaded.config.architecture!r} "
@@ -34,3 +35,4 @@ def copy_weights(model: SequenceVAE, source: str | Path) -> None:
         raise ValueError(f"{source!r} cannot start {model.config.name!r}: its weights differ: {shown}")
     with torch.no_grad():
         model.load_state_dict({key: value.float() for key, value in theirs.items()})
+    return int(loaded.extra.get("step", 0))

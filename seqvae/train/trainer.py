@@ -9,24 +9,24 @@ N processes compute the same update as one process with the same global batch.
 
 from __future__ import annotations
 
-import csv
 import math
 import shlex
 import signal
 import sys
 import time
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from seqvae.data.augment import random_transpose
 from seqvae.data.corpus import load_corpus
 from seqvae.evaluate.reconstruction import reconstruction_metrics
 from seqvae.models import (
+    LossTerms,
     ModelConfig,
+    SequenceVAE,
     build_model,
     config_from_dict,
     config_to_dict,
@@ -36,21 +36,18 @@ from seqvae.models import (
     vae_loss,
 )
 from seqvae.models.checkpoint import atomic_write_bytes
+from seqvae.models.precision import parse_precision
 from seqvae.models.segments import copy_segment_level, freeze_segment_level
 from seqvae.models.warm_start import copy_weights
+from seqvae.train.batches import BatchSource
 from seqvae.train.distributed import Distributed, setup_distributed
+from seqvae.train.metrics import MetricsLog
 from seqvae.train.schedules import kl_weight, learning_rate, sampling_probability
 from seqvae.train.segment_latents import SegmentLatents
-from seqvae.train.state import TRAIN_STATE_FILE, load_train_state, save_train_state
+from seqvae.train.state import TRAIN_STATE_FILE, TrainState, load_train_state, save_train_state
 
-METRICS_FILE = "metrics.csv"
 MODEL_DIR = "model"
 COMMAND_FILE = "train_command.txt"
-METRIC_COLUMNS = [  # stage (train rows): 'latent' while recon is the latent stage's NLL, else 'events'
-    "step", "split", "stage", "loss", "recon", "kl", "accuracy", "greedy_accuracy", "active_units", "beta",
-    "learning_rate", "sampling_prob", "grad_norm", "examples_per_s", "elapsed_s",
-]
-PRECISIONS = ("auto", "fp32", "bf16")
 MODEL_DTYPES = ("bfloat16", "float32", "float16")
 
 
@@ -65,7 +62,8 @@ class TrainOptions:
     threads: int | None = None
     seed: int = 0
     device: str | None = None  # 'cpu' | 'cuda' | None (CUDA when available)
-    precision: str = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU
+    # auto: bfloat16 autocast on CUDA, float32 on CPU. fp32 and bf16 are read as float32 and bfloat16.
+    precision: str = "auto"
     log_every: int = 10
     eval_every: int | None = None
     checkpoint_every: int | None = None
@@ -75,6 +73,11 @@ class TrainOptions:
     model_dtype: str = "bfloat16"
     progress: bool = True
     command: str = field(default_factory=lambda: shlex.join(["seqvae", *sys.argv[1:]]))
+
+    def __post_init__(self) -> None:
+        self.precision = parse_precision(self.precision)
+        if self.model_dtype not in MODEL_DTYPES:
+            raise ValueError(f"model dtype {self.model_dtype!r} is unknown: use one of {', '.join(MODEL_DTYPES)}")
 
 
 @dataclass
@@ -87,85 +90,287 @@ class TrainResult:
     stopped_early: bool = False
 
 
-class BatchSource:
-    """Global batches by step from an in-memory (or memory-mapped) [N, T] event array."""
-
-    def __init__(self, events: np.ndarray, batch_size: int, seed: int, config: ModelConfig, codec) -> None:
-        nbytes = events.shape[0] * events.shape[1]
-        self.events = np.asarray(events) if nbytes < (1 << 30) else events
-        self.batch_size, self.seed, self.config, self.codec = batch_size, seed, config, codec
-        self.per_epoch = max(1, len(self.events) // batch_size)
-        self._epoch, self._order = -1, None
-
-    def indices(self, step: int) -> np.ndarray:
-        n, b = len(self.events), self.batch_size
-        if n < b:  # tiny corpora: draw with replacement
-            return np.random.default_rng([self.seed, 2, step]).integers(0, n, size=b)
-        epoch, position = divmod(step, self.per_epoch)
-        if epoch != self._epoch:
-            self._order = np.random.default_rng([self.seed, 0, epoch]).permutation(n)
-            self._epoch = epoch
-        return self._order[position * b:(position + 1) * b]
-
-    def batch(self, step: int, sampling_prob: float) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        """(events int64 [B, T], eps float32 [B, Z], scheduled-sampling uniforms [B, T, 2] or None)."""
-        rng = np.random.default_rng([self.seed, 1, step])
-        events = np.asarray(self.events[np.sort(self.indices(step))], dtype=np.int64)
-        if self.config.transpose_low or self.config.transpose_high:
-            events = random_transpose(events, rng, self.codec, self.config.transpose_low, self.config.transpose_high)
-        eps = rng.standard_normal((self.batch_size, self.config.z_size), dtype=np.float32)
-        uniforms = rng.random((self.batch_size, events.shape[1], 2), dtype=np.float32) if sampling_prob > 0 else None
-        return events, eps, uniforms
+def train(options: TrainOptions) -> TrainResult:
+    """Run (or resume) training to `options.steps` total steps; see the module docstring for the guarantees."""
+    dist_info = setup_distributed(options.device)
+    try:
+        return _loop(_start(options, dist_info))
+    finally:
+        dist_info.close()
 
 
-class MetricsLog:
-    """metrics.csv (append-only; a resume first drops rows past the checkpoint) and TensorBoard if installed."""
+@dataclass
+class _Run:
+    """What set-up fixed for one start or resume of a run; the steps, validations and checkpoints read it."""
 
-    def __init__(self, run_dir: Path, resume_step: int | None, enabled: bool) -> None:
-        self.path = run_dir / METRICS_FILE
-        self.enabled = enabled
-        self.board = None
-        if not enabled:
+    options: TrainOptions
+    run_dir: Path
+    dist: Distributed
+    config: ModelConfig
+    model: SequenceVAE
+    net: torch.nn.Module  # the model, or its DistributedDataParallel wrapper that averages gradients over ranks
+    optimizer: torch.optim.Optimizer
+    start_step: int
+    resumed: bool
+    total_steps: int
+    batch_size: int  # global
+    schedule_offset: int  # a fine-tune's schedules go on from the step its init_from model was trained to
+    info: dict  # what the training checkpoint keeps besides weights, optimizer state and RNG
+    log: MetricsLog
+    events: BatchSource
+    latents: SegmentLatents | None  # the latent stage's table; None once a run starts past that stage
+    valid_events: np.ndarray
+
+    @property
+    def rows(self) -> slice:
+        """This rank's rows of a global batch."""
+        local = self.batch_size // self.dist.world_size
+        return slice(self.dist.rank * local, (self.dist.rank + 1) * local)
+
+    def autocast(self) -> AbstractContextManager:
+        precision, device = self.options.precision, self.dist.device
+        if precision == "bfloat16" or (precision == "auto" and device.type == "cuda"):
+            return torch.autocast(device.type, dtype=torch.bfloat16)
+        return nullcontext()
+
+    def schedules(self, step: int) -> tuple[float, float, float]:
+        """(scheduled-sampling probability, KL weight, learning rate) of `step`."""
+        return tuple(schedule(self.config, step, self.schedule_offset)
+                     for schedule in (sampling_probability, kl_weight, learning_rate))
+
+    def latent_stage_loss(self, step: int, beta: float) -> LossTerms:
+        """The latent stage: the upper level learns to reproduce the frozen segment encoder's posteriors."""
+        device = self.dist.device
+        target_mu, target_sigma, eps = (torch.as_tensor(a[self.rows], device=device)
+                                        for a in self.latents.batch(step, self.batch_size))
+        with self.autocast():
+            out = self.net(None, eps=eps, segments=(target_mu, target_sigma))
+        return latent_loss(out, beta, self.config.free_bits)
+
+    def event_stage_loss(self, step: int, beta: float, sampling_prob: float) -> LossTerms:
+        """The event stage: reconstruct windows, the decoder reading its own samples with `sampling_prob`."""
+        device, rows = self.dist.device, self.rows
+        events, eps, uniforms = self.events.batch(step, sampling_prob)
+        x = torch.as_tensor(events[rows], device=device)
+        eps = torch.as_tensor(eps[rows], device=device)
+        uniforms = torch.as_tensor(uniforms[rows], device=device) if uniforms is not None else None
+        with self.autocast():
+            out = self.net(x, eps=eps, sampling_prob=sampling_prob, sampling_uniforms=uniforms)
+        return vae_loss(out, x, beta, self.config.free_bits)
+
+    def update(self, terms: LossTerms, step: int, lr: float) -> float:
+        """One optimizer step on `terms.loss`; returns the gradient norm before clipping (nan without clipping)."""
+        if not torch.isfinite(terms.loss):
+            raise ValueError(f"training diverged at step {step} (loss {float(terms.loss)}): resume from the last "
+                             "checkpoint with a lower learning rate in the config, or check the corpus")
+        self.optimizer.zero_grad(set_to_none=True)
+        terms.loss.backward()
+        grad_norm = float("nan")
+        if self.config.grad_clip > 0:
+            grad_norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip))
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        self.optimizer.step()
+        return grad_norm
+
+    def validate(self, step: int) -> dict | None:
+        """A metrics.csv valid row (main process only; None elsewhere or without validation windows)."""
+        if not self.dist.is_main or len(self.valid_events) == 0:
+            return None
+        self.model.forget_inference_plans()  # fused Adam updates weights without bumping their versions
+        metrics = reconstruction_metrics(self.model, self.valid_events, batch_size=256, greedy_limit=256)
+        self.model.train()
+        beta = kl_weight(self.config, step, self.schedule_offset)
+        row = {
+            "step": step, "split": "valid", "recon": metrics.recon_nats, "kl": metrics.kl,
+            "accuracy": metrics.teacher_forced_accuracy, "greedy_accuracy": metrics.greedy_accuracy,
+            "active_units": metrics.active_units, "beta": beta,
+            "loss": metrics.recon_nats + beta * max(metrics.kl - self.config.free_bits, 0.0),
+        }
+        self.log.write(row)
+        return row
+
+    def checkpoint(self, step: int, valid: dict | None) -> None:
+        """The resumable checkpoint and RUN_DIR/model, both at `step` (main process only)."""
+        if not self.dist.is_main:
             return
-        rows = []
-        if resume_step is not None and self.path.is_file():  # steps past the checkpoint are about to be redone
-            with self.path.open(newline="") as handle:
-                rows = [row for row in csv.DictReader(handle) if int(row["step"]) <= resume_step]
-        self._rewrite(rows)
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self.board = SummaryWriter(str(run_dir / "tensorboard"))
-        except ImportError:  # tensorboard is optional
-            self.board = None
-
-    def _rewrite(self, rows: list[dict]) -> None:
-        with self.path.open("w", newline="") as handle:
-            writer = csv.DictWriter(handle, METRIC_COLUMNS)
-            writer.writeheader()
-            writer.writerows(rows)
-
-    def write(self, row: dict) -> None:
-        if not self.enabled:
-            return
-        with self.path.open("a", newline="") as handle:
-            csv.DictWriter(handle, METRIC_COLUMNS).writerow({k: _fmt(row.get(k)) for k in METRIC_COLUMNS})
-        if self.board is not None:
-            for key, value in row.items():
-                if isinstance(value, (int, float)) and key != "step":
-                    self.board.add_scalar(f"{row['split']}/{key}", value, row["step"])
-
-    def close(self) -> None:
-        if self.board is not None:
-            self.board.close()
+        save_train_state(self.run_dir / TRAIN_STATE_FILE, self.model, self.optimizer, step, self.info)
+        extra = {"step": step, "train_examples": step * self.batch_size, "data": str(self.options.data),
+                 "valid": valid}
+        if self.schedule_offset:  # a fine-tune says where its schedules began: its init_from model's step
+            extra["schedule_offset"] = self.schedule_offset
+        save_model(self.model, self.run_dir / MODEL_DIR, extra=extra, storage_dtype=self.options.model_dtype)
 
 
-def _fmt(value) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        return f"{value:.6g}"
-    return str(value)
+def _start(options: TrainOptions, dist_info: Distributed) -> _Run:
+    """Set-up: the config and state to start or resume from, the corpus, the model and optimizer, the run dir."""
+    if options.threads:
+        torch.set_num_threads(options.threads)
+    elif dist_info.enabled and dist_info.device.type == "cpu":
+        torch.set_num_threads(max(1, torch.get_num_threads() // dist_info.world_size))
+    run_dir = Path(options.out)
+    config, state = _resolve_config(options, run_dir)
+    corpus = load_corpus(options.data)
+    _check_corpus(corpus, config)
+    batch_size, seed = _batch_size_and_seed(options, config, state, dist_info.world_size)
+    model, optimizer, schedule_offset = _start_model(config, state, seed, dist_info.device)
+    net = model
+    if dist_info.enabled:
+        cuda = dist_info.device.type == "cuda"
+        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[dist_info.device.index] if cuda else None)
+    if dist_info.is_main:
+        (run_dir / MODEL_DIR).mkdir(parents=True, exist_ok=True)
+        _record_command(run_dir / MODEL_DIR, options.command)
+    start_step = state.step if state else 0
+    log = MetricsLog(run_dir, start_step if state else None, dist_info.is_main)
+    train_events = corpus.split("train").events
+    latents = None
+    if start_step < config.latent_steps:  # the latent stage reads a table of segment posteriors, built at (re)start
+        latents = SegmentLatents(model, train_events, corpus.codec, seed,
+                                 progress=options.progress and dist_info.is_main)
+    total_steps = options.steps if options.steps is not None else config.default_steps
+    info = {"config": config_to_dict(config), "seed": seed, "batch_size": batch_size, "data": str(options.data),
+            "precision": options.precision, "schedule_offset": schedule_offset, "total_steps": total_steps}
+    return _Run(
+        options=options, run_dir=run_dir, dist=dist_info, config=config, model=model, net=net, optimizer=optimizer,
+        start_step=start_step, resumed=state is not None, total_steps=total_steps, batch_size=batch_size,
+        schedule_offset=schedule_offset, info=info, log=log,
+        events=BatchSource(train_events, batch_size, seed, config, corpus.codec), latents=latents,
+        valid_events=corpus.split("valid").events[: options.valid_limit],
+    )
+
+
+def _batch_size_and_seed(options: TrainOptions, config: ModelConfig, state: TrainState | None,
+                         world_size: int) -> tuple[int, int]:
+    """A resume keeps its run's global batch and seed: anything else would not continue it exactly."""
+    batch_size = options.batch_size or (state.info["batch_size"] if state else config.batch_size)
+    if state and batch_size != state.info["batch_size"]:
+        raise ValueError(f"this run trains with batch size {state.info['batch_size']}; resuming with {batch_size} "
+                         "would not continue it exactly: drop --batch-size")
+    if batch_size % world_size:
+        raise ValueError(f"batch size {batch_size} does not split over {world_size} processes: "
+                         "use a multiple of the process count")
+    return batch_size, state.info["seed"] if state else options.seed
+
+
+def _start_model(config: ModelConfig, state: TrainState | None, seed: int,
+                 device: torch.device) -> tuple[SequenceVAE, torch.optim.Optimizer, int]:
+    """The model and optimizer a run starts or resumes with, and the step its schedules are offset by."""
+    torch.manual_seed(seed)
+    model = build_model(config)
+    if state is None:
+        schedule_offset = 0
+        if config.init_segments:
+            copy_segment_level(model, config.init_segments)
+        if config.init_from:
+            schedule_offset = copy_weights(model, config.init_from)
+    else:  # runs from before the offset left the config kept it there
+        schedule_offset = state.info.get("schedule_offset", state.info["config"].get("schedule_offset", 0))
+    if config.freeze_segments:
+        freeze_segment_level(model)
+    model = model.to(device)
+    optimizer = _make_optimizer(model, config.learning_rate)
+    if state is not None:
+        model.load_state_dict(state.model)
+        optimizer.load_state_dict(state.optimizer)
+        torch.set_rng_state(state.torch_rng)
+    return model, optimizer, schedule_offset
+
+
+def _loop(run: _Run) -> TrainResult:
+    """Steps until the run's total (or a stop request), logging, validating and checkpointing on their cadences."""
+    from tqdm import tqdm
+
+    config, options, total = run.config, run.options, run.total_steps
+    eval_every = options.eval_every or config.eval_every
+    checkpoint_every = options.checkpoint_every or config.checkpoint_every
+    bar = tqdm(total=total, initial=run.start_step, desc=f"train {config.name}", unit="step",
+               disable=not (options.progress and run.dist.is_main), dynamic_ncols=True)
+    meter = _Meter()
+    last_train: dict = {}
+    last_valid: dict | None = None
+    step, stopped = run.start_step, False
+    run.model.train()
+    with _StopFlag() as stop:
+        while step < total:
+            started = time.perf_counter()
+            prob, beta, lr = run.schedules(step)
+            if step < config.latent_steps:
+                terms = run.latent_stage_loss(step, beta)
+            else:
+                terms = run.event_stage_loss(step, beta, prob)
+            grad_norm = run.update(terms, step, lr)
+            step += 1
+            meter.add(terms, grad_norm, time.perf_counter() - started, run.batch_size)
+            bar.update(1)
+            if _due(step, options.log_every, total):
+                last_train = meter.train_row(step, config, run.dist, beta, lr, prob)
+                run.log.write(last_train)
+                bar.set_postfix(_postfix(last_train))
+            if _due(step, eval_every, total):
+                last_valid = run.validate(step)
+            if _due(step, checkpoint_every, total):
+                run.checkpoint(step, last_valid)
+            if stop.requested:
+                stopped = True
+                if not _due(step, checkpoint_every, total):
+                    run.checkpoint(step, last_valid)
+                break
+    bar.close()
+    run.log.close()
+    run.dist.barrier()
+    if not run.resumed and step == 0:  # --steps 0: still leave a loadable (untrained) model behind
+        run.checkpoint(step, None)
+    return TrainResult(run.run_dir, step, last_train, last_valid, meter.examples_per_second(), stopped)
+
+
+def _due(step: int, every: int, total: int) -> bool:
+    return step % every == 0 or step == total
+
+
+def _postfix(row: dict) -> dict:
+    """The progress bar's summary of a train row."""
+    accuracy = row["accuracy"]
+    return {"loss": f"{row['loss']:.2f}", "acc": "latent" if accuracy is None else f"{accuracy:.3f}",
+            "kl": f"{row['kl']:.1f}", "ex_s": f"{row['examples_per_s']:.0f}"}
+
+
+class _Meter:
+    """Train-row means since the last log line, and examples per second of compute since the run (re)started."""
+
+    def __init__(self) -> None:
+        self.sums = torch.zeros(5, dtype=torch.float64)  # loss, recon, kl, accuracy, grad norm
+        self.count, self.seconds, self.examples = 0, 0.0, 0
+        self.past_seconds, self.past_examples = 0.0, 0
+        self.started = time.perf_counter()
+
+    def add(self, terms: LossTerms, grad_norm: float, seconds: float, examples: int) -> None:
+        self.seconds += seconds
+        self.examples += examples
+        self.sums += torch.tensor([float(terms.loss.detach()), float(terms.recon.detach()), float(terms.kl.detach()),
+                                   float(terms.accuracy), grad_norm], dtype=torch.float64)
+        self.count += 1
+
+    def train_row(self, step: int, config: ModelConfig, dist: Distributed, beta: float, lr: float,
+                  prob: float) -> dict:
+        """A metrics.csv train row: the means over every rank since the last row, which this one starts anew."""
+        mean = dist.all_mean(self.sums / self.count)
+        speed = self.examples / self.seconds if self.seconds > 0 else 0.0
+        row = {
+            "step": step, "split": "train", "stage": "latent" if step <= config.latent_steps else "events",
+            "loss": float(mean[0]), "recon": float(mean[1]), "kl": float(mean[2]),
+            "accuracy": None if math.isnan(mean[3]) else float(mean[3]),  # None: the latent stage has no events
+            "grad_norm": float(mean[4]), "beta": beta, "learning_rate": lr, "sampling_prob": prob,
+            "examples_per_s": speed, "elapsed_s": time.perf_counter() - self.started,
+        }
+        self.sums.zero_()
+        self.past_seconds, self.past_examples = self.past_seconds + self.seconds, self.past_examples + self.examples
+        self.count, self.seconds, self.examples = 0, 0.0, 0
+        return row
+
+    def examples_per_second(self) -> float:
+        seconds, examples = self.past_seconds + self.seconds, self.past_examples + self.examples
+        return examples / seconds if seconds > 0 else 0.0
 
 
 class _StopFlag:
@@ -193,7 +398,7 @@ class _StopFlag:
             signal.signal(sig, handler)
 
 
-def _resolve_config(options: TrainOptions, run_dir: Path) -> tuple[ModelConfig, object | None]:
+def _resolve_config(options: TrainOptions, run_dir: Path) -> tuple[ModelConfig, TrainState | None]:
     state_path = run_dir / TRAIN_STATE_FILE
     if options.resume:
         if not state_path.is_file():
@@ -245,210 +450,6 @@ def _make_optimizer(model: torch.nn.Module, lr: float) -> torch.optim.Optimizer:
     except (RuntimeError, TypeError, ValueError):  # fused kernels missing for this device/dtype
         return torch.optim.Adam(model.parameters(), lr=lr)
 
-
-def train(options: TrainOptions) -> TrainResult:
-    """Run (or resume) training to `options.steps` total steps; see the module docstring for the guarantees."""
-    if options.precision not in PRECISIONS:
-        raise ValueError(f"precision {options.precision!r} is unknown: use one of {', '.join(PRECISIONS)}")
-    if options.model_dtype not in MODEL_DTYPES:
-        raise ValueError(f"model dtype {options.model_dtype!r} is unknown: use one of {', '.join(MODEL_DTYPES)}")
-    run_dir = Path(options.out)
-    dist_info = setup_distributed(options.device)
-    try:
-        return _train(options, run_dir, dist_info)
-    finally:
-        dist_info.close()
-
-
-def _train(options: TrainOptions, run_dir: Path, dist_info: Distributed) -> TrainResult:
-    if options.threads:
-        torch.set_num_threads(options.threads)
-    elif dist_info.enabled and dist_info.device.type == "cpu":
-        torch.set_num_threads(max(1, torch.get_num_threads() // dist_info.world_size))
-    config, state = _resolve_config(options, run_dir)
-    corpus = load_corpus(options.data)
-    _check_corpus(corpus, config)
-    batch_size = options.batch_size or (state.info["batch_size"] if state else config.batch_size)
-    if state and batch_size != state.info["batch_size"]:
-        raise ValueError(f"this run trains with batch size {state.info['batch_size']}; resuming with {batch_size} "
-                         "would not continue it exactly: drop --batch-size")
-    seed = state.info["seed"] if state else options.seed
-    if batch_size % dist_info.world_size:
-        raise ValueError(f"batch size {batch_size} does not split over {dist_info.world_size} processes: "
-                         "use a multiple of the process count")
-    local = batch_size // dist_info.world_size
-    total_steps = options.steps if options.steps is not None else config.default_steps
-    eval_every = options.eval_every or config.eval_every
-    checkpoint_every = options.checkpoint_every or config.checkpoint_every
-    device = dist_info.device
-
-    torch.manual_seed(seed)
-    model = build_model(config)
-    if config.init_segments and state is None:
-        copy_segment_level(model, config.init_segments)
-    if config.init_from and state is None:
-        copy_weights(model, config.init_from)
-    if config.freeze_segments:
-        freeze_segment_level(model)
-    model = model.to(device)
-    optimizer = _make_optimizer(model, config.learning_rate)
-    start_step = 0
-    if state is not None:
-        model.load_state_dict(state.model)
-        optimizer.load_state_dict(state.optimizer)
-        torch.set_rng_state(state.torch_rng)
-        start_step = state.step
-    if dist_info.enabled:
-        ddp_model = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None
-        )
-    else:
-        ddp_model = model
-    use_bf16 = options.precision == "bf16" or (options.precision == "auto" and device.type == "cuda")
-    autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if use_bf16 else nullcontext
-
-    is_main = dist_info.is_main
-    if is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / MODEL_DIR).mkdir(exist_ok=True)
-        _record_command(run_dir / MODEL_DIR, options.command)
-    log = MetricsLog(run_dir, start_step if state else None, is_main)
-    source = BatchSource(corpus.split("train").events, batch_size, seed, config, corpus.codec)
-    latents = None
-    if start_step < config.latent_steps:  # the latent stage reads a table of segment posteriors, built at (re)start
-        latents = SegmentLatents(model, corpus.split("train").events, corpus.codec, seed,
-                                 progress=options.progress and is_main)
-    valid_events = corpus.split("valid").events[: options.valid_limit]
-    info = {"config": config_to_dict(config), "seed": seed, "batch_size": batch_size, "data": str(options.data),
-            "precision": options.precision}
-    rows = slice(dist_info.rank * local, (dist_info.rank + 1) * local)
-
-    def checkpoint(step: int, valid: dict | None) -> None:
-        if not is_main:
-            return
-        save_train_state(run_dir / TRAIN_STATE_FILE, model, optimizer, step, {**info, "total_steps": total_steps})
-        extra = {"step": step, "train_examples": step * batch_size, "data": str(options.data), "valid": valid}
-        save_model(model, run_dir / MODEL_DIR, extra=extra, storage_dtype=options.model_dtype)
-
-    def validate(step: int) -> dict | None:
-        if not is_main or len(valid_events) == 0:
-            return None
-        model.forget_inference_plans()  # fused Adam updates weights without bumping their versions
-        metrics = reconstruction_metrics(model, valid_events, batch_size=256, greedy_limit=256)
-        model.train()
-        row = {
-            "step": step, "split": "valid", "recon": metrics.recon_nats, "kl": metrics.kl,
-            "accuracy": metrics.teacher_forced_accuracy, "greedy_accuracy": metrics.greedy_accuracy,
-            "active_units": metrics.active_units, "beta": kl_weight(config, step),
-            "loss": metrics.recon_nats + kl_weight(config, step) * max(metrics.kl - config.free_bits, 0.0),
-        }
-        log.write(row)
-        return row
-
-    from tqdm import tqdm
-
-    bar = tqdm(total=total_steps, initial=start_step, desc=f"train {config.name}", unit="step",
-               disable=not (options.progress and is_main), dynamic_ncols=True)
-    sums = torch.zeros(5, dtype=torch.float64)  # loss, recon, kl, accuracy, grad norm
-    count, run_start, compute_time, examples = 0, time.perf_counter(), 0.0, 0
-    total_compute, total_examples = 0.0, 0
-    last_train: dict = {}
-    last_valid: dict | None = None
-    step = start_step
-    stopped = False
-    model.train()
-    with _StopFlag() as stop:
-        while step < total_steps:
-            t0 = time.perf_counter()
-            prob = sampling_probability(config, step)
-            beta = kl_weight(config, step)
-            lr = learning_rate(config, step)
-            if step < config.latent_steps:
-                target_mu, target_sigma, eps = (torch.as_tensor(a[rows], device=device)
-                                                for a in latents.batch(step, batch_size))
-                with autocast():
-                    out = ddp_model(None, eps=eps, segments=(target_mu, target_sigma))
-                terms = latent_loss(out, beta, config.free_bits)
-            else:
-                events, eps, uniforms = source.batch(step, prob)
-                x = torch.as_tensor(events[rows], device=device)
-                eps_t = torch.as_tensor(eps[rows], device=device)
-                u_t = torch.as_tensor(uniforms[rows], device=device) if uniforms is not None else None
-                with autocast():
-                    out = ddp_model(x, eps=eps_t, sampling_prob=prob, sampling_uniforms=u_t)
-                terms = vae_loss(out, x, beta, config.free_bits)
-            if not torch.isfinite(terms.loss):
-                raise ValueError(f"training diverged at step {step} (loss {float(terms.loss)}): resume from the last "
-                                 "checkpoint with a lower learning rate in the config, or check the corpus")
-            optimizer.zero_grad(set_to_none=True)
-            terms.loss.backward()
-            if config.grad_clip > 0:
-                grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip))
-            else:
-                grad_norm = float("nan")
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            optimizer.step()
-            step += 1
-            compute_time += time.perf_counter() - t0
-            examples += batch_size
-            sums += torch.tensor([float(terms.loss.detach()), float(terms.recon.detach()), float(terms.kl.detach()),
-                                  float(terms.accuracy), grad_norm], dtype=torch.float64)
-            count += 1
-            bar.update(1)
-            if step % options.log_every == 0 or step == total_steps:
-                mean = dist_info.all_mean(sums / count)
-                speed = examples / compute_time if compute_time > 0 else 0.0
-                accuracy = None if math.isnan(mean[3]) else float(mean[3])  # None: the latent stage has no events
-                last_train = {
-                    "step": step, "split": "train", "stage": "latent" if step <= config.latent_steps else "events",
-                    "loss": float(mean[0]), "recon": float(mean[1]),
-                    "kl": float(mean[2]), "accuracy": accuracy, "grad_norm": float(mean[4]), "beta": beta,
-                    "learning_rate": lr, "sampling_prob": prob, "examples_per_s": speed,
-                    "elapsed_s": time.perf_counter() - run_start,
-                }
-                log.write(last_train)
-                bar.set_postfix(loss=f"{mean[0]:.2f}", acc="latent" if accuracy is None else f"{accuracy:.3f}",
-                                kl=f"{mean[2]:.1f}", ex_s=f"{speed:.0f}")
-                sums.zero_()
-                total_compute, total_examples = total_compute + compute_time, total_examples + examples
-                count, compute_time, examples = 0, 0.0, 0
-            if step % eval_every == 0 or step == total_steps:
-                last_valid = validate(step)
-            if step % checkpoint_every == 0 or step == total_steps:
-                checkpoint(step, last_valid)
-            if stop.requested:
-                stopped = True
-                if step % checkpoint_every and step != total_steps:
-                    checkpoint(step, last_valid)
-                break
-    bar.close()
-    log.close()
-    dist_info.barrier()
-    total_compute, total_examples = total_compute + compute_time, total_examples + examples
-    speed = total_examples / total_compute if total_compute > 0 else 0.0
-    if state is None and step == 0:  # --steps 0: still leave a loadable (untrained) model behind
-        checkpoint(step, None)
-    return TrainResult(run_dir, step, last_train, last_valid, speed, stopped)
-
-
-def read_metrics(run_dir: str | Path) -> list[dict]:
-    """metrics.csv rows with numbers parsed (empty cells become None)."""
-    with (Path(run_dir) / METRICS_FILE).open(newline="") as handle:
-        rows = list(csv.DictReader(handle))
-    out = []
-    for row in rows:
-        parsed = {}
-        for key, value in row.items():
-            if key in ("split", "stage"):
-                parsed[key] = value
-            elif value == "":
-                parsed[key] = None
-            else:
-                number = float(value)
-                parsed[key] = int(number) if key in ("step", "active_units") else number
-        out.append(parsed)
-    return out
 
 
 def describe(result: TrainResult) -> str:
