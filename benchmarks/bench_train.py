@@ -46,8 +46,8 @@ def examples_per_second(corpus: Path, work: Path, mode: str, args: argparse.Name
     run = work / name
     common = dict(data=corpus, out=run, batch_size=64, threads=args.threads, precision=args.precision,
                   progress=False, eval_every=10**9, checkpoint_every=10**9, log_every=10**9)
-    train(TrainOptions(config=name, steps=args.warmup, **common))  # warm-up: allocator, oneDNN primitives
-    result = train(TrainOptions(resume=True, steps=args.warmup + args.steps, **common))
+    train(TrainOptions(config=name, train_steps=args.warmup, **common))  # warm-up: allocator, oneDNN primitives
+    result = train(TrainOptions(resume=True, train_steps=args.warmup + args.steps, **common))
     return result.examples_per_second
 
 

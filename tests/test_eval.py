@@ -125,7 +125,7 @@ def trained(tmp_path_factory) -> tuple[Path, Path]:
         get_config("tiny_lstm"), name="tiny_lstm_fixed", transpose_low=0, transpose_high=0
     )
     try:
-        train(TrainOptions(data=corpus, out=root / "run", config="tiny_lstm_fixed", steps=150, threads=1,
+        train(TrainOptions(data=corpus, out=root / "run", config="tiny_lstm_fixed", train_steps=150, threads=1,
                            progress=False, eval_every=150))
     finally:
         del registry.CONFIGS["tiny_lstm_fixed"]

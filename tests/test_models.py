@@ -49,7 +49,7 @@ def test_registry_names_and_errors():
         assert name in CONFIGS
     assert get_config("mel_2bar_small_triple").steps == 24
     assert get_config("mel_16bar_hier_triple").steps == 192
-    assert get_config("mel_16bar_hier_triple").steps_per_bar == 24  # 2-bar segments
+    assert get_config("mel_16bar_hier_triple").segment_steps == 24  # 2-bar segments
     assert get_config("mel_16bar_hier_triple").init_segments == "triple"  # the shipped 2-bar triple model
     assert get_config("mel_2bar_small_triple").init_from == "default"
     assert get_config("mel_16bar_hier").init_segments == "default"
@@ -57,9 +57,9 @@ def test_registry_names_and_errors():
         dataclasses.replace(get_config("tiny_lstm"), segment_z_size=8)
     with pytest.raises(ValueError, match="freeze_segments needs init_segments"):
         dataclasses.replace(get_config("tiny_hier2"), freeze_segments=True)
-    with pytest.raises(ValueError, match="latent_steps"):
-        dataclasses.replace(get_config("tiny_hier2"), latent_steps=10)
-    assert get_config("mel_16bar_hier_triple").latent_steps == get_config("mel_16bar_hier").latent_steps
+    with pytest.raises(ValueError, match="latent_train_steps"):
+        dataclasses.replace(get_config("tiny_hier2"), latent_train_steps=10)
+    assert get_config("mel_16bar_hier_triple").latent_train_steps == get_config("mel_16bar_hier").latent_train_steps
     assert get_config("mel_2bar_small").num_classes == EventCodec().num_classes
     with pytest.raises(ValueError, match="mel_2bar_small"):
         get_config("nope")
@@ -76,9 +76,13 @@ def test_config_json_round_trip_and_validation():
     with pytest.raises(ValueError, match="z_sise"):
         config_from_dict(data)
     data = config_to_dict(get_config("tiny_hier"))
-    data["bars"] = 5
-    with pytest.raises(ValueError, match="bars=5"):
+    data["segments"] = 5
+    with pytest.raises(ValueError, match="segments=5"):
         config_from_dict(data)
+    old = config_to_dict(get_config("tiny_hier"))  # files written before the renames still load
+    old["bars"], old["default_steps"], old["latent_steps"] = old.pop("segments"), old.pop("train_steps"), 0
+    del old["latent_train_steps"]
+    assert config_from_dict(old) == get_config("tiny_hier")
 
 
 @pytest.mark.parametrize("name", TINY)
@@ -395,3 +399,18 @@ def test_bfloat16_decoding_is_refused_where_it_cannot_run():
     assert not model.bf16_decoding_available()
     with pytest.raises(ValueError, match="bfloat16 decoding needs"):
         model.decode(torch.zeros(1, model.config.z_size), precision="bfloat16")
+
+
+def test_override_config_reads_each_field_as_its_type():
+    from seqvae.models.registry import override_config
+
+    base = get_config("tiny_lstm")
+    changed = override_config(base, ["max_beta=0.5", "decoder_sizes=16,16", "freeze_segments=false", "init_from="])
+    assert changed.max_beta == 0.5 and changed.decoder_sizes == (16, 16) and changed.init_from == ""
+    assert changed.name == base.name and base.max_beta != 0.5
+    with pytest.raises(ValueError, match="KEY=VALUE with KEY one of"):
+        override_config(base, ["max_bta=0.5"])
+    with pytest.raises(ValueError, match="max_beta takes a number"):
+        override_config(base, ["max_beta=lots"])
+    with pytest.raises(ValueError, match="segments=3"):  # the changed config is validated like any other
+        override_config(base, ["segments=3"])

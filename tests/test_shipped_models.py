@@ -20,7 +20,7 @@ SHIPPED = shipped_models()
 OVERLAPS_REQUIRED = {"default", "triple"}
 # Fields a shipped run may differ from its registry entry in: a run stopped early records its planned length,
 # and its train_command.txt says where it stopped.
-UNTRAINED_FIELDS = {"default_steps", "notes"}
+UNTRAINED_FIELDS = {"train_steps", "notes"}
 FILES = ("config.json", "model.safetensors", "eval.json", "train_command.txt", "attributes.safetensors",
          "latent_prior.safetensors")
 

@@ -40,7 +40,7 @@ def corpus(tmp_path_factory) -> Path:
 
 
 def options(corpus: Path, out: Path, **kwargs) -> TrainOptions:
-    defaults = dict(data=corpus, out=out, config="tiny_lstm", steps=10, threads=1, progress=False, log_every=1,
+    defaults = dict(data=corpus, out=out, config="tiny_lstm", train_steps=10, threads=1, progress=False, log_every=1,
                     command="seqvae train (test)")
     defaults.update(kwargs)
     return TrainOptions(**defaults)
@@ -52,7 +52,7 @@ def _env() -> dict:
 
 @pytest.mark.parametrize("name", ["tiny_lstm", "tiny_hier", "tiny_hier2", "tiny_transformer"])
 def test_loss_falls(corpus, tmp_path, name):
-    result = train(options(corpus, tmp_path / "run", config=name, steps=60, eval_every=60))
+    result = train(options(corpus, tmp_path / "run", config=name, train_steps=60, eval_every=60))
     rows = [r for r in read_metrics(tmp_path / "run") if r["split"] == "train"]
     first = np.mean([r["recon"] for r in rows[:5]])
     last = np.mean([r["recon"] for r in rows[-5:]])
@@ -69,7 +69,7 @@ def test_two_level_model_starts_from_a_flat_model_and_keeps_it(corpus, tmp_path)
     from seqvae.models import build_model, save_model
 
     two = get_config("tiny_hier2")
-    flat_config = dataclasses.replace(get_config("tiny_lstm"), name="tiny_flat16", steps=two.steps_per_bar,
+    flat_config = dataclasses.replace(get_config("tiny_lstm"), name="tiny_flat16", steps=two.segment_steps,
                                       z_size=two.segment_z_size, decoder_sizes=two.decoder_sizes)
     torch.manual_seed(3)
     flat = build_model(flat_config)
@@ -80,8 +80,8 @@ def test_two_level_model_starts_from_a_flat_model_and_keeps_it(corpus, tmp_path)
         two, name="tiny_hier2_bad", segment_z_size=4, init_segments=str(tmp_path / "flat"))
     try:
         before = {k: v.clone() for k, v in build_model(get_config("tiny_hier2_init")).state_dict().items()}
-        train(options(corpus, tmp_path / "run", config="tiny_hier2_init", steps=6, checkpoint_every=3))
-        train(options(corpus, tmp_path / "run", config=None, resume=True, steps=12))
+        train(options(corpus, tmp_path / "run", config="tiny_hier2_init", train_steps=6, checkpoint_every=3))
+        train(options(corpus, tmp_path / "run", config=None, resume=True, train_steps=12))
         after = _weights(tmp_path / "run")
         for prefix, source in (("encoder.segment.", flat.encoder), ("decoder.core.", flat.decoder.core)):
             for key, value in source.state_dict().items():
@@ -114,19 +114,19 @@ def test_fine_tuning_starts_from_a_trained_model_and_continues_its_schedules(cor
         model_registry.CONFIGS[f"tiny_lstm_from_{source_name}"] = dataclasses.replace(
             tiny, name=f"tiny_lstm_from_{source_name}", init_from=str(tmp_path / source_name))
     try:
-        train(options(corpus, tmp_path / "start", config="tiny_lstm_tuned", steps=0))
+        train(options(corpus, tmp_path / "start", config="tiny_lstm_tuned", train_steps=0))
         started = _weights(tmp_path / "start")
         assert started.keys() == source.state_dict().keys()
         assert all(torch.equal(started[k], v) for k, v in source.state_dict().items())
-        train(options(corpus, tmp_path / "run", config="tiny_lstm_tuned", steps=4))
+        train(options(corpus, tmp_path / "run", config="tiny_lstm_tuned", train_steps=4))
         rows = [r for r in read_metrics(tmp_path / "run") if r["split"] == "train"]
         for row in rows:  # a row logs the step that ran at index step - 1
             assert row["learning_rate"] == pytest.approx(learning_rate(tiny, int(row["step"]) - 1 + 300), rel=1e-5)
             assert row["beta"] == pytest.approx(kl_weight(tiny, int(row["step"]) - 1 + 300), rel=1e-5)
         assert load_train_state(tmp_path / "run" / TRAIN_STATE_FILE).info["schedule_offset"] == 300
         assert load_model(tmp_path / "run", device="cpu").extra["schedule_offset"] == 300
-        train(options(corpus, tmp_path / "resumed", config="tiny_lstm_tuned", steps=2))
-        train(options(corpus, tmp_path / "resumed", config=None, resume=True, steps=4))
+        train(options(corpus, tmp_path / "resumed", config="tiny_lstm_tuned", train_steps=2))
+        train(options(corpus, tmp_path / "resumed", config=None, resume=True, train_steps=4))
         a, b = _weights(tmp_path / "run"), _weights(tmp_path / "resumed")
         assert all(torch.equal(a[k], b[k]) for k in a)
         with pytest.raises(ValueError, match="it is a 'transformer' model and 'tiny_lstm_from_transformer' is 'lstm'"):
@@ -148,15 +148,16 @@ def corpus256(tmp_path_factory) -> Path:
 
 
 def test_latent_stage_fits_the_upper_level_then_hands_over_to_events(corpus256, tmp_path):
-    """latent_steps train the upper level on segment posteriors; events take over after them. The segment level
+    """latent_train_steps train the upper level on segment posteriors; events take over after them. The segment level
     stays the flat model's, and resume inside the latent stage and across the hand-over is exact."""
     from seqvae.models.checkpoint import load_model as load
 
-    straight = train(options(corpus256, tmp_path / "a", config="tiny_hier2_latent", steps=42, checkpoint_every=42))
-    early = train(options(corpus256, tmp_path / "b", config="tiny_hier2_latent", steps=20, checkpoint_every=20))
+    straight = train(options(corpus256, tmp_path / "a", config="tiny_hier2_latent", train_steps=42,
+                             checkpoint_every=42))
+    early = train(options(corpus256, tmp_path / "b", config="tiny_hier2_latent", train_steps=20, checkpoint_every=20))
     assert "(latent stage)" in describe(early)
-    train(options(corpus256, tmp_path / "b", config=None, resume=True, steps=41, checkpoint_every=41))
-    train(options(corpus256, tmp_path / "b", config=None, resume=True, steps=42, checkpoint_every=41))
+    train(options(corpus256, tmp_path / "b", config=None, resume=True, train_steps=41, checkpoint_every=41))
+    train(options(corpus256, tmp_path / "b", config=None, resume=True, train_steps=42, checkpoint_every=41))
     a, b = _weights(tmp_path / "a"), _weights(tmp_path / "b")
     assert all(torch.equal(a[k], b[k]) for k in a)
     rows = [r for r in read_metrics(tmp_path / "a") if r["split"] == "train"]
@@ -182,8 +183,8 @@ def test_resume_is_exact(corpus, tmp_path):
     model_registry.CONFIGS["tiny_lstm_ss"] = dataclasses.replace(tiny, name="tiny_lstm_ss", sampling_rate=2.0)
     try:
         straight = train(options(corpus, tmp_path / "a", config="tiny_lstm_ss", checkpoint_every=5))
-        train(options(corpus, tmp_path / "b", config="tiny_lstm_ss", steps=5, checkpoint_every=5))
-        resumed = train(options(corpus, tmp_path / "b", config=None, steps=10, resume=True, checkpoint_every=5,
+        train(options(corpus, tmp_path / "b", config="tiny_lstm_ss", train_steps=5, checkpoint_every=5))
+        resumed = train(options(corpus, tmp_path / "b", config=None, train_steps=10, resume=True, checkpoint_every=5,
                                 command="seqvae train --resume (test)"))
     finally:
         del model_registry.CONFIGS["tiny_lstm_ss"]
@@ -235,7 +236,7 @@ def test_precision_has_one_spelling_and_older_runs_resume(corpus, tmp_path):
         info["config"]["schedule_offset"] = info.pop("schedule_offset") + 300
 
     _rewrite_info(run / TRAIN_STATE_FILE, older)
-    train(options(corpus, run, config=None, resume=True, steps=4, precision="fp32"))
+    train(options(corpus, run, config=None, resume=True, train_steps=4, precision="fp32"))
     state = load_train_state(run / TRAIN_STATE_FILE)
     assert state.info["precision"] == "float32" and state.info["schedule_offset"] == 300
     assert "schedule_offset" not in state.info["config"]
@@ -249,11 +250,11 @@ def test_precision_has_one_spelling_and_older_runs_resume(corpus, tmp_path):
 def test_run_directory_guards(corpus, tmp_path):
     with pytest.raises(FileNotFoundError, match="nothing to resume"):
         train(options(corpus, tmp_path / "r", resume=True))
-    train(options(corpus, tmp_path / "r", steps=2))
+    train(options(corpus, tmp_path / "r", train_steps=2))
     with pytest.raises(FileExistsError, match="--resume"):
-        train(options(corpus, tmp_path / "r", steps=2))
+        train(options(corpus, tmp_path / "r", train_steps=2))
     with pytest.raises(ValueError, match="batch size"):
-        train(options(corpus, tmp_path / "r", steps=4, resume=True, batch_size=8))
+        train(options(corpus, tmp_path / "r", train_steps=4, resume=True, batch_size=8))
     with pytest.raises(ValueError, match="--steps 256"):
         train(options(corpus, tmp_path / "x", config="mel_16bar_hier"))
     with pytest.raises(ValueError, match="tiny_lstm"):
@@ -282,7 +283,7 @@ def test_sigkill_never_leaves_a_corrupt_checkpoint(corpus, tmp_path):
         last_step = state.step
         load_model(run, device="cpu")
     assert last_step > 0
-    resumed = train(options(corpus, run, steps=last_step + 2, resume=True))
+    resumed = train(options(corpus, run, train_steps=last_step + 2, resume=True))
     assert resumed.step == last_step + 2
 
 
@@ -347,3 +348,11 @@ def test_cli_train_and_errors(corpus, tmp_path, capsys):
     assert "seqvae data build" in capsys.readouterr().err
     assert main(["train", "--config", "tiny_hier", "--data", str(corpus), "--out", str(tmp_path / "e"),
                  "--steps", "0"]) == 2
+
+
+def test_set_changes_a_new_runs_config_and_is_recorded(corpus, tmp_path):
+    train(options(corpus, tmp_path / "run", settings=("max_beta=0.5", "decoder_sizes=16,16"), train_steps=1))
+    config = load_model(tmp_path / "run" / "model").config
+    assert config.max_beta == 0.5 and config.decoder_sizes == (16, 16)
+    with pytest.raises(ValueError, match="drop --set"):
+        train(options(corpus, tmp_path / "run", config=None, resume=True, settings=("max_beta=1",), train_steps=2))

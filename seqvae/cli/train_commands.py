@@ -18,6 +18,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "train ... (gloo on CPU, NCCL on GPUs; --batch-size is the global batch).",
     )
     p.add_argument("--config", help="model config name (required for a new run), e.g. mel_2bar_small")
+    p.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE",
+                   help="change one field of a new run's config, e.g. --set max_beta=2.0 (repeat for more); the run "
+                   "records the whole config")
     p.add_argument("--data", required=True, type=Path, help="built corpus directory (seqvae data build)")
     p.add_argument("--out", required=True, type=Path, help="run directory")
     p.add_argument("--steps", type=int, help="total optimizer steps (default: the config's)")
@@ -82,7 +85,8 @@ def run_train(args: argparse.Namespace) -> int:
         command = f"torchrun --nproc_per_node {os.environ.get('LOCAL_WORLD_SIZE', world)} -m seqvae.cli.main " + \
             shlex.join(sys.argv[1:])
     options = TrainOptions(
-        data=args.data, out=args.out, config=args.config, steps=args.steps, batch_size=args.batch_size,
+        data=args.data, out=args.out, config=args.config, settings=tuple(args.settings), train_steps=args.steps,
+        batch_size=args.batch_size,
         resume=args.resume, threads=args.threads, seed=args.seed, device=args.device, precision=args.precision,
         log_every=args.log_every, eval_every=args.eval_every, checkpoint_every=args.checkpoint_every,
         progress=not args.no_progress, command=command, model_dtype=args.model_dtype,

@@ -76,7 +76,7 @@ def quality_targets(config: ModelConfig, recon: dict, prior: list[dict]) -> list
     greedy = recon.get("greedy_accuracy")
     if config.architecture == "hier" and greedy is not None:
         out.append(Target("greedy accuracy", greedy, 0.85, greedy >= 0.85))
-    elif config.bars == 1:
+    elif config.segments == 1:
         out.append(Target("teacher-forced accuracy", recon["teacher_forced_accuracy"], 0.97,
                           recon["teacher_forced_accuracy"] >= 0.97))
         if greedy is not None:

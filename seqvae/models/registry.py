@@ -7,6 +7,7 @@ with and `build_model(config)` rebuilds the network without any other file.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 ARCHITECTURES = ("lstm", "hier", "transformer")
@@ -15,20 +16,24 @@ SCHEDULED_SAMPLING_MODES = ("exact", "parallel")
 
 @dataclass
 class ModelConfig:
+    """One model and its recipe. Names keep one meaning each: `steps` is the window length in 16th-note steps;
+    counts of optimizer steps say so (`train_steps`, `latent_train_steps`); `segments` are what a hierarchical
+    model splits its window into (2 bars each in the 16-bar models)."""
+
     name: str
     architecture: str  # 'lstm' | 'hier' | 'transformer'
-    steps: int = 32
+    steps: int = 32  # window length in 16th-note steps
     family: str = "duple"
     min_pitch: int = 21
     max_pitch: int = 108
     z_size: int = 256
     # Recurrent encoder: bidirectional LSTM layer sizes (units per direction).
     encoder_sizes: tuple[int, ...] = (512,)
-    # Recurrent decoder: LSTM layer sizes (the bar-level decoder for 'hier').
+    # Recurrent decoder: LSTM layer sizes (the segment-level decoder for 'hier').
     decoder_sizes: tuple[int, ...] = (256, 256)
-    # 'hier' only: conductor LSTM layer sizes and how many segments (bars) it emits.
+    # 'hier' only: conductor LSTM layer sizes and how many equal segments of the window it emits.
     conductor_sizes: tuple[int, ...] = (256,)
-    bars: int = 1
+    segments: int = 1
     # 'hier' only: > 0 makes both sides two-level. Each segment is encoded to and decoded from a segment latent of
     # this size by a flat 2-bar model's encoder and decoder shapes; a bidirectional LSTM of conductor_sizes reads
     # the segment latents into z, and the conductor writes them back.
@@ -55,9 +60,10 @@ class ModelConfig:
     # fixed while the upper level learns (a new run only reads it; its weights then live in the run).
     init_segments: str = ""
     freeze_segments: bool = False
-    # Two-level 'hier' with a frozen segment level: the first latent_steps steps fit the upper level to the segment
-    # encoder's posteriors (no pass over events, see train/segment_latents.py); cross-entropy takes over after them.
-    latent_steps: int = 0
+    # Two-level 'hier' with a frozen segment level: the first latent_train_steps optimizer steps fit the upper level
+    # to the segment encoder's posteriors (no pass over events, see train/segment_latents.py); cross-entropy takes
+    # over after them.
+    latent_train_steps: int = 0
     # Fine-tuning: start every weight from this trained model (shipped name or directory) of the same shapes; the
     # schedules (learning rate, KL weight, scheduled sampling) go on from the step that model records it was trained
     # to, instead of restarting (models/warm_start.py).
@@ -66,7 +72,7 @@ class ModelConfig:
     transpose_high: int = 6
     eval_every: int = 500
     checkpoint_every: int = 500
-    default_steps: int = 50000
+    train_steps: int = 50000  # optimizer steps of a run unless `seqvae train --steps` says otherwise
     notes: str = ""
 
     def __post_init__(self) -> None:
@@ -82,15 +88,15 @@ class ModelConfig:
         return self.max_pitch - self.min_pitch + 3
 
     @property
-    def steps_per_bar(self) -> int:
-        return self.steps // self.bars
+    def segment_steps(self) -> int:
+        return self.steps // self.segments
 
     def problems(self) -> list[str]:
         out = []
         if self.architecture not in ARCHITECTURES:
             out.append(f"architecture {self.architecture!r} is unknown (use one of {', '.join(ARCHITECTURES)})")
-        if self.steps < 2 or self.bars < 1 or self.steps % self.bars:
-            out.append(f"steps={self.steps} must be >= 2 and split into bars={self.bars} equal segments")
+        if self.steps < 2 or self.segments < 1 or self.steps % self.segments:
+            out.append(f"steps={self.steps} must be >= 2 and split into segments={self.segments} equal parts")
         if not 0 <= self.min_pitch <= self.max_pitch <= 127:
             out.append(f"pitch range {self.min_pitch}..{self.max_pitch} must lie within 0..127")
         if self.z_size < 1 or not self.encoder_sizes or not self.decoder_sizes:
@@ -103,8 +109,8 @@ class ModelConfig:
             out.append("init_segments and freeze_segments need a two-level model (segment_z_size > 0)")
         if self.freeze_segments and not self.init_segments:
             out.append("freeze_segments needs init_segments: a frozen segment level must start trained")
-        if self.latent_steps < 0 or (self.latent_steps and not self.freeze_segments):
-            out.append("latent_steps must be >= 0, and > 0 only with freeze_segments: the latent stage fits the "
+        if self.latent_train_steps < 0 or (self.latent_train_steps and not self.freeze_segments):
+            out.append("latent_train_steps must be >= 0, and > 0 only with freeze_segments: the latent stage fits the "
                        "upper level to a trained, fixed segment level")
         if self.init_from and self.init_segments:
             out.append("init_from and init_segments exclude each other: start the whole model or its segment level")
@@ -126,11 +132,13 @@ def config_to_dict(config: ModelConfig) -> dict:
 # Fields that configs once had and no longer do: files written then (shipped ones included) still load. A fine-tune's
 # schedule offset was run history, not recipe: the trainer now reads it from the init_from model.
 _RETIRED_FIELDS = ("schedule_offset",)
+# Fields renamed so that each name has one meaning: old files still load.
+_RENAMED_FIELDS = {"bars": "segments", "default_steps": "train_steps", "latent_steps": "latent_train_steps"}
 
 
 def config_from_dict(data: dict) -> ModelConfig:
     """Inverse of config_to_dict; unknown keys are an error so a typo is never silently ignored."""
-    data = {key: value for key, value in data.items() if key not in _RETIRED_FIELDS}
+    data = {_RENAMED_FIELDS.get(key, key): value for key, value in data.items() if key not in _RETIRED_FIELDS}
     known = {f.name for f in dataclasses.fields(ModelConfig)}
     unknown = sorted(set(data) - known)
     if unknown:
@@ -144,16 +152,16 @@ def config_from_dict(data: dict) -> ModelConfig:
 # in key and in step more often (README, "16bar_triple"). The same change made the duple 16-bar model worse, so
 # mel_16bar_hier keeps its weight. Two-level triple twins take `triple` as their fixed segment level.
 _TRIPLE_CHANGES = {
-    "mel_2bar_small": {"init_from": "default", "default_steps": 2000},
+    "mel_2bar_small": {"init_from": "default", "train_steps": 2000},
     "mel_16bar_hier": {"max_beta": 2.0},
 }
 
 
 def _triple(config: ModelConfig) -> ModelConfig:
     """The 3/4 and 6/8 twin of a duple config: 12-step bars, 24 or 192 steps."""
-    segments = "triple" if config.init_segments else ""
+    segment_model = "triple" if config.init_segments else ""
     return dataclasses.replace(config, name=f"{config.name}_triple", steps=config.steps * 3 // 4, family="triple",
-                               init_segments=segments, **_TRIPLE_CHANGES.get(config.name, {}))
+                               init_segments=segment_model, **_TRIPLE_CHANGES.get(config.name, {}))
 
 
 _BASE = [
@@ -166,7 +174,7 @@ _BASE = [
         name="mel_16bar_hier",
         architecture="hier",
         steps=256,
-        bars=8,
+        segments=8,
         z_size=512,
         segment_z_size=256,
         encoder_sizes=(512,),
@@ -177,13 +185,13 @@ _BASE = [
         sampling_rate=0.0,
         init_segments="default",
         freeze_segments=True,
-        latent_steps=10000,
+        latent_train_steps=10000,
         eval_every=1000,
-        default_steps=10000,
+        train_steps=10000,
         notes="MusicVAE hierdec-mel_16bar with a hierarchical encoder too; its 2-bar segment level is the shipped "
         "model named by init_segments, kept fixed, so training on CPUs only has to learn how 8 segments follow one "
-        "another, in segment-latent space (latent_steps). Steps past them train through the fixed decoder on events "
-        "(scheduled sampling off: the fixed decoder cannot learn from it).",
+        "another, in segment-latent space (latent_train_steps). Steps past them train through the fixed decoder on "
+        "events (scheduled sampling off: the fixed decoder cannot learn from it).",
     ),
     ModelConfig(
         name="mel_2bar_transformer",
@@ -200,7 +208,7 @@ _BASE = [
         name="mel_16bar_transformer",
         architecture="transformer",
         steps=256,
-        bars=16,
+        segments=16,
         z_size=512,
         d_model=256,
         n_heads=4,
@@ -216,31 +224,31 @@ _TINY = [
     ModelConfig(
         name="tiny_lstm", architecture="lstm", z_size=8, encoder_sizes=(32,), decoder_sizes=(32, 32),
         batch_size=16, learning_rate=1e-2, max_beta=0.05, beta_rate=0.99, free_bits=4.0, sampling_rate=100.0,
-        eval_every=50, checkpoint_every=50, default_steps=300, notes="For tests: trains in seconds.",
+        eval_every=50, checkpoint_every=50, train_steps=300, notes="For tests: trains in seconds.",
     ),
     ModelConfig(
-        name="tiny_hier", architecture="hier", steps=32, bars=4, z_size=8, encoder_sizes=(32,),
+        name="tiny_hier", architecture="hier", steps=32, segments=4, z_size=8, encoder_sizes=(32,),
         conductor_sizes=(16,), decoder_sizes=(32,), batch_size=16, learning_rate=1e-2, max_beta=0.05,
-        beta_rate=0.99, free_bits=4.0, sampling_rate=100.0, eval_every=50, checkpoint_every=50, default_steps=300,
+        beta_rate=0.99, free_bits=4.0, sampling_rate=100.0, eval_every=50, checkpoint_every=50, train_steps=300,
         notes="For tests: 4 segments of 8 steps.",
     ),
     ModelConfig(
-        name="tiny_hier2", architecture="hier", steps=32, bars=2, z_size=8, segment_z_size=8, encoder_sizes=(32,),
+        name="tiny_hier2", architecture="hier", steps=32, segments=2, z_size=8, segment_z_size=8, encoder_sizes=(32,),
         conductor_sizes=(16,), decoder_sizes=(32,), batch_size=16, learning_rate=1e-2, max_beta=0.05,
-        beta_rate=0.99, free_bits=4.0, sampling_rate=100.0, eval_every=50, checkpoint_every=50, default_steps=300,
+        beta_rate=0.99, free_bits=4.0, sampling_rate=100.0, eval_every=50, checkpoint_every=50, train_steps=300,
         notes="For tests: two-level, 2 segments of 16 steps.",
     ),
     ModelConfig(
-        name="tiny_hier2_latent", architecture="hier", steps=256, bars=8, z_size=8, segment_z_size=256,
+        name="tiny_hier2_latent", architecture="hier", steps=256, segments=8, z_size=8, segment_z_size=256,
         encoder_sizes=(512,), conductor_sizes=(16,), decoder_sizes=(256, 256), batch_size=16, learning_rate=1e-2,
         max_beta=0.05, beta_rate=0.99, free_bits=4.0, sampling_rate=0.0, init_segments="default",
-        freeze_segments=True, latent_steps=40, eval_every=50, checkpoint_every=50, default_steps=44,
+        freeze_segments=True, latent_train_steps=40, eval_every=50, checkpoint_every=50, train_steps=44,
         notes="For tests: a small upper level over the shipped default model; 40 latent-stage steps, then events.",
     ),
     ModelConfig(
         name="tiny_transformer", architecture="transformer", z_size=8, d_model=32, n_heads=2,
         encoder_layers=1, decoder_layers=2, ff_size=64, batch_size=16, learning_rate=3e-3, max_beta=0.05,
-        beta_rate=0.99, free_bits=4.0, sampling_rate=0.0, eval_every=50, checkpoint_every=50, default_steps=300,
+        beta_rate=0.99, free_bits=4.0, sampling_rate=0.0, eval_every=50, checkpoint_every=50, train_steps=300,
         notes="For tests.",
     ),
 ]
@@ -259,6 +267,35 @@ def get_config(name: str) -> ModelConfig:
     if name not in CONFIGS:
         raise ValueError(f"unknown model config {name!r}: use one of {', '.join(sorted(CONFIGS))}")
     return dataclasses.replace(CONFIGS[name])
+
+
+def override_config(config: ModelConfig, settings: Sequence[str]) -> ModelConfig:
+    """`config` with KEY=VALUE settings applied (`seqvae train --set`), each value read as its field's type: a
+    number, true/false, text, or comma-separated sizes. A run records the result in full, so it stays reproducible."""
+    fields = {f.name: getattr(config, f.name) for f in dataclasses.fields(ModelConfig) if f.name != "name"}
+    changes = {}
+    for setting in settings:
+        key, sep, text = setting.partition("=")
+        key = key.strip()
+        if not sep or key not in fields:
+            raise ValueError(f"--set {setting!r}: send KEY=VALUE with KEY one of {', '.join(sorted(fields))}")
+        changes[key] = _parse_field(key, text.strip(), fields[key])
+    return dataclasses.replace(config, **changes)
+
+
+def _parse_field(key: str, text: str, current: object) -> object:
+    try:
+        if isinstance(current, bool):
+            if text.lower() not in ("true", "false", "1", "0"):
+                raise ValueError
+            return text.lower() in ("true", "1")
+        if isinstance(current, tuple):
+            return tuple(int(v) for v in text.split(",") if v.strip())
+        return type(current)(text)
+    except ValueError:
+        kind = {bool: "true or false", tuple: "comma-separated whole numbers, e.g. 256,256", int: "a whole number",
+                float: "a number"}.get(type(current), "text")
+        raise ValueError(f"--set {key}={text!r}: {key} takes {kind}") from None
 
 
 def list_configs() -> list[str]:

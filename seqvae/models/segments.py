@@ -28,7 +28,7 @@ def copy_segment_level(model: SequenceVAE, source: str | Path) -> None:
     config = model.config
     flat = load_model(source, device="cpu")
     fc = flat.config
-    wanted = {"architecture": "lstm", "steps": config.steps_per_bar, "z_size": config.segment_z_size,
+    wanted = {"architecture": "lstm", "steps": config.segment_steps, "z_size": config.segment_z_size,
               "encoder_sizes": config.encoder_sizes, "decoder_sizes": config.decoder_sizes,
               "min_pitch": config.min_pitch, "max_pitch": config.max_pitch}
     wrong = [f"{key} {getattr(fc, key)!r} (needs {value!r})" for key, value in wanted.items()

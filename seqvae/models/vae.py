@@ -95,12 +95,12 @@ class SequenceVAE(nn.Module):
         else:
             if c.segment_z_size:
                 self.encoder = HierarchicalLSTMEncoder(classes, c.encoder_sizes, c.segment_z_size, c.conductor_sizes,
-                                                       c.z_size, c.bars, segment_sigma=c.latent_steps > 0)
+                                                       c.z_size, c.segments, segment_sigma=c.latent_train_steps > 0)
             else:
                 self.encoder = BidirectionalLSTMEncoder(classes, c.encoder_sizes, c.z_size)
             if c.architecture == "hier":
                 self.decoder = HierarchicalDecoder(classes, c.z_size, c.conductor_sizes, c.decoder_sizes, c.steps,
-                                                   c.bars, c.segment_z_size)
+                                                   c.segments, c.segment_z_size)
             else:
                 self.decoder = LSTMDecoder(classes, c.z_size, c.decoder_sizes, c.steps)
 

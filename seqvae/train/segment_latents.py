@@ -31,9 +31,9 @@ class SegmentLatents:
                              config.transpose_high)
             for copy in range(1, COPIES)
         ]
-        segments = np.concatenate(copies).reshape(-1, config.steps_per_bar).astype(np.int8)
+        segments = np.concatenate(copies).reshape(-1, config.segment_steps).astype(np.int8)
         distinct, inverse = np.unique(segments, axis=0, return_inverse=True)
-        self.index = inverse.reshape(-1, config.bars)  # [windows * COPIES, bars] rows of the table
+        self.index = inverse.reshape(-1, config.segments)  # [windows * COPIES, bars] rows of the table
         self.mu, self.sigma = self._encode(model, distinct, progress)
 
     @staticmethod
@@ -42,7 +42,7 @@ class SegmentLatents:
 
         encoder = model.encoder.segment
         if encoder.sigma is None:
-            raise ValueError(f"{model.config.name!r} has no segment sigma head: set latent_steps in its config")
+            raise ValueError(f"{model.config.name!r} has no segment sigma head: set latent_train_steps in its config")
         mus, sigmas = [], []
         was_training = encoder.training
         encoder.eval()

@@ -37,6 +37,7 @@ from seqvae.models import (
 )
 from seqvae.models.checkpoint import atomic_write_bytes
 from seqvae.models.precision import parse_precision
+from seqvae.models.registry import override_config
 from seqvae.models.segments import copy_segment_level, freeze_segment_level
 from seqvae.models.warm_start import copy_weights
 from seqvae.train.batches import BatchSource
@@ -56,7 +57,8 @@ class TrainOptions:
     data: Path
     out: Path
     config: str | None = None  # registry name; None when resuming (the run's own config is used)
-    steps: int | None = None  # total optimizer steps of the run (default: the config's default_steps)
+    settings: tuple[str, ...] = ()  # KEY=VALUE changes to a new run's config (`seqvae train --set`)
+    train_steps: int | None = None  # total optimizer steps of the run (default: the config's train_steps)
     batch_size: int | None = None  # GLOBAL batch, split evenly over data-parallel ranks
     resume: bool = False
     threads: int | None = None
@@ -91,7 +93,7 @@ class TrainResult:
 
 
 def train(options: TrainOptions) -> TrainResult:
-    """Run (or resume) training to `options.steps` total steps; see the module docstring for the guarantees."""
+    """Run (or resume) training to `options.train_steps` total steps; see the module docstring for the guarantees."""
     dist_info = setup_distributed(options.device)
     try:
         return _loop(_start(options, dist_info))
@@ -225,10 +227,10 @@ def _start(options: TrainOptions, dist_info: Distributed) -> _Run:
     log = MetricsLog(run_dir, start_step if state else None, dist_info.is_main)
     train_events = corpus.split("train").events
     latents = None
-    if start_step < config.latent_steps:  # the latent stage reads a table of segment posteriors, built at (re)start
+    if start_step < config.latent_train_steps:  # the latent stage reads a table of segment posteriors, built at start
         latents = SegmentLatents(model, train_events, corpus.codec, seed,
                                  progress=options.progress and dist_info.is_main)
-    total_steps = options.steps if options.steps is not None else config.default_steps
+    total_steps = options.train_steps if options.train_steps is not None else config.train_steps
     info = {"config": config_to_dict(config), "seed": seed, "batch_size": batch_size, "data": str(options.data),
             "precision": options.precision, "schedule_offset": schedule_offset, "total_steps": total_steps}
     return _Run(
@@ -295,7 +297,7 @@ def _loop(run: _Run) -> TrainResult:
         while step < total:
             started = time.perf_counter()
             prob, beta, lr = run.schedules(step)
-            if step < config.latent_steps:
+            if step < config.latent_train_steps:
                 terms = run.latent_stage_loss(step, beta)
             else:
                 terms = run.event_stage_loss(step, beta, prob)
@@ -357,7 +359,7 @@ class _Meter:
         mean = dist.all_mean(self.sums / self.count)
         speed = self.examples / self.seconds if self.seconds > 0 else 0.0
         row = {
-            "step": step, "split": "train", "stage": "latent" if step <= config.latent_steps else "events",
+            "step": step, "split": "train", "stage": "latent" if step <= config.latent_train_steps else "events",
             "loss": float(mean[0]), "recon": float(mean[1]), "kl": float(mean[2]),
             "accuracy": None if math.isnan(mean[3]) else float(mean[3]),  # None: the latent stage has no events
             "grad_norm": float(mean[4]), "beta": beta, "learning_rate": lr, "sampling_prob": prob,
@@ -409,6 +411,8 @@ def _resolve_config(options: TrainOptions, run_dir: Path) -> tuple[ModelConfig, 
             raise ValueError(
                 f"{run_dir} trains {config.name!r}, not {options.config!r}: drop --config or use a new --out"
             )
+        if options.settings:
+            raise ValueError(f"{run_dir} resumes with the config it started with: drop --set, or start a new --out")
         return config, state
     if state_path.is_file():
         raise FileExistsError(
@@ -416,7 +420,7 @@ def _resolve_config(options: TrainOptions, run_dir: Path) -> tuple[ModelConfig, 
         )
     if not options.config:
         raise ValueError("--config is required for a new run (e.g. --config mel_2bar_small)")
-    return get_config(options.config), None
+    return override_config(get_config(options.config), options.settings), None
 
 
 def _check_corpus(corpus, config: ModelConfig) -> None:
