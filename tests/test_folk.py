@@ -11,20 +11,10 @@ pytest.importorskip("music21")
 
 from seqvae.cli.folk_command import COLLECTION_NAMES  # noqa: E402
 from seqvae.codec import Meter, read_midi  # noqa: E402
-from seqvae.data.folk import (  # noqa: E402
-    COLLECTIONS,
-    Bar,
-    Tone,
-    TuneSkipped,
-    convert_abc_text,
-    convert_folk,
-    find_folk_tunes,
-    layout_bars,
-    sample_evenly,
-    slug,
-    split_abc_tunes,
-    tune_file_name,
-)
+from seqvae.data.abc_to_midi import TuneSkipped, convert_abc_text  # noqa: E402
+from seqvae.data.abc_tunes import COLLECTIONS, find_folk_tunes, slug, split_abc_tunes, tune_file_name  # noqa: E402
+from seqvae.data.bar_layout import Bar, Tone, layout_bars  # noqa: E402
+from seqvae.data.folk import convert_folk, sample_evenly  # noqa: E402
 
 
 def abc(body: str, meter: str = "4/4", length: str = "1/8", key: str = "G") -> str:
@@ -129,7 +119,7 @@ def test_folk_collections_are_found_inside_music21() -> None:
     assert len({tune_file_name(t) for t in tunes}) == len(tunes)
     picked = sample_evenly(tunes, 10)
     assert len(picked) == 10 and {t.collection for t in picked} == {"miscFolk", "oneills1850"}
-    assert tuple(COLLECTIONS) == COLLECTION_NAMES  # the CLI's copy, kept so `seqvae --help` imports nothing heavy
+    assert tuple(COLLECTIONS) == COLLECTION_NAMES  # the CLI's names come from the one table
     with pytest.raises(ValueError, match="unknown folk collection"):
         find_folk_tunes(["nottingham"])
 
