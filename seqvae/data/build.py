@@ -21,11 +21,10 @@ import numpy as np
 from tqdm import tqdm
 
 from seqvae.codec.events import EventCodec
-from seqvae.codec.midi import MidiReadError, read_midi
+from seqvae.codec.midi import MidiReadError, is_midi_path, read_midi
 from seqvae.data.extract import WindowRules, extract_windows, unique_rows
 
 SPLITS = ("train", "valid", "test")
-MIDI_SUFFIXES = (".mid", ".midi", ".kar", ".smf")
 FORMAT_VERSION = 1
 
 
@@ -49,7 +48,7 @@ def find_midi_files(midi_dir: Path) -> list[Path]:
     """Every MIDI file below a folder, in a stable order (relative path)."""
     if not midi_dir.is_dir():
         raise NotADirectoryError(f"{midi_dir} is not a folder of MIDI files")
-    found = [p for p in midi_dir.rglob("*") if p.suffix.lower() in MIDI_SUFFIXES and p.is_file()]
+    found = [p for p in midi_dir.rglob("*") if is_midi_path(p) and p.is_file()]
     return sorted(found, key=lambda p: p.relative_to(midi_dir).as_posix())
 
 
