@@ -140,7 +140,9 @@ def notes_to_pretty_midi(
     program: int = 0,
     name: str = "",
 ) -> pretty_midi.PrettyMIDI:
-    """One track of (start, end, pitch, velocity) notes and (at, meter) time signatures, times in quarter notes.
+    """One track of (start, end, pitch, velocity) notes and (at, meter) time signatures.
+
+    Times are quarter notes (int, float or Fraction), so notes off the 16th grid keep their place.
 
     Every time signature given is written, also one that repeats the meter before it: a reader that cuts on
     time signatures (the window pipeline) sees the same bar lines the caller laid out.
