@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args(argv)
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from seqvae.data.synthetic import synthetic_midi_files
+    from seqvae.data.synthetic_midi import synthetic_midi_files
 
     runs: list[BenchRun] = []
     with tempfile.TemporaryDirectory(prefix="bench_build_") as scratch:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from fractions import Fraction
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -9,6 +11,7 @@ from hypothesis import strategies as st
 
 from seqvae.codec import EventCodec, Melody, Meter, Note, read_midi, write_midi
 from seqvae.codec.events import FIRST_NOTE_ON, NO_EVENT, NOTE_OFF
+from seqvae.codec.midi import READABLE_SUFFIXES, WRITTEN_SUFFIXES, is_midi_path, write_notes
 
 CODEC = EventCodec()
 event_values = st.one_of(
@@ -57,6 +60,30 @@ def test_melodies_back_to_back_keep_their_meters(tmp_path):
     assert [(s, str(m)) for s, m in score.meters] == [(0, "4/4"), (32, "3/4")]
     assert [(n.pitch, n.start) for n in score.lines[0].notes] == [(60, 0), (62, 32), (62, 56)]
 
+
+
+def test_write_notes_keeps_quarter_timing_and_every_time_signature(tmp_path):
+    import mido
+
+    notes = [(Fraction(0), Fraction(1, 3), 60, 90), (Fraction(1, 3), Fraction(2, 3), 62, 90), (4, 6, 64, 70)]
+    meters = [(0, Meter(4, 4)), (4, Meter(4, 4)), (6, Meter(2, 4))]  # a repeated 4/4 is a bar line too
+    path = write_notes(notes, meters, tmp_path / "n.mid", bpm=90, program=41, name="Ça va")
+    score = read_midi(path)
+    assert score.meters == [(0, Meter(4, 4)), (16, Meter(4, 4)), (24, Meter(2, 4))]
+    assert abs(score.bpm - 90) < 1e-3
+    assert [(line.name, line.program) for line in score.lines] == [("Ça va (ch 1)", 41)]
+    tick, onsets = 0, []
+    for msg in mido.MidiFile(str(path)).tracks[-1]:
+        tick += msg.time
+        if msg.type == "note_on" and msg.velocity:
+            onsets.append((tick, msg.note, msg.velocity))
+    assert onsets == [(0, 60, 90), (160, 62, 90), (1920, 64, 70)]  # triplets on whole ticks at 480 per quarter
+
+
+def test_is_midi_path_reads_every_suffix_in_any_case():
+    assert all(is_midi_path(name) for name in ("a.mid", "b.MIDI", "c.Kar", "d.smf", "dir/e.MiD"))
+    assert not any(is_midi_path(name) for name in ("a.txt", "b.mid.bak", "mid", "c.midi2"))
+    assert set(WRITTEN_SUFFIXES) <= set(READABLE_SUFFIXES)
 
 def test_notes_in_beats_and_seconds():
     melody = Melody(CODEC.notes_to_events([Note(60, 2, 6, 100)], 16), bpm=120, velocity=100)

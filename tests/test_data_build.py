@@ -186,3 +186,20 @@ def test_meter_change_after_the_last_note_is_harmless():
     notes = [Note(60 + i % 5, i * 4, i * 4 + 4) for i in range(16)]
     score = MidiScore([Line("x", 0, False, notes)], [(0, Meter(4, 4)), (90, Meter(3, 4))], 120.0, 64)
     assert extract_windows(score, WindowRules(steps=32)).windows.shape == (3, 32)
+
+
+def test_map_walk_and_data_build_accept_the_same_files(tmp_path):
+    from seqvae.cli.generate_commands import _midi_files  # `seqvae map`'s folder walk
+    from seqvae.data.build import find_midi_files
+
+    midi = tmp_path / "midi"
+    names = ["a.mid", "b.MID", "c.kar", "d.Midi", "e.SMF", "sub/f.midi", "g.txt", "h.mid.bak", "mid"]
+    for name in names:
+        (midi / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(FIXTURES / "jig_6_8.mid", midi / name)
+    (midi / "folder.mid").mkdir()
+    expected = {"a.mid", "b.MID", "c.kar", "d.Midi", "e.SMF", "sub/f.midi"}
+    built = {p.relative_to(midi).as_posix() for p in find_midi_files(midi)}
+    mapped = {p.relative_to(midi).as_posix() for p in _midi_files(str(midi), None)}
+    assert built == mapped == expected
+    assert build_corpus(midi, tmp_path / "built", steps=24, workers=1, progress=False).files == len(expected)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from fractions import Fraction
 
@@ -11,20 +12,10 @@ pytest.importorskip("music21")
 
 from seqvae.cli.folk_command import COLLECTION_NAMES  # noqa: E402
 from seqvae.codec import Meter, read_midi  # noqa: E402
-from seqvae.data.folk import (  # noqa: E402
-    COLLECTIONS,
-    Bar,
-    Tone,
-    TuneSkipped,
-    convert_abc_text,
-    convert_folk,
-    find_folk_tunes,
-    layout_bars,
-    sample_evenly,
-    slug,
-    split_abc_tunes,
-    tune_file_name,
-)
+from seqvae.data.abc_to_midi import TuneSkipped, convert_abc_text  # noqa: E402
+from seqvae.data.abc_tunes import COLLECTIONS, find_folk_tunes, slug, split_abc_tunes, tune_file_name  # noqa: E402
+from seqvae.data.bar_layout import Bar, Tone, layout_bars  # noqa: E402
+from seqvae.data.folk import convert_folk, sample_evenly  # noqa: E402
 
 
 def abc(body: str, meter: str = "4/4", length: str = "1/8", key: str = "G") -> str:
@@ -129,7 +120,7 @@ def test_folk_collections_are_found_inside_music21() -> None:
     assert len({tune_file_name(t) for t in tunes}) == len(tunes)
     picked = sample_evenly(tunes, 10)
     assert len(picked) == 10 and {t.collection for t in picked} == {"miscFolk", "oneills1850"}
-    assert tuple(COLLECTIONS) == COLLECTION_NAMES  # the CLI's copy, kept so `seqvae --help` imports nothing heavy
+    assert tuple(COLLECTIONS) == COLLECTION_NAMES  # the CLI's names come from the one table
     with pytest.raises(ValueError, match="unknown folk collection"):
         find_folk_tunes(["nottingham"])
 
@@ -149,3 +140,29 @@ def test_convert_folk_writes_files_and_index(tmp_path) -> None:
         convert_folk(out, ["misc"], workers=1, limit=2, progress=False)
     again = convert_folk(out, ["misc"], workers=1, limit=2, progress=False, force=True)
     assert again.tunes == 2 and not (out / "ryansMammoth").exists()
+
+
+# Read back with read_midi from files `seqvae data folk` wrote before the folk module was split and its
+# MIDI went through codec.midi: (collection, number) -> meters, notes, track name and a digest of every
+# (pitch, start, end, velocity). Jigs with pickups and repeats, a mid-tune meter change, triplets.
+FOLK_MIDI_BEFORE = {
+    ("oneills1850", 722): ([(0, "6/8")], 290, "SADDLE THE PONY", "fbb1ed357972c177"),
+    ("oneills1850", 161): ([(0, "3/4"), (144, "2/4"), (160, "3/4")], 79, "The Caves of Cong", "5cd0ffd872fe29d5"),
+    ("oneills1850", 1628): ([(0, "2/4")], 248, "Cloone Hornpipe, The", "aacb67c8b6ac758a"),
+    ("miscFolk", 13): ([(0, "2/4")], 210, "Rakes of Marlow", "f1f9a3ed610b7438"),
+}
+
+
+def test_folk_midi_reads_back_as_it_did_before_the_split(tmp_path) -> None:
+    tunes = {(t.collection, t.number): t for t in find_folk_tunes(["misc", "oneills"])}
+    for (collection, number), (meters, n_notes, name, digest) in FOLK_MIDI_BEFORE.items():
+        tune = tunes[(collection, number)]
+        path = tmp_path / tune_file_name(tune)
+        facts = convert_abc_text(tune.text, path, name=tune.title)
+        score = read_midi(path)
+        notes = [(n.pitch, n.start, n.end, n.velocity) for line in score.lines for n in line.notes]
+        assert [(at, str(m)) for at, m in score.meters] == meters, tune.title
+        assert score.bpm == pytest.approx(120.0) and [line.program for line in score.lines] == [0]
+        assert [line.name for line in score.lines] == [f"{name} (ch 1)"]
+        assert len(notes) == n_notes == facts["notes"]
+        assert hashlib.sha256(repr(notes).encode()).hexdigest()[:16] == digest, tune.title

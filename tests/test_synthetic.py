@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from seqvae.codec import NOTE_OFF, EventCodec, Meter, read_midi
-from seqvae.data.synthetic import synthetic_midi_files, synthetic_windows, write_synthetic_corpus
+from seqvae.data.synthetic import synthetic_windows, write_synthetic_corpus
+from seqvae.data.synthetic_midi import synthetic_midi_files
 
 CODEC = EventCodec()
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import os
 
-COLLECTION_NAMES = ("essen", "oneills", "ryans", "airds", "misc")  # mirrors seqvae.data.folk.COLLECTIONS
+from seqvae.data.abc_tunes import COLLECTIONS
+
+COLLECTION_NAMES = tuple(COLLECTIONS)
 
 
 def register_folk(data_subparsers: argparse._SubParsersAction) -> None:

@@ -21,7 +21,6 @@ if TYPE_CHECKING:
     from seqvae.engine import Engine
 
 DEFAULT_OUT = "seqvae_out"
-MIDI_SUFFIXES = (".mid", ".midi", ".MID", ".MIDI")
 
 
 # ------------------------------------------------------------------ shared options
@@ -240,10 +239,12 @@ def _parse_bars(text: str) -> tuple[int, int]:
 
 
 def _midi_files(folder: str, limit: int | None) -> list[Path]:
+    from seqvae.codec.midi import is_midi_path
+
     root = Path(folder)
     if not root.is_dir():
         raise NotADirectoryError(f"{folder} is not a folder: send a folder of MIDI files")
-    files = sorted(p for p in root.rglob("*") if p.suffix in MIDI_SUFFIXES and p.is_file())
+    files = sorted(p for p in root.rglob("*") if is_midi_path(p) and p.is_file())
     if not files:
         raise ValueError(f"{folder} holds no .mid/.midi files")
     return files[:limit] if limit else files

@@ -2,11 +2,13 @@
 
 Reading goes through mido in ticks, so quantization follows the file's own beat grid whatever
 its tempo map; writing goes through pretty_midi, which handles tempo, program and velocity.
+Writing takes times in quarter notes, so a tune off the 16th grid (triplets) keeps its timing.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,7 +20,15 @@ from seqvae.codec.melody import Melody
 from seqvae.codec.meter import STEPS_PER_QUARTER, Meter
 
 DRUM_CHANNEL = 9
-WRITE_RESOLUTION = 480
+WRITE_RESOLUTION = 480  # ticks per quarter: 16ths and triplets both land on whole ticks
+READABLE_SUFFIXES = (".mid", ".midi", ".kar", ".smf")  # what read_midi reads (standard MIDI files), any case
+WRITTEN_SUFFIXES = (".mid", ".midi")  # what the files this package writes are called
+MAX_TRACK_NAME = 120  # characters of a track name kept in a written file
+
+
+def is_midi_path(path: str | Path) -> bool:
+    """Whether a file's suffix says it is a MIDI file read_midi reads (.mid .midi .kar .smf, any case)."""
+    return Path(path).suffix.lower() in READABLE_SUFFIXES
 
 
 class MidiReadError(ValueError):
@@ -123,42 +133,74 @@ def _name_tracks(lines: dict[tuple[int, int], Line], track_index: int, track: mi
             return
 
 
+def notes_to_pretty_midi(
+    notes: Iterable[tuple[float, float, int, int]],
+    meters: Iterable[tuple[float, Meter]],
+    bpm: float = 120.0,
+    program: int = 0,
+    name: str = "",
+) -> pretty_midi.PrettyMIDI:
+    """One track of (start, end, pitch, velocity) notes and (at, meter) time signatures.
+
+    Times are quarter notes (int, float or Fraction), so notes off the 16th grid keep their place.
+
+    Every time signature given is written, also one that repeats the meter before it: a reader that cuts on
+    time signatures (the window pipeline) sees the same bar lines the caller laid out.
+    """
+    seconds = 60.0 / bpm
+    pm = pretty_midi.PrettyMIDI(initial_tempo=float(bpm), resolution=WRITE_RESOLUTION)
+    pm.time_signature_changes = [
+        pretty_midi.TimeSignature(meter.numerator, meter.denominator, float(at) * seconds) for at, meter in meters
+    ]
+    track_name = name[:MAX_TRACK_NAME].encode("latin-1", "replace").decode("latin-1")  # MIDI text: a byte a character
+    instrument = pretty_midi.Instrument(program=int(program), name=track_name)
+    instrument.notes = [
+        pretty_midi.Note(int(velocity), int(pitch), float(start) * seconds, float(end) * seconds)
+        for start, end, pitch, velocity in notes
+    ]
+    pm.instruments.append(instrument)
+    return pm
+
+
 def melodies_to_pretty_midi(melodies: list[Melody]) -> pretty_midi.PrettyMIDI:
     """Melodies back to back in one file, at the first melody's tempo, each bar-aligned."""
     if not melodies:
         raise ValueError("nothing to write: no melodies given")
     first = melodies[0]
-    pm = pretty_midi.PrettyMIDI(initial_tempo=float(first.bpm), resolution=WRITE_RESOLUTION)
-    instrument = pretty_midi.Instrument(program=int(first.program), name="seqvae melody")
-    sps = first.seconds_per_step
+    notes: list[tuple[float, float, int, int]] = []
+    meters: list[tuple[float, Meter]] = []
     offset = 0
     for melody in melodies:
-        seconds_at = offset * sps
-        pm.time_signature_changes.append(
-            pretty_midi.TimeSignature(melody.meter.numerator, melody.meter.denominator, seconds_at)
-        )
-        for note in melody.notes():
-            instrument.notes.append(
-                pretty_midi.Note(int(note.velocity), note.pitch, (offset + note.start) * sps, (offset + note.end) * sps)
-            )
+        if not meters or meters[-1][1] != melody.meter:
+            meters.append((offset / STEPS_PER_QUARTER, melody.meter))
+        notes += [
+            ((offset + n.start) / STEPS_PER_QUARTER, (offset + n.end) / STEPS_PER_QUARTER, n.pitch, n.velocity)
+            for n in melody.notes()
+        ]
         offset += melody.n_steps
-    pm.time_signature_changes = _dedupe_meters(pm.time_signature_changes)
-    pm.instruments.append(instrument)
-    return pm
+    return notes_to_pretty_midi(notes, meters, float(first.bpm), int(first.program), "seqvae melody")
 
 
-def _dedupe_meters(changes: list[pretty_midi.TimeSignature]) -> list[pretty_midi.TimeSignature]:
-    kept: list[pretty_midi.TimeSignature] = []
-    for ts in changes:
-        if not kept or (ts.numerator, ts.denominator) != (kept[-1].numerator, kept[-1].denominator):
-            kept.append(ts)
-    return kept
+def write_notes(
+    notes: Iterable[tuple[float, float, int, int]],
+    meters: Iterable[tuple[float, Meter]],
+    path: str | Path,
+    bpm: float = 120.0,
+    program: int = 0,
+    name: str = "",
+) -> Path:
+    """Write notes and time signatures timed in quarter notes (see notes_to_pretty_midi); returns the path."""
+    return _save(notes_to_pretty_midi(notes, meters, bpm, program, name), path)
 
 
 def write_midi(melodies: Melody | list[Melody], path: str | Path) -> Path:
     """Write one melody, or several back to back, as a MIDI file; returns the path."""
     items = [melodies] if isinstance(melodies, Melody) else list(melodies)
+    return _save(melodies_to_pretty_midi(items), path)
+
+
+def _save(pm: pretty_midi.PrettyMIDI, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    melodies_to_pretty_midi(items).write(str(path))
+    pm.write(str(path))
     return path

@@ -8,7 +8,6 @@ tune leaks from train into valid or test, and copies of a tune in several files 
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import shutil
 import time
@@ -21,12 +20,9 @@ import numpy as np
 from tqdm import tqdm
 
 from seqvae.codec.events import EventCodec
-from seqvae.codec.midi import MidiReadError, read_midi
+from seqvae.codec.midi import MidiReadError, is_midi_path, read_midi
+from seqvae.data.corpus import FORMAT_VERSION, META_NAME, SPLITS, save_index, save_split
 from seqvae.data.extract import WindowRules, extract_windows, unique_rows
-
-SPLITS = ("train", "valid", "test")
-MIDI_SUFFIXES = (".mid", ".midi", ".kar", ".smf")
-FORMAT_VERSION = 1
 
 
 @dataclass
@@ -49,7 +45,7 @@ def find_midi_files(midi_dir: Path) -> list[Path]:
     """Every MIDI file below a folder, in a stable order (relative path)."""
     if not midi_dir.is_dir():
         raise NotADirectoryError(f"{midi_dir} is not a folder of MIDI files")
-    found = [p for p in midi_dir.rglob("*") if p.suffix.lower() in MIDI_SUFFIXES and p.is_file()]
+    found = [p for p in midi_dir.rglob("*") if is_midi_path(p) and p.is_file()]
     return sorted(found, key=lambda p: p.relative_to(midi_dir).as_posix())
 
 
@@ -153,8 +149,7 @@ def build_corpus(
         "windows_dropped": dict(sorted(dropped.items())),
         "build_seconds": round(seconds, 2),
     }
-    (tmp / "sources.json").write_text(json.dumps(sources))
-    (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
+    save_index(tmp, meta, sources)
     if out_dir.exists():
         shutil.rmtree(out_dir)
     tmp.rename(out_dir)
@@ -184,9 +179,7 @@ def _write_split(tmp: Path, split: str, items: list, steps: int, dropped: Counte
         windows = np.zeros((0, steps), dtype=np.int8)
         meters = np.zeros((0, 2), dtype=np.int8)
         sources = np.zeros(0, dtype=np.int32)
-    np.save(tmp / f"{split}.npy", windows.astype(np.int8))
-    np.save(tmp / f"{split}_meter.npy", meters.astype(np.int8))
-    np.save(tmp / f"{split}_source.npy", sources.astype(np.int32))
+    save_split(tmp, split, windows, meters, sources)
     meter_counts = Counter(f"{n}/{d}" for n, d in meters.tolist())
     return {"windows": int(len(windows)), "meters": dict(sorted(meter_counts.items()))}
 
@@ -198,7 +191,7 @@ def _check_out_dir(out_dir: Path, force: bool) -> None:
         raise NotADirectoryError(f"{out_dir} exists and is not a folder; choose another --out")
     if not any(out_dir.iterdir()):
         return
-    if not (out_dir / "meta.json").exists():
+    if not (out_dir / META_NAME).exists():
         raise FileExistsError(f"{out_dir} holds files that are not a built corpus; choose an empty or new --out")
     if not force:
         raise FileExistsError(f"{out_dir} already holds a built corpus; pass --force to rebuild it")

@@ -1,4 +1,9 @@
-"""Open a built corpus: memory-mapped arrays, so a million windows load in milliseconds."""
+"""A built corpus on disk: the one layout `data build` and the synthetic fixtures write, opened memory-mapped.
+
+BUILT_DIR holds per split `<split>.npy` (int8 [N, steps] events), `<split>_meter.npy` (int8 [N, 2])
+and `<split>_source.npy` (int32 [N], index into sources.json), plus meta.json. Memory-mapping means a
+million windows load in milliseconds.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +14,11 @@ from pathlib import Path
 import numpy as np
 
 from seqvae.codec.events import EventCodec
-from seqvae.data.build import SPLITS
+
+SPLITS = ("train", "valid", "test")
+FORMAT_VERSION = 1
+META_NAME = "meta.json"
+SOURCES_NAME = "sources.json"
 
 
 @dataclass
@@ -20,6 +29,24 @@ class Split:
 
     def __len__(self) -> int:
         return int(self.events.shape[0])
+
+
+def _split_paths(directory: Path, split: str) -> tuple[Path, Path, Path]:
+    return directory / f"{split}.npy", directory / f"{split}_meter.npy", directory / f"{split}_source.npy"
+
+
+def save_split(directory: Path, split: str, events: np.ndarray, meters: np.ndarray, sources: np.ndarray) -> None:
+    """Write one split's three arrays, in the dtypes the loader maps."""
+    events_path, meters_path, sources_path = _split_paths(directory, split)
+    np.save(events_path, events.astype(np.int8))
+    np.save(meters_path, meters.astype(np.int8))
+    np.save(sources_path, sources.astype(np.int32))
+
+
+def save_index(directory: Path, meta: dict, sources: list[str]) -> None:
+    """Write meta.json and sources.json (the source file of each window's `sources` index)."""
+    (directory / SOURCES_NAME).write_text(json.dumps(sources))
+    (directory / META_NAME).write_text(json.dumps(meta, indent=2))
 
 
 @dataclass
@@ -39,24 +66,20 @@ class Corpus:
 
     @property
     def sources(self) -> list[str]:
-        return json.loads((self.path / "sources.json").read_text())
+        return json.loads((self.path / SOURCES_NAME).read_text())
 
     def split(self, name: str) -> Split:
         if name not in SPLITS:
             raise ValueError(f"unknown split {name!r}: use one of {', '.join(SPLITS)}")
         if name not in self._splits:
-            self._splits[name] = Split(
-                np.load(self.path / f"{name}.npy", mmap_mode="r"),
-                np.load(self.path / f"{name}_meter.npy", mmap_mode="r"),
-                np.load(self.path / f"{name}_source.npy", mmap_mode="r"),
-            )
+            self._splits[name] = Split(*(np.load(p, mmap_mode="r") for p in _split_paths(self.path, name)))
         return self._splits[name]
 
 
 def load_corpus(path: str | Path) -> Corpus:
     """Open BUILT_DIR written by `seqvae data build`; clear errors for anything else."""
     path = Path(path)
-    meta_path = path / "meta.json"
+    meta_path = path / META_NAME
     if not meta_path.is_file():
         raise FileNotFoundError(
             f"{path} is not a built corpus (no meta.json): run `seqvae data build MIDI_DIR --out {path}`"
@@ -67,7 +90,7 @@ def load_corpus(path: str | Path) -> Corpus:
         int(meta["steps"])
     except (ValueError, KeyError, TypeError) as exc:
         raise ValueError(f"{meta_path} is damaged ({exc}); rebuild the corpus with `seqvae data build`") from None
-    missing = [f"{s}.npy" for s in SPLITS if not (path / f"{s}.npy").is_file()]
+    missing = [events.name for events, _, _ in (_split_paths(path, s) for s in SPLITS) if not events.is_file()]
     if missing:
         raise FileNotFoundError(f"{path} lacks {', '.join(missing)}; rebuild the corpus with `seqvae data build`")
     return Corpus(path, meta, codec)

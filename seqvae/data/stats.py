@@ -13,9 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from seqvae.codec.events import FIRST_NOTE_ON
-from seqvae.data.corpus import Corpus, load_corpus
+from seqvae.data.corpus import SPLITS, Corpus, load_corpus
 
-SPLITS = ("train", "valid", "test")
 CHUNK_ROWS = 1 << 16
 _NOTE_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 

@@ -1,4 +1,4 @@
-"""Synthetic melodies and MIDI files: fixtures for tests and benchmarks that need no real corpus.
+"""Synthetic melody windows and built corpora: fixtures for tests and benchmarks that need no real corpus.
 
 The melodies are built from what real tunes are made of (scale runs, arpeggios, repeated motifs,
 rests, detached notes, mixed rhythms) so a model trained on them has something to learn, and they
@@ -7,25 +7,23 @@ are deterministic per seed so tests can pin results.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
-import mido
 import numpy as np
 
 from seqvae.codec.events import NO_EVENT, NOTE_OFF, EventCodec
 from seqvae.codec.meter import Meter, family_for_window
+from seqvae.data.corpus import FORMAT_VERSION, SPLITS, save_index, save_split
 
 SYNTH_LOW, SYNTH_HIGH = 55, 84  # G3..C6: a singable lead range inside every sensible codec
-SPLITS = ("train", "valid", "test")
 WINDOWS_PER_SOURCE = 8  # synthetic "tunes": windows grouped so split-by-source code has sources to group
 
 _MAJOR = (0, 2, 4, 5, 7, 9, 11)
 _MINOR = (0, 2, 3, 5, 7, 8, 10)
 _DORIAN = (0, 2, 3, 5, 7, 9, 10)
 _MIXOLYDIAN = (0, 2, 4, 5, 7, 9, 10)
-_SCALES = (_MAJOR, _MAJOR, _MINOR, _DORIAN, _MIXOLYDIAN)
+SCALES = (_MAJOR, _MAJOR, _MINOR, _DORIAN, _MIXOLYDIAN)
 
 # Bar rhythms as note durations in 16th steps; every pattern fills exactly one bar.
 _RHYTHMS: dict[int, tuple[tuple[int, ...], ...]] = {
@@ -38,7 +36,7 @@ _RHYTHMS: dict[int, tuple[tuple[int, ...], ...]] = {
         (2, 1, 1, 2, 2, 2, 2), (6, 4, 2), (4, 8),
     ),
 }
-_CHORD_DEGREES = ((0, 2, 4), (3, 5, 7), (4, 6, 8), (5, 7, 9), (1, 3, 5))  # I IV V vi ii as scale degrees
+CHORD_DEGREES = ((0, 2, 4), (3, 5, 7), (4, 6, 8), (5, 7, 9), (1, 3, 5))  # I IV V vi ii as scale degrees
 
 
 def _bar_steps(steps: int) -> int:
@@ -50,7 +48,8 @@ def _bar_steps(steps: int) -> int:
     return 16
 
 
-def _degree_pitch(degree: int, tonic: int, scale: tuple[int, ...]) -> int:
+def degree_pitch(degree: int, tonic: int, scale: tuple[int, ...]) -> int:
+    """The MIDI pitch of a scale degree counted from `tonic` (7 = the tonic an octave up, in a 7-note scale)."""
     octave, index = divmod(degree, len(scale))
     return tonic + 12 * octave + scale[index]
 
@@ -64,7 +63,7 @@ def _fold_into(pitch: int, low: int, high: int) -> int:
     return pitch
 
 
-class _MelodyWriter:
+class MelodyWriter:
     """Fills one window of events bar by bar; keeps the window canonical as it goes."""
 
     def __init__(self, steps: int, rng: np.random.Generator, codec: EventCodec, low: int, high: int) -> None:
@@ -74,14 +73,14 @@ class _MelodyWriter:
         self.low, self.high = low, high
         self.events = np.full(steps, NO_EVENT, dtype=np.int8)
         self.tonic = int(rng.integers(low, min(low + 12, high - 11) + 1))
-        self.scale = _SCALES[int(rng.integers(len(_SCALES)))]
+        self.scale = SCALES[int(rng.integers(len(SCALES)))]
         self.degree = int(rng.integers(0, 8))
         self.motif = [int(x) for x in rng.integers(-2, 3, size=int(rng.integers(3, 5)))]
         self.legato = float(rng.uniform(0.5, 1.0))  # share of notes held to the next onset
         self.rest_rate = float(rng.uniform(0.0, 0.15))
 
     def pitch(self, degree: int) -> int:
-        return _fold_into(_degree_pitch(degree, self.tonic, self.scale), self.low, self.high)
+        return _fold_into(degree_pitch(degree, self.tonic, self.scale), self.low, self.high)
 
     def degrees_for(self, kind: str, count: int) -> list[int]:
         rng, start = self.rng, self.degree
@@ -89,7 +88,7 @@ class _MelodyWriter:
             direction = 1 if rng.random() < 0.5 else -1
             return [start + direction * i for i in range(count)]
         if kind == "arpeggio":
-            chord = _CHORD_DEGREES[int(rng.integers(len(_CHORD_DEGREES)))]
+            chord = CHORD_DEGREES[int(rng.integers(len(CHORD_DEGREES)))]
             shape = list(chord) + [chord[0] + 7]
             if rng.random() < 0.5:
                 shape = shape[::-1]
@@ -172,7 +171,7 @@ def synthetic_windows(n: int, steps: int, seed: int, codec: EventCodec | None = 
     rng = np.random.default_rng(seed)
     out = np.empty((n, steps), dtype=np.int8)
     for row in range(n):
-        out[row] = _MelodyWriter(steps, rng, codec, low, high).fill()
+        out[row] = MelodyWriter(steps, rng, codec, low, high).fill()
     return out
 
 
@@ -203,12 +202,10 @@ def write_synthetic_corpus(
         sources.extend(f"synthetic/{split}_{i:05d}" for i in range(n_sources))
         source_index = first_source + np.arange(count, dtype=np.int32) // WINDOWS_PER_SOURCE
         meters = np.tile(np.array([meter.numerator, meter.denominator], np.int8), (count, 1))
-        np.save(directory / f"{split}.npy", windows)
-        np.save(directory / f"{split}_meter.npy", meters)
-        np.save(directory / f"{split}_source.npy", source_index.astype(np.int32))
+        save_split(directory, split, windows, meters, source_index)
         split_meta[split] = {"windows": count, "meters": {str(meter): count} if count else {}, "files": n_sources}
-    meta = {  # the layout seqvae.data.build writes, so loaders and `data stats` treat both alike
-        "format": 1,
+    meta = {  # the meta seqvae.data.build writes, so loaders and `data stats` treat both alike
+        "format": FORMAT_VERSION,
         "steps": steps,
         "family": family,
         "codec": {"min_pitch": codec.min_pitch, "max_pitch": codec.max_pitch},
@@ -217,125 +214,5 @@ def write_synthetic_corpus(
         "splits": split_meta,
         "windows_dropped": {},
     }
-    (directory / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
-    (directory / "sources.json").write_text(json.dumps(sources) + "\n")
+    save_index(directory, meta, sources)
     return SyntheticCorpus(directory, counts)
-
-
-# ---------------------------------------------------------------- multi-track MIDI files for benchmarks
-
-_TICKS_PER_BEAT = 480
-_ROLES = ("drums", "chords", "bass", "lead", "counter", "arpeggio", "pad", "strings")
-_PROGRAMS = {"chords": 0, "bass": 33, "lead": 73, "counter": 40, "arpeggio": 46, "pad": 89, "strings": 48}
-
-
-def synthetic_midi_files(directory: str | Path, n: int, seed: int, tracks: int = 8, bars: int = 64) -> list[Path]:
-    """Write `n` band-like multi-track MIDI files (drums on channel 10, chords, bass, lead, ...).
-
-    Each has tempo changes every 16 bars and switches from 4/4 to 3/4 for its last quarter, so a build
-    benchmark pays for what real files cost: many tracks, polyphony, a tempo map and a meter change.
-    """
-    if n < 0 or tracks < 1 or bars < 4:
-        raise ValueError(f"need n >= 0 files with tracks >= 1 and bars >= 4, got n={n}, tracks={tracks}, bars={bars}")
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    paths = []
-    for index in range(n):
-        path = directory / f"synthetic_{seed}_{index:05d}.mid"
-        _band_file(rng, tracks, bars).save(str(path))
-        paths.append(path)
-    return paths
-
-
-def _bar_layout(bars: int) -> list[tuple[int, Meter]]:
-    """(start tick, meter) for every bar: 4/4, then 3/4 for the last quarter of the piece."""
-    change = bars - max(1, bars // 4)
-    layout, tick = [], 0
-    for bar in range(bars):
-        meter = Meter(4, 4) if bar < change else Meter(3, 4)
-        layout.append((tick, meter))
-        tick += meter.numerator * _TICKS_PER_BEAT * 4 // meter.denominator
-    return layout
-
-
-def _band_file(rng: np.random.Generator, tracks: int, bars: int) -> mido.MidiFile:
-    layout = _bar_layout(bars)
-    end_tick = layout[-1][0] + layout[-1][1].numerator * _TICKS_PER_BEAT
-    tonic = int(rng.integers(55, 67))
-    scale = _SCALES[int(rng.integers(len(_SCALES)))]
-    progression = [int(rng.integers(len(_CHORD_DEGREES))) for _ in range(4)]
-    conductor: list[tuple[int, str, dict]] = []
-    for bar, (tick, meter) in enumerate(layout):
-        if bar == 0 or meter != layout[bar - 1][1]:
-            conductor.append((tick, "time_signature", {"numerator": meter.numerator, "denominator": meter.denominator}))
-        if bar % 16 == 0:
-            conductor.append((tick, "set_tempo", {"tempo": mido.bpm2tempo(float(rng.uniform(84, 160)))}))
-    mid = mido.MidiFile(type=1, ticks_per_beat=_TICKS_PER_BEAT)
-    mid.tracks.append(_to_track("conductor", conductor, end_tick))
-    channels = iter(c for c in range(16) if c != 9)
-    for index in range(tracks):
-        role = _ROLES[index] if index < len(_ROLES) else _ROLES[1 + (index - 1) % (len(_ROLES) - 1)]
-        channel = 9 if role == "drums" else next(channels, 15)
-        notes = _role_notes(role, rng, layout, tonic, scale, progression)
-        events: list[tuple[int, str, dict]] = []
-        if role != "drums":
-            events.append((0, "program_change", {"channel": channel, "program": _PROGRAMS[role]}))
-        for pitch, start, end, velocity in notes:
-            events.append((start, "note_on", {"channel": channel, "note": pitch, "velocity": velocity}))
-            events.append((end, "note_off", {"channel": channel, "note": pitch, "velocity": 0}))
-        mid.tracks.append(_to_track(role, events, end_tick))
-    return mid
-
-
-def _role_notes(
-    role: str, rng: np.random.Generator, layout: list[tuple[int, Meter]], tonic: int, scale: tuple[int, ...],
-    progression: list[int],
-) -> list[tuple[int, int, int, int]]:
-    """(pitch, start tick, end tick, velocity) for one instrument over the whole piece."""
-    beat, step = _TICKS_PER_BEAT, _TICKS_PER_BEAT // 4
-    notes: list[tuple[int, int, int, int]] = []
-    codec = EventCodec()
-    for bar, (start, meter) in enumerate(layout):
-        beats = meter.numerator
-        chord = _CHORD_DEGREES[progression[bar % len(progression)]]
-        chord_pitches = [_degree_pitch(d, tonic, scale) for d in chord]
-        if role == "drums":
-            for b in range(beats):
-                notes.append((36 if b % 2 == 0 else 38, start + b * beat, start + b * beat + step, 100))
-                for half in range(2):
-                    t = start + b * beat + half * beat // 2
-                    notes.append((42, t, t + step, 70 + int(rng.integers(0, 20))))
-        elif role in ("chords", "pad", "strings"):
-            length = beats * beat if role != "chords" else beat * 2
-            for t in range(start, start + beats * beat, length):
-                end = min(t + length, start + beats * beat)
-                notes.extend((p, t, end, 70) for p in chord_pitches)
-        elif role == "bass":
-            for b in range(beats):
-                pitch = chord_pitches[0 if b % 2 == 0 else 2] - 24
-                notes.append((pitch, start + b * beat, start + (b + 1) * beat - step, 90))
-        elif role == "arpeggio":
-            for i in range(beats * 4):
-                pitch = chord_pitches[i % 3] + 12
-                notes.append((pitch, start + i * step, start + (i + 1) * step, 75))
-        else:  # lead / counter: one synthetic melody bar, reusing the window generator
-            steps_per_bar = meter.steps_per_bar
-            writer = _MelodyWriter(steps_per_bar, rng, codec, SYNTH_LOW, SYNTH_HIGH)
-            shift = -12 if role == "counter" else 0
-            for note in codec.events_to_notes(writer.fill()):
-                notes.append((note.pitch + shift, start + note.start * step, start + note.end * step, 95))
-    return notes
-
-
-def _to_track(name: str, events: list[tuple[int, str, dict]], end_tick: int) -> mido.MidiTrack:
-    """(absolute tick, message type, fields) -> a delta-time track; note-offs sort before note-ons at one tick."""
-    track = mido.MidiTrack([mido.MetaMessage("track_name", name=name)])
-    order = {"note_off": 0, "note_on": 2}
-    now = 0
-    for tick, kind, fields in sorted(events, key=lambda e: (e[0], order.get(e[1], 1))):
-        make = mido.MetaMessage if kind in ("set_tempo", "time_signature") else mido.Message
-        track.append(make(kind, time=tick - now, **fields))
-        now = tick
-    track.append(mido.MetaMessage("end_of_track", time=max(0, end_tick - now)))
-    return track

@@ -9,9 +9,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from seqvae.codec.midi import WRITTEN_SUFFIXES
 from seqvae.server.params import RequestError
 
-MIDI_SUFFIXES = (".mid", ".midi")
 MAX_NAME = 200
 MAX_MIDI_BYTES = 4 * 1024 * 1024
 
@@ -35,7 +35,7 @@ def export_path(export_dir: Path, filename: str) -> Path:
         raise RequestError(f"filename {filename!r} climbs out with '..': send a name inside the export directory")
     if any(part in ("", ".") for part in parts):
         raise RequestError(f"filename {filename!r} has an empty or '.' folder: send e.g. 'set1/take1.mid'")
-    if not filename.lower().endswith(MIDI_SUFFIXES):
+    if not filename.lower().endswith(WRITTEN_SUFFIXES):
         filename += ".mid"
     root = Path(export_dir).resolve()
     target = (root / filename).resolve()
