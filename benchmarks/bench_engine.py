@@ -4,12 +4,15 @@
     python benchmarks/bench_engine.py --model default      # the shipped model
     python benchmarks/bench_engine.py --configs mel_2bar_small,mel_16bar_hier,mel_2bar_transformer
     python benchmarks/bench_engine.py --device cuda
+    python benchmarks/bench_engine.py --baseline run        # measure Magenta on this machine first
 
-Cases (as Magenta's TF 2.9 MusicVAE was measured on the same 2-core machine): sample(1); encode +
-decode of one melody; interpolate 8 steps between two melodies (encode both, decode 8); sample(64);
-and morph with both endpoints already encoded (a knob turn). Ratios are Magenta's time over ours
-(above 1 = faster than Magenta); targets are the issue's. Encode caches are cleared before every
-timed call except for morph, whose point is the cache.
+Cases (as ../shared/baseline times Magenta's TF 2.9 MusicVAE): sample(1); encode + decode of one
+melody; interpolate 8 steps between two melodies (encode both, decode 8); sample(64); and morph with
+both endpoints already encoded (a knob turn). Ratios are Magenta's time over ours (above 1 = faster
+than Magenta), for mel_2bar_small only; targets are the issue's. Magenta's times come from this
+machine's baseline results when there are any (see magenta_baseline.py); the output says plainly when
+they are recorded figures from another machine instead. Encode caches are cleared before every timed
+call except for morph, whose point is the cache.
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+
+from magenta_baseline import CHOICES, HELP, MagentaBaseline, load_baseline
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -30,6 +35,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--repeats", type=int, default=100, help="timed calls per case (default: 100)")
     p.add_argument("--warmup", type=int, default=10, help="untimed calls per case first (default: 10)")
     p.add_argument("--json", default=None, help="also write the results to this JSON file")
+    p.add_argument("--baseline", default="auto", choices=CHOICES,
+                   help=HELP)
     return p.parse_args(argv)
 
 
@@ -54,8 +61,7 @@ from seqvae.data.synthetic import synthetic_windows  # noqa: E402
 from seqvae.engine import Engine  # noqa: E402
 from seqvae.models import build_model, get_config  # noqa: E402
 
-# Magenta TF 2.9 MusicVAE cat-mel_2bar_small, same 2-core machine (ms), and the issue's targets (ms).
-MAGENTA_MS = {"sample(1)": 4.2, "encode+decode": 10.2, "interpolate 8": 16.8, "sample(64)": 34.7}
+# The issue's targets (ms) for the mel_2bar_small shape, set on the machine of magenta_baseline.RECORDED_MS.
 TARGET_MS = {"sample(1)": 1.4, "encode+decode": 3.4, "interpolate 8": 5.6, "sample(64)": 17.0,
              "morph (cached)": 1.5}
 
@@ -86,7 +92,8 @@ def time_case(fn: Callable[[], object], repeats: int, warmup: int, sync: Callabl
 
 
 def bench_engine(engine: Engine, label: str, repeats: int, warmup: int,
-                 compare: bool) -> tuple[list[CaseResult], float]:
+                 magenta: MagentaBaseline | None) -> tuple[list[CaseResult], float]:
+    """Every case's timings; against Magenta's and the targets where `magenta` is given (mel_2bar_small)."""
     a, b = (Melody(row, codec=engine.codec, meter=engine.meter) for row in synthetic_windows(2, engine.steps, 7))
     sync = torch.cuda.synchronize if engine.device.startswith("cuda") else (lambda: None)
     clear = engine._cache.clear
@@ -113,10 +120,12 @@ def bench_engine(engine: Engine, label: str, repeats: int, warmup: int,
         times = time_case(fn, repeats if case != "sample(64)" else max(repeats // 4, 10), warmup, sync)
         median = statistics.median(times)
         p90 = float(np.percentile(times, 90))
-        magenta = MAGENTA_MS.get(case) if compare else None
-        target = TARGET_MS.get(case) if compare else None
-        results.append(CaseResult(label, case, median, p90, magenta, magenta / median if magenta else None, target,
-                                  median <= target if target else None))
+        magenta_ms = magenta.ms.get(case) if magenta is not None else None
+        target = TARGET_MS.get(case) if magenta is not None else None
+        if magenta_ms is not None:
+            target = magenta.target_ms(case, target)
+        results.append(CaseResult(label, case, median, p90, magenta_ms, magenta_ms / median if magenta_ms else None,
+                                  target, median <= target if target else None))
     return results, engine_overhead_us(engine, cases["morph (cached)"], repeats)
 
 
@@ -148,28 +157,42 @@ def main(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
     results: list[CaseResult] = []
     overheads: dict[str, float] = {}
+    magenta: MagentaBaseline | None = None
+
+    def magenta_for(compare: bool) -> MagentaBaseline | None:
+        """Magenta's times for a mel_2bar_small-shaped model, loaded once (--baseline run measures them)."""
+        nonlocal magenta
+        if not compare:
+            return None
+        magenta = magenta or load_baseline(args.baseline)
+        return magenta
+
     if args.model:
         engine = Engine.load(args.model, device=args.device, precision=args.precision)
         compare = engine.config.architecture == "lstm" and engine.steps == 32 and engine.z_size == 256
         label = f"{engine.model_name} {engine.precision}"
-        rows, overheads[label] = bench_engine(engine, label, args.repeats, args.warmup, compare)
+        rows, overheads[label] = bench_engine(engine, label, args.repeats, args.warmup, magenta_for(compare))
         results += rows
     else:
         for name in [n.strip() for n in args.configs.split(",") if n.strip()]:
             torch.manual_seed(0)
             engine = Engine(build_model(get_config(name)), device=args.device, precision=args.precision)
             label = f"{name} (random) {engine.precision}"
-            rows, overheads[label] = bench_engine(engine, label, args.repeats, args.warmup, name == "mel_2bar_small")
+            compare = name == "mel_2bar_small"
+            rows, overheads[label] = bench_engine(engine, label, args.repeats, args.warmup, magenta_for(compare))
             results += rows
     device = torch.cuda.get_device_name() if args.device.startswith("cuda") else f"CPU, {args.threads} threads"
     print(f"seqvae engine benchmark: {device}, torch {torch.__version__}, medians of {args.repeats} calls")
+    if magenta is not None:
+        print(magenta.describe())
     print_table(results)
     for model, overhead_us in overheads.items():
         print(f"{model}: the engine's own work in a cached morph (model decode stubbed out): {overhead_us:.0f} us")
     if args.json:
         with open(args.json, "w") as handle:
             json.dump({"device": device, "threads": args.threads, "results": [asdict(r) for r in results],
-                       "engine_overhead_us": overheads}, handle, indent=2)
+                       "engine_overhead_us": overheads, "magenta": asdict(magenta) if magenta else None},
+                      handle, indent=2)
     failed = [r for r in results if r.meets_target is False]
     if failed:
         print(f"{len(failed)} case(s) above target: {', '.join(r.case for r in failed)}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 from pathlib import Path
 
@@ -12,11 +13,15 @@ import torch
 
 from seqvae.codec import EventCodec, Note
 from seqvae.data.synthetic import synthetic_windows, write_synthetic_corpus
+from seqvae.engine import Engine
 from seqvae.evaluate import features
+from seqvae.evaluate import precision as precision_module
 from seqvae.evaluate.interpolation import interpolation_check, slerp
+from seqvae.evaluate.precision import agreement_latents, precision_agreement
 from seqvae.evaluate.prior import histogram_overlap
 from seqvae.evaluate.reconstruction import reconstruction_metrics
-from seqvae.models import build_model, get_config, save_model
+from seqvae.models import build_model, get_config, load_model, save_model
+from seqvae.models.precision import parse_precision
 
 CODEC = EventCodec()
 
@@ -107,6 +112,61 @@ def test_reconstruction_metrics_count_correct_steps():
     assert metrics.teacher_forced_by_step[0] == pytest.approx(2 / 3)  # ARPEGGIO alone starts with a note
 
 
+def decoding_precision(model, precision: str) -> str:
+    return model.decoding_precision(parse_precision(precision))  # what eval and the engine both do
+
+
+def test_decoding_precision_picks_as_the_engine_does(monkeypatch):
+    torch.manual_seed(0)
+    model = build_model(get_config("tiny_lstm")).eval()
+    assert decoding_precision(model, "float32") == decoding_precision(model, "fp32") == "float32"
+    if model.bf16_decoding_available():
+        assert decoding_precision(model, "bfloat16") == "bfloat16"
+    else:
+        with pytest.raises(ValueError, match="bfloat16 decoding needs"):
+            decoding_precision(model, "bfloat16")
+    with pytest.raises(ValueError, match="float32, bfloat16"):
+        decoding_precision(model, "half")
+    for available in (False, True):
+        monkeypatch.setattr(model, "bf16_decoding_available", lambda available=available: available)
+        assert decoding_precision(model, "auto") == "float32"  # float32 weights, or no AVX512-BF16
+        assert Engine(model, device="cpu", precision="auto").precision == "float32"
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(p.to(torch.bfloat16).float())  # weights that are bfloat16 values, as `seqvae train` ships them
+    assert decoding_precision(model, "auto") == "bfloat16"
+    assert Engine(model, device="cpu", precision="auto").precision == "bfloat16"
+
+
+def test_precision_agreement_counts_melodies_and_tokens(monkeypatch):
+    model = build_model(get_config("tiny_lstm")).eval()
+
+    def decode(model, z, precision):  # bfloat16 gets one token wrong in the first melody of every batch
+        tokens = torch.zeros(len(z), model.config.steps, dtype=torch.long)
+        if precision == "bfloat16":
+            tokens[0, 3] = 1
+        return tokens
+
+    monkeypatch.setattr(precision_module, "greedy_decode", decode)
+    z = np.random.default_rng(0).standard_normal((5, model.config.z_size))
+    agreement = precision_agreement(model, z, batch_size=2)  # batches of 2, 2 and 1: three melodies differ
+    assert agreement.melodies == 5 and agreement.melody_agreement == pytest.approx(2 / 5)
+    assert agreement.token_agreement == pytest.approx(1 - 3 / (5 * model.config.steps))
+    with pytest.raises(ValueError, match="non-empty"):
+        precision_agreement(model, np.zeros((0, model.config.z_size)))
+
+
+def test_agreement_latents_are_seeded_draws_and_posterior_means():
+    torch.manual_seed(0)
+    model = build_model(get_config("tiny_lstm")).eval()
+    sets = agreement_latents(model, None, 6, seed=1, batch_size=4)
+    assert list(sets) == ["prior latents", "posterior means"]
+    assert all(v.shape == (6, model.config.z_size) and v.dtype == np.float32 for v in sets.values())
+    again = agreement_latents(model, None, 6, seed=1, batch_size=4)
+    assert all(np.array_equal(sets[k], again[k]) for k in sets)
+    assert not np.allclose(sets["prior latents"], sets["posterior means"])
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> tuple[Path, Path]:
     """A tiny model that really uses z: its corpus holds only four distinct melodies (untransposed), which a
@@ -180,3 +240,26 @@ def test_eval_cli_errors(trained, tmp_path, capsys):
     assert "--steps 32" in capsys.readouterr().err
     save_model(build_model(get_config("tiny_lstm")), tmp_path / "m")
     assert main(["eval", str(tmp_path / "m"), "--data", str(corpus), "--limit", "0"]) == 2
+
+
+def test_eval_cli_precision(trained, tmp_path, capsys):
+    """float32 unless asked; auto as the engine picks; the weights' hash; bfloat16 where it cannot run: the
+    model's own error."""
+    from seqvae.cli.main import main
+
+    corpus, run = trained
+    loaded = load_model(run, device="cpu")
+    weights = hashlib.sha256((loaded.directory / "model.safetensors").read_bytes()).hexdigest()
+    base = ["eval", str(run), "--data", str(corpus), "--limit", "16", "--samples", "0", "--pairs", "0",
+            "--threads", "1"]
+    for flags, expected in (([], "float32"), (["--precision", "auto"], decoding_precision(loaded.model, "auto"))):
+        out = tmp_path / "eval.json"
+        assert main([*base, *flags, "--json", str(out)]) == 0
+        assert f"(decoded in {expected})" in capsys.readouterr().out
+        report = json.loads(out.read_text())
+        assert report["precision"] == expected and report["weights_sha256"] == weights
+    if loaded.model.bf16_decoding_available():
+        assert main([*base, "--precision", "bfloat16"]) == 0
+    else:
+        assert main([*base, "--precision", "bfloat16"]) == 2
+        assert "AVX512-BF16" in capsys.readouterr().err

@@ -1,8 +1,9 @@
-"""Every model shipped in seqvae/checkpoints: complete, small enough, loadable offline, and its recorded
-evaluation meets the targets it was shipped for."""
+"""Every model shipped in seqvae/checkpoints: complete, small enough, loadable offline, its eval.json measured
+these very weights, and the figures in it meet the targets `seqvae eval` sets for the model."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import numpy as np
@@ -10,14 +11,23 @@ import pytest
 
 from seqvae.codec import NOTE_OFF
 from seqvae.engine import Engine
-from seqvae.models.checkpoint import CHECKPOINTS_DIR, load_model, shipped_models
+from seqvae.evaluate.precision import agreement_latents, precision_agreement
+from seqvae.evaluate.report import quality_targets
+from seqvae.models import LatentPrior, load_model
+from seqvae.models.checkpoint import CHECKPOINTS_DIR, shipped_models
 from seqvae.models.registry import get_config
 
 SHIPPED = shipped_models()
-# Every shipped model meets its reconstruction and no-collapse targets. The 2-bar models meet the prior-overlap
-# targets too; the 16-bar models' samples fall short of 0.8 on some features (16bar three, 16bar_triple two), which
-# their README sections and eval.json files state.
-OVERLAPS_REQUIRED = {"default", "triple"}
+# The targets a shipped model misses, by model and measure (as quality_targets names them), with the reason its
+# README section gives; every other target must hold for the figures in its eval.json.
+EXEMPT = {
+    ("16bar", "prior overlap: note_density"): "few tunes in long test windows: real training windows reach only 0.79",
+    ("16bar", "prior overlap: pitch_range"): "samples span wider ranges than the test split (19.8 against 17.8)",
+    ("16bar", "prior overlap: mean_interval"): "samples' intervals fall short (0.77; real training windows 0.89)",
+    ("16bar_triple", "prior overlap: pitch_range"): "the upper level drifts in register (17.7 semitones against 16.1)",
+    ("16bar_triple", "prior overlap: in_key_ratio"): "the upper level drifts in key (in key 96.5 % against 99.2 %)",
+}
+BF16_MELODY_AGREEMENT = 0.995  # share of reconstructions of `default` that bfloat16 decodes as float32 does
 # Fields a shipped run may differ from its registry entry in: a run stopped early records its planned length,
 # and its train_command.txt says where it stopped.
 UNTRAINED_FIELDS = {"train_steps", "notes"}
@@ -36,10 +46,8 @@ def test_shipped_model(name):
         assert (directory / file).is_file(), f"{name} lacks {file}"
     assert sum(f.stat().st_size for f in directory.iterdir()) < 25 * 2**20
     report = json.loads((directory / "eval.json").read_text())
-    targets = {t["measure"]: t for t in report["targets"]}
-    assert "greedy accuracy" in targets and "active latent fraction" in targets
-    required = [m for m in targets if name in OVERLAPS_REQUIRED or not m.startswith("prior overlap")]
-    assert [m for m in required if not targets[m]["met"]] == []
+    weights = hashlib.sha256((directory / "model.safetensors").read_bytes()).hexdigest()
+    assert report.get("weights_sha256") == weights, f"{name}/eval.json measured other weights than it ships with"
     copies = report["copying"]
     assert copies["samples"]["exact_copies"] <= 2 * copies["data"]["exact_copies"] + 0.01  # samples are not copies
     assert '": "/' not in (directory / "eval.json").read_text()  # no absolute machine paths in shipped files
@@ -49,6 +57,11 @@ def test_shipped_model(name):
     changed = {f for f in vars(trained) if f not in UNTRAINED_FIELDS and getattr(trained, f) != getattr(registered, f)}
     assert changed == set(), f"{name} was trained with other {sorted(changed)} than the registry's {trained.name}"
     assert engine.steps == report["steps"]
+    targets = {t.measure: t for t in quality_targets(trained, report["reconstruction"], report["prior"])}
+    assert "greedy accuracy" in targets and "active latent fraction" in targets
+    assert [m for m, t in targets.items() if not t.met and (name, m) not in EXEMPT] == []
+    stale = [m for m, t in targets.items() if t.met and (name, m) in EXEMPT]
+    assert stale == [], f"{name} now meets {stale}: drop them from EXEMPT"
     melodies = engine.sample(2, temperature=0.5, seed=0)
     assert all(m.n_steps == engine.steps and np.count_nonzero(m.events > NOTE_OFF) > 0 for m in melodies)
     again = engine.reconstruct(melodies[0])
@@ -68,3 +81,14 @@ def test_fine_tuned_models_went_on_from_their_sources_step():
         offset = stored["extra"].get("schedule_offset", stored["config"].get("schedule_offset"))
         source = load_model(stored["config"]["init_from"], device="cpu")
         assert offset == source.extra["step"], f"{name} ran its schedules from step {offset}, not its source's"
+
+
+def test_default_decodes_the_same_in_bfloat16():
+    """The README's figure: bfloat16 greedy reconstructions agree with float32 ones (benchmarks/bf16_agreement.py)."""
+    loaded = load_model("default", device="cpu")
+    model = loaded.model
+    if not model.bf16_decoding_available():
+        pytest.skip("bfloat16 decoding cannot run here: it needs a CPU with AVX512-BF16 and the C kernel")
+    latents = agreement_latents(model, LatentPrior.load(loaded.directory, model.config.z_size), 3000)
+    agreement = precision_agreement(model, latents["posterior means"])
+    assert agreement.melody_agreement >= BF16_MELODY_AGREEMENT, agreement

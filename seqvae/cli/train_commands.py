@@ -55,6 +55,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--threads", type=int, help="CPU threads for torch")
     e.add_argument("--device", choices=("cpu", "cuda"))
+    e.add_argument("--precision", choices=("auto", "float32", "bfloat16"), default="float32",
+                   help="arithmetic of the greedy reconstruction: float32 (default, the figures' reference); "
+                   "bfloat16 needs a CPU with AVX512-BF16; auto picks what `seqvae serve` picks by default")
     e.set_defaults(handler=run_eval)
 
 
@@ -110,7 +113,7 @@ def run_eval(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     options = EvalOptions(
         checkpoint=args.checkpoint, data=args.data, split=args.split, limit=args.limit, samples=args.samples,
-        temperature=args.temperature, pairs=args.pairs, seed=args.seed, device=args.device,
+        temperature=args.temperature, pairs=args.pairs, seed=args.seed, device=args.device, precision=args.precision,
     )
     report = evaluate_checkpoint(options)
     print(format_report(report))

@@ -3,7 +3,8 @@
 Accuracy is per step (MusicVAE Table 1): the share of event steps reproduced, teacher-forced (each step
 predicted from the true prefix) and free-running greedy (decode(mu) on its own). Active units count
 latent dimensions whose posterior mean varies across melodies (variance > 0.01, Burda et al. 2016);
-a collapsed dimension carries no information about the input.
+a collapsed dimension carries no information about the input. Greedy decoding runs in float32 unless told
+otherwise (see `seqvae.evaluate.precision`); teacher forcing always does.
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
+from seqvae.evaluate.precision import greedy_decode
 from seqvae.models import SequenceVAE, kl_divergence
+from seqvae.models.precision import parse_precision
 
 ACTIVE_UNIT_THRESHOLD = 0.01
 
@@ -42,15 +45,18 @@ def reconstruction_metrics(
     batch_size: int = 256,
     greedy_limit: int | None = None,
     progress: bool = False,
+    precision: str = "float32",
 ) -> ReconstructionMetrics:
     """Measure a model on event windows [N, T]; greedy decoding runs on the first `greedy_limit` windows
-    (all when None, none when 0)."""
+    (all when None, none when 0), in `precision` ("auto", "float32" or "bfloat16": see
+    `SequenceVAE.decoding_precision`)."""
     from tqdm import tqdm
 
     events = np.asarray(events)
     if events.ndim != 2 or len(events) == 0:
         raise ValueError(f"need a non-empty [N, {model.config.steps}] array of windows, got shape {events.shape}")
     greedy_limit = len(events) if greedy_limit is None else min(greedy_limit, len(events))
+    precision = model.decoding_precision(parse_precision(precision))
     was_training = model.training
     model.eval()
     device = model.device
@@ -74,7 +80,7 @@ def reconstruction_metrics(
             mus.append(mu.double().cpu())
             n_greedy = max(0, min(len(x), greedy_limit - start))
             if n_greedy:
-                decoded = model.decode(mu[:n_greedy])
+                decoded = greedy_decode(model, mu[:n_greedy], precision)
                 greedy_correct += (decoded == x[:n_greedy]).double().sum(0).cpu().numpy()
     model.train(was_training)
     n = len(events)

@@ -1,7 +1,12 @@
-"""`seqvae eval`: every measure of issue 3 for one checkpoint on one corpus split, as a table and as JSON."""
+"""`seqvae eval`: every measure of issue 3 for one checkpoint on one corpus split, as a table and as JSON.
+
+The JSON names the sha256 of the model.safetensors it measured, so a shipped eval.json can be checked against the
+weights it ships with, and the arithmetic greedy reconstruction decoded in.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from dataclasses import asdict, dataclass, field
@@ -15,6 +20,8 @@ from seqvae.evaluate.interpolation import interpolation_check
 from seqvae.evaluate.prior import compare_features, sample_prior
 from seqvae.evaluate.reconstruction import reconstruction_metrics
 from seqvae.models import LatentPrior, ModelConfig, load_model
+from seqvae.models.checkpoint import WEIGHTS_FILE
+from seqvae.models.precision import parse_precision
 
 # Issue 3 quality targets, by what the model is.
 ACTIVE_TARGET = 0.8
@@ -34,6 +41,7 @@ class EvalOptions:
     seed: int = 0
     device: str | None = None
     progress: bool = True
+    precision: str = "float32"  # greedy reconstruction's arithmetic: "auto", "float32" or "bfloat16"
 
 
 @dataclass
@@ -60,6 +68,8 @@ class EvalReport:
     sample_temperature: float = 1.0
     copying: dict | None = None  # {"samples": CopyingReport, "data": CopyingReport} against training windows
     latent_prior: str = "N(0, I)"
+    precision: str = "float32"  # what greedy reconstruction decoded in; teacher forcing and samples are float32
+    weights_sha256: str | None = None  # of the model.safetensors measured
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -89,10 +99,21 @@ def quality_targets(config: ModelConfig, recon: dict, prior: list[dict]) -> list
     return out
 
 
+def weights_sha256(directory: str | Path) -> str:
+    """Hex sha256 of a model directory's weights file: what ties an eval.json to the weights it measured."""
+    digest = hashlib.sha256()
+    with open(Path(directory) / WEIGHTS_FILE, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def evaluate_checkpoint(options: EvalOptions) -> EvalReport:
     started = time.perf_counter()
     loaded = load_model(options.checkpoint, device=options.device)
     model, config = loaded.model, loaded.config
+    weights = weights_sha256(loaded.directory)  # now, before a run that is still training can replace them
+    precision = model.decoding_precision(parse_precision(options.precision))
     corpus = load_corpus(options.data)
     if corpus.steps != config.steps:
         raise ValueError(f"{options.data} holds {corpus.steps}-step windows but {config.name!r} reads {config.steps}: "
@@ -103,7 +124,7 @@ def evaluate_checkpoint(options: EvalOptions) -> EvalReport:
     events = np.asarray(events, dtype=np.int64)
     if len(events) == 0:
         raise ValueError(f"the {options.split} split of {options.data} is empty: evaluate another split")
-    recon = reconstruction_metrics(model, events, progress=options.progress).to_dict()
+    recon = reconstruction_metrics(model, events, progress=options.progress, precision=precision).to_dict()
     prior: list[dict] = []
     prior_name = "N(0, I)"
     copying = None
@@ -123,7 +144,8 @@ def evaluate_checkpoint(options: EvalOptions) -> EvalReport:
         checkpoint=str(options.checkpoint), model=config.name, architecture=config.architecture, steps=config.steps,
         split=options.split, windows=len(events), reconstruction=recon, prior=prior, interpolation=interpolation,
         targets=quality_targets(config, recon, prior), seconds=time.perf_counter() - started,
-        sample_temperature=options.temperature, latent_prior=prior_name, copying=copying,
+        sample_temperature=options.temperature, latent_prior=prior_name, copying=copying, precision=precision,
+        weights_sha256=weights,
     )
 
 
@@ -166,7 +188,8 @@ def format_report(report: EvalReport) -> str:
         f"{'teacher-forced accuracy':<34}{r['teacher_forced_accuracy']:>10.4f}",
     ]
     if r["greedy_accuracy"] is not None:
-        lines.append(f"{'free-running greedy accuracy':<34}{r['greedy_accuracy']:>10.4f}")
+        lines.append(f"{'free-running greedy accuracy':<34}{r['greedy_accuracy']:>10.4f}"
+                     f"  (decoded in {report.precision})")
     kl = np.asarray(r["kl_per_dim"])
     lines += [
         f"{'reconstruction loss (nats/window)':<34}{r['recon_nats']:>10.3f}",
