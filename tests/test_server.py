@@ -446,15 +446,16 @@ def test_remote_binding_needs_flag_and_allow_list(tiny_engine, tmp_path):  # noq
     srv = SeqvaeServer(tiny_engine, ServerConfig(host="0.0.0.0", allow_remote=True, allow=("10.1.2.0/24,10.9.9.9",),
                                                  export_dir=tmp_path))
     try:
-        assert srv.allowed("127.0.0.1") and srv.allowed("::1")
-        assert srv.allowed("10.1.2.77") and srv.allowed("10.9.9.9") and srv.allowed("::ffff:10.1.2.5")
-        assert not srv.allowed("10.1.3.1") and not srv.allowed("192.168.0.2")
-        srv.handle_datagram(encode_message("/seqvae/ping"), ("192.168.0.2", 5000))  # dropped, never answered
+        allowed = srv.allow_list.allows
+        assert allowed("127.0.0.1") and allowed("::1")
+        assert allowed("10.1.2.77") and allowed("10.9.9.9") and allowed("::ffff:10.1.2.5")
+        assert not allowed("10.1.3.1") and not allowed("192.168.0.2")
+        srv.transport.handle_datagram(encode_message("/seqvae/ping"), ("192.168.0.2", 5000))  # dropped, never answered
         assert srv.stats.dropped == 1 and srv.client_count == 0
     finally:
         srv.close_parts()
     local = SeqvaeServer(tiny_engine, ServerConfig(export_dir=tmp_path))
     try:
-        assert not local.allowed("10.1.2.77")
+        assert not local.allow_list.allows("10.1.2.77")
     finally:
         local.close_parts()

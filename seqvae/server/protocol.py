@@ -1,8 +1,9 @@
 """The address space: one table of OSC addresses -> argument specs -> handlers.
 
-A handler runs on the receiving loop. It checks its arguments, reads the client's slots and
-either answers at once (a list of reply messages) or returns work for the inference worker plus
-a `finish` step that runs back on the loop with the result (storing slots, building replies).
+A handler runs on the receiving loop with a `Session`: the engine, the player and the calling
+client's slots, never the server. It checks its arguments, reads the client's slots and either
+answers at once (a list of reply messages) or returns work for the inference worker plus a
+`finish` step that runs back on the loop with the result (storing slots, building replies).
 Latent blending (morph, XY pad, variations, attribute shifts, interpolation paths) is numpy on
 the loop; only decoding goes to the worker, where concurrent decodes share one forward pass.
 
@@ -11,22 +12,22 @@ server/PROTOCOL.md documents this table for people; a test keeps the two in step
 
 from __future__ import annotations
 
+import ipaddress
 import math
-import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 import seqvae
 from seqvae.codec import Melody, write_midi
 from seqvae.engine.latent import blend_corners, path_positions, slerp, variations
+from seqvae.server.clients import Client, Slot
 from seqvae.server.params import Param, RequestError, as_float, as_int
 from seqvae.server.paths import export_path, midi_input_path
-
-if TYPE_CHECKING:
-    from seqvae.server.server import Client, SeqvaeServer
+from seqvae.server.player import Player
 
 Message = tuple[str, list]
 
@@ -59,6 +60,29 @@ class CallWork:
 
 
 Reply = list[Message] | DecodeWork | CallWork
+
+
+@dataclass(frozen=True)
+class Session:
+    """What a handler may touch for one request: the engine, the player, the calling client. Like python-osc's
+    dispatcher, the address table knows no server."""
+
+    engine: Any
+    client: Client
+    player: Player
+    rng: np.random.Generator  # for requests without a seed
+    export_dir: Path
+    page_bytes: int
+    client_count: int  # clients the server holds now, for /seqvae/status
+    allowed: Callable[[str], bool]  # hosts the allow-list accepts, for note targets
+
+    def store(self, name: str, melody: Melody, z: np.ndarray) -> Melody:
+        """Put a melody (at the server tempo) and its latent in a slot; a playing voice switches at the next bar."""
+        if melody.bpm != self.player.bpm:
+            melody = replace(melody, bpm=self.player.bpm)
+        self.client.slots[name] = Slot(melody, np.asarray(z, dtype=np.float32))
+        self.player.update((self.client.key, name), melody)
+        return melody
 
 
 @dataclass(frozen=True)
@@ -122,46 +146,55 @@ def _seed(value: int) -> int | None:
     return None if value < 0 else value
 
 
-def _stored(server: SeqvaeServer, client: Client, slot: str, melody: Melody, z: np.ndarray) -> list[Message]:
+def _stored(session: Session, slot: str, melody: Melody, z: np.ndarray) -> list[Message]:
     """Store a result in a slot (the live player picks it up at the next bar) and reply its notes."""
-    melody = server.store(client, slot, melody, z)
-    return notes_messages(slot, melody, server.config.page_bytes)
+    melody = session.store(slot, melody, z)
+    return notes_messages(slot, melody, session.page_bytes)
 
 
-def _decode_into(server: SeqvaeServer, client: Client, out: str, z: np.ndarray, temperature: float = 0.0,
-                 seed: int | None = None) -> DecodeWork:
+def _decode_into(session: Session, out: str, z: np.ndarray, temperature: float = 0.0, seed: int | None = None
+                 ) -> DecodeWork:
     z = np.asarray(z, dtype=np.float32).reshape(1, -1)
-    server.check_room(client, [out])
+    session.client.check_room([out])
 
     def finish(melodies: list[Melody]) -> list[Message]:
-        return _stored(server, client, out, melodies[0], z[0])
+        return _stored(session, out, melodies[0], z[0])
 
     return DecodeWork(z, finish, temperature, seed, writes=(out,))
+
+
+def _resolve_host(host: str) -> str:
+    if host == "localhost":
+        return "127.0.0.1"
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        raise RequestError(f"host {host!r} is not an IP address: send e.g. 127.0.0.1") from None
 
 
 # ---- handlers ----------------------------------------------------------------------------------
 
 
-def ping(server: SeqvaeServer, client: Client, ident: Any) -> Reply:
+def ping(session: Session, ident: Any) -> Reply:
     head = [] if ident is None else [ident]
-    return [("/seqvae/pong", [*head, server.engine.model_name, seqvae.__version__])]
+    return [("/seqvae/pong", [*head, session.engine.model_name, seqvae.__version__])]
 
 
-def status(server: SeqvaeServer, client: Client) -> Reply:
-    eng = server.engine
-    names = list(client.slots)
-    return [("/seqvae/status", [eng.model_name, eng.device, len(names), float(server.player.bpm),
-                                server.client_count, *names])]
+def status(session: Session) -> Reply:
+    eng = session.engine
+    names = list(session.client.slots)
+    return [("/seqvae/status", [eng.model_name, eng.device, len(names), float(session.player.bpm),
+                                session.client_count, *names])]
 
 
-def sample(server: SeqvaeServer, client: Client, slot: str, temperature: float, seed: int) -> Reply:
+def sample(session: Session, slot: str, temperature: float, seed: int) -> Reply:
     seed_or_none = _seed(seed)
-    rng = np.random.default_rng(seed_or_none) if seed_or_none is not None else server.rng
-    z = server.engine.draw_prior(1, rng)  # as Engine.sample draws it
-    return _decode_into(server, client, slot, z, temperature, seed_or_none)
+    rng = np.random.default_rng(seed_or_none) if seed_or_none is not None else session.rng
+    z = session.engine.draw_prior(1, rng)  # as Engine.sample draws it
+    return _decode_into(session, slot, z, temperature, seed_or_none)
 
 
-def encode(server: SeqvaeServer, client: Client, slot: str, n: int, values: tuple) -> Reply:
+def encode(session: Session, slot: str, n: int, values: tuple) -> Reply:
     if len(values) != 4 * n:
         raise RequestError(
             f"n = {n} notes needs {4 * n} numbers after it (pitch, start beat, duration beats, velocity for each "
@@ -176,99 +209,100 @@ def encode(server: SeqvaeServer, client: Client, slot: str, n: int, values: tupl
             as_float(d, f"note {i + 1} duration", 1e-6),
             as_int(v, f"note {i + 1} velocity", 1, 127),
         ))
-    server.check_room(client, [slot])
-    eng = server.engine
-    bpm = server.player.bpm
+    session.client.check_room([slot])
+    eng = session.engine
+    bpm = session.player.bpm
 
     def run() -> tuple[Melody, np.ndarray]:
         melody = eng.melody_from_notes(notes, bpm=bpm)
         return melody, eng.latent(melody)
 
-    return CallWork(run, lambda result: _stored(server, client, slot, *result), writes=(slot,))
+    return CallWork(run, lambda result: _stored(session, slot, *result), writes=(slot,))
 
 
-def encode_file(server: SeqvaeServer, client: Client, slot: str, path: str, track: Any, bar: int) -> Reply:
-    resolved = midi_input_path(server.export_dir, path, allow_absolute=client.is_local)
+def encode_file(session: Session, slot: str, path: str, track: Any, bar: int) -> Reply:
+    resolved = midi_input_path(session.export_dir, path, allow_absolute=session.client.is_local)
     chosen_track = None if track in (0, "") else track
     if isinstance(chosen_track, float):
         chosen_track = as_int(chosen_track, "track", 1)
-    server.check_room(client, [slot])
-    eng = server.engine
+    session.client.check_room([slot])
+    eng = session.engine
 
     def run() -> tuple[Melody, np.ndarray]:
         melody = eng.melody_from_midi(resolved, track=chosen_track, bar=bar or None)
         return melody, eng.latent(melody)
 
-    return CallWork(run, lambda result: _stored(server, client, slot, *result), writes=(slot,))
+    return CallWork(run, lambda result: _stored(session, slot, *result), writes=(slot,))
 
 
-def interpolate(server: SeqvaeServer, client: Client, a: str, b: str, steps: int, prefix: str) -> Reply:
+def interpolate(session: Session, a: str, b: str, steps: int, prefix: str) -> Reply:
+    client = session.client
     za, zb = client.latent(a), client.latent(b)
     names = [f"{prefix}_{i}" for i in range(steps)]
-    server.check_room(client, names)
+    client.check_room(names)
     z = slerp(za, zb, path_positions(steps))
 
     def finish(melodies: list[Melody]) -> list[Message]:
         out: list[Message] = []
         for name, melody, zi in zip(names, melodies, z, strict=True):
-            out += _stored(server, client, name, melody, zi)
+            out += _stored(session, name, melody, zi)
         client.interpolations[prefix] = names
         return out
 
     return DecodeWork(z, finish, writes=tuple(names))
 
 
-def morph(server: SeqvaeServer, client: Client, a: str, b: str, t: float, out: str) -> Reply:
-    return _decode_into(server, client, out, slerp(client.latent(a), client.latent(b), t))
+def morph(session: Session, a: str, b: str, t: float, out: str) -> Reply:
+    client = session.client
+    return _decode_into(session, out, slerp(client.latent(a), client.latent(b), t))
 
 
-def morph_xy(server: SeqvaeServer, client: Client, a: str, b: str, c: str, d: str, x: float, y: float,
-             out: str) -> Reply:
-    corners = [client.latent(name) for name in (a, b, c, d)]
-    return _decode_into(server, client, out, blend_corners(*corners, x, y))
+def morph_xy(session: Session, a: str, b: str, c: str, d: str, x: float, y: float, out: str) -> Reply:
+    corners = [session.client.latent(name) for name in (a, b, c, d)]
+    return _decode_into(session, out, blend_corners(*corners, x, y))
 
 
-def similar(server: SeqvaeServer, client: Client, slot: str, amount: float, out: str, seed: int) -> Reply:
+def similar(session: Session, slot: str, amount: float, out: str, seed: int) -> Reply:
     seed_or_none = _seed(seed)
-    rng = np.random.default_rng(seed_or_none) if seed_or_none is not None else server.rng
-    z = variations(client.latent(slot), 1, amount, rng, server.engine.draw_prior)[0]
-    return _decode_into(server, client, out or slot, z)
+    rng = np.random.default_rng(seed_or_none) if seed_or_none is not None else session.rng
+    z = variations(session.client.latent(slot), 1, amount, rng, session.engine.draw_prior)[0]
+    return _decode_into(session, out or slot, z)
 
 
-def shift(server: SeqvaeServer, client: Client, slot: str, attribute: str, amount: float, out: str) -> Reply:
-    z = client.latent(slot)
-    vector = server.engine.attribute_vector(attribute)  # ValueError names the attributes, or how to compute them
-    return _decode_into(server, client, out or slot, z + np.float32(amount) * vector)
+def shift(session: Session, slot: str, attribute: str, amount: float, out: str) -> Reply:
+    z = session.client.latent(slot)
+    vector = session.engine.attribute_vector(attribute)  # ValueError names the attributes, or how to compute them
+    return _decode_into(session, out or slot, z + np.float32(amount) * vector)
 
 
-def infill(server: SeqvaeServer, client: Client, slot: str, first_bar: int, last_bar: int, out: str,
-           seed: int) -> Reply:
-    melody = client.melody(slot)
+def infill(session: Session, slot: str, first_bar: int, last_bar: int, out: str, seed: int) -> Reply:
+    melody = session.client.melody(slot)
     target = out or slot
-    server.check_room(client, [target])
-    eng = server.engine
+    session.client.check_room([target])
+    eng = session.engine
     eng.bar_span(melody, first_bar, last_bar)  # bad bars are refused before queueing
 
     def run() -> tuple[Melody, np.ndarray]:
         result = eng.infill(melody, first_bar, last_bar, seed=_seed(seed))
         return result, eng.latent(result)
 
-    return CallWork(run, lambda result: _stored(server, client, target, *result), writes=(target,))
+    return CallWork(run, lambda result: _stored(session, target, *result), writes=(target,))
 
 
-def novelty(server: SeqvaeServer, client: Client, slot: str) -> Reply:
-    melody = client.melody(slot)
-    eng = server.engine
+def novelty(session: Session, slot: str) -> Reply:
+    melody = session.client.melody(slot)
+    eng = session.engine
     return CallWork(lambda: float(eng.novelty([melody])[0]), lambda score: [("/seqvae/novelty", [slot, score])])
 
 
-def export(server: SeqvaeServer, client: Client, slot: str, filename: str) -> Reply:
-    melody = client.melody(slot)
-    target = export_path(server.export_dir, filename)
+def export(session: Session, slot: str, filename: str) -> Reply:
+    melody = session.client.melody(slot)
+    target = export_path(session.export_dir, filename)
     return CallWork(lambda: str(write_midi(melody, target)), lambda path: [("/seqvae/exported", [slot, path])])
 
 
-def export_all(server: SeqvaeServer, client: Client, prefix: str, filename: str) -> Reply:
+def export_all(session: Session, prefix: str, filename: str) -> Reply:
+    client = session.client
     names = client.interpolations.get(prefix)
     if names is None:
         known = ", ".join(sorted(client.interpolations)) or "none yet"
@@ -276,51 +310,56 @@ def export_all(server: SeqvaeServer, client: Client, prefix: str, filename: str)
             f"no interpolation named {prefix!r} (yours: {known}): make one with /seqvae/interpolate a b steps {prefix}"
         )
     melodies = [client.melody(name) for name in names]
-    target = export_path(server.export_dir, filename)
+    target = export_path(session.export_dir, filename)
     return CallWork(lambda: str(write_midi(melodies, target)), lambda path: [("/seqvae/exported", [prefix, path])])
 
 
-def tempo(server: SeqvaeServer, client: Client, bpm: float) -> Reply:
-    server.player.set_tempo(bpm)
-    return [("/seqvae/tempo", [float(server.player.bpm)])]
+def tempo(session: Session, bpm: float) -> Reply:
+    session.player.set_tempo(bpm)
+    return [("/seqvae/tempo", [float(session.player.bpm)])]
 
 
-def play(server: SeqvaeServer, client: Client, slot: str, loop: int, channel: int) -> Reply:
+def play(session: Session, slot: str, loop: int, channel: int) -> Reply:
+    client = session.client
     melody = client.melody(slot)
-    server.player.play((client.key, slot), slot, melody, loop=bool(loop), channel=channel - 1,
-                       osc_target=client.note_target)
+    session.player.play((client.key, slot), slot, melody, loop=bool(loop), channel=channel - 1,
+                        osc_target=client.note_target)
     return [("/seqvae/playing", [slot, int(bool(loop)), channel])]
 
 
-def stop(server: SeqvaeServer, client: Client, slot: str) -> Reply:
-    playing = [key for key in server.player.playing() if key[0] == client.key and (not slot or key[1] == slot)]
-    server.player.stop(playing)
+def stop(session: Session, slot: str) -> Reply:
+    client, player = session.client, session.player
+    playing = [key for key in player.playing() if key[0] == client.key and (not slot or key[1] == slot)]
+    player.stop(playing)
     return [("/seqvae/stopped", [key[1] for key in playing])]
 
 
-def note_target(server: SeqvaeServer, client: Client, host: str, port: int) -> Reply:
+def note_target(session: Session, host: str, port: int) -> Reply:
+    client = session.client
     if port == 0:
         client.note_target = None
     else:
-        if not server.may_send_to(host, client):
+        resolved = _resolve_host(host)
+        if resolved != client.host and not session.allowed(resolved):
             raise RequestError(
                 f"note events go only to this machine, your own address or an --allow address; {host!r} is none"
             )
-        client.note_target = (server.resolve_host(host), port)
-    server.player.set_target(client.key, client.note_target)
+        client.note_target = (resolved, port)
+    session.player.set_target(client.key, client.note_target)
     return [("/seqvae/note_target", [host, port])]
 
 
-def reply_to(server: SeqvaeServer, client: Client, port: int) -> Reply:
-    client.reply_to_port(port)
+def reply_to(session: Session, port: int) -> Reply:
+    session.client.reply_to_port(port)
     return [("/seqvae/reply_to", [port])]
 
 
-def clear(server: SeqvaeServer, client: Client, slot: str) -> Reply:
+def clear(session: Session, slot: str) -> Reply:
+    client = session.client
     names = [slot] if slot else list(client.slots)
     if slot:
         client.melody(slot)  # unknown slot -> clear error
-    server.player.stop([(client.key, name) for name in names])
+    session.player.stop([(client.key, name) for name in names])
     for name in names:
         client.slots.pop(name, None)
     for prefix in [p for p, members in client.interpolations.items() if set(members) & set(names)]:
@@ -377,14 +416,3 @@ def unknown_address(address: str) -> str:
     close = [a for a in ROUTES if a.rsplit("/", 1)[-1] in address or address.rsplit("/", 1)[-1] in a]
     hint = f" (did you mean {close[0]}?)" if close and address.startswith("/seqvae/") else ""
     return f"unknown address {address!r}{hint}: send one of {', '.join(ROUTES)}"
-
-
-def check_time(run_at: float | None, limit_s: float) -> float:
-    """Seconds until a bundle's timetag (0 for now or past), refusing tags absurdly far ahead."""
-    if run_at is None:
-        return 0.0
-    delay = run_at - time.time()
-    if delay > limit_s:
-        raise RequestError(f"bundle timetag is {delay:.0f} s ahead; the server schedules at most {limit_s:g} s ahead")
-    return max(delay, 0.0)
-

@@ -1,0 +1,298 @@
+"""UDP and TCP on one port: who may send, stream framing, and the serving loop's lifecycle.
+
+One asyncio loop receives; it drops senders the allow-list refuses and hands everything else to a
+`Receiver` (the server), which finds the client and answers. The transport knows senders by
+address and connection, not clients: a TCP connection carries whatever handle the receiver gave it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import signal
+import socket
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from seqvae.server.osc import FramingError, StreamDeframer
+
+log = logging.getLogger("seqvae.server")
+
+TCP_WRITE_LIMIT = 4 * 1024 * 1024
+
+
+@dataclass
+class ServerStats:
+    """Counts for logs and tests; the transport, the server and the request order each count their part."""
+
+    packets: int = 0
+    messages: int = 0
+    errors: int = 0
+    dropped: int = 0  # from addresses not on the allow-list
+    busy: int = 0
+    tcp_connections: int = 0
+
+
+def is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host.split("%")[0]).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def parse_allow_list(entries: tuple[str, ...] | list[str]) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    """'192.168.1.20', '10.0.0.0/24', 'fe80::1' -> networks; a clear error for anything else."""
+    networks = []
+    for entry in entries:
+        for part in str(entry).split(","):
+            part = part.strip()
+            if not part:
+                continue
+            try:
+                networks.append(ipaddress.ip_network(part, strict=False))
+            except ValueError:
+                raise ValueError(
+                    f"--allow {part!r} is not an IP address or network: send e.g. 192.168.1.20 or 192.168.1.0/24"
+                ) from None
+    return networks
+
+
+class AllowList:
+    """Who may send requests (and be sent note events): this machine always; other machines only when
+    the server was started with --allow-remote and --allow names them."""
+
+    def __init__(self, host: str, allow_remote: bool = False, allow: tuple[str, ...] | list[str] = ()) -> None:
+        """Refuse to listen beyond loopback unless asked explicitly, with an allow-list."""
+        self.networks = parse_allow_list(allow)
+        self.allow_remote = allow_remote
+        if not is_loopback(host):
+            if not allow_remote:
+                raise ValueError(
+                    f"--host {host} would accept requests from other machines: add --allow-remote and "
+                    "--allow ADDRESS[,ADDRESS...] naming the machines that may connect (or keep --host 127.0.0.1)"
+                )
+            if not self.networks:
+                raise ValueError("--allow-remote needs --allow ADDRESS[,ADDRESS...] naming who may connect, "
+                                 "e.g. --allow 192.168.1.20")
+
+    def allows(self, host: str) -> bool:
+        if is_loopback(host):
+            return True
+        if not self.allow_remote:
+            return False
+        try:
+            address = ipaddress.ip_address(host.split("%")[0])
+        except ValueError:
+            return False
+        if getattr(address, "ipv4_mapped", None) is not None:
+            address = address.ipv4_mapped
+        return any(address in network for network in self.networks)
+
+
+class Receiver(Protocol):
+    """What the transport hands allowed traffic to; `client` is the handle `accept_connection` returned."""
+
+    def accept_datagram(self, data: bytes, host: str, port: int) -> None: ...
+
+    def accept_connection(self, conn: TcpConnection, host: str, port: int) -> Any:
+        """The connection's client handle, or None when refused (the receiver has told it why and closed it)."""
+
+    def handle_packet(self, client: Any, data: bytes) -> None: ...
+
+    def handle_framing_error(self, client: Any, error: FramingError) -> None: ...
+
+    def connection_closed(self, client: Any) -> None: ...
+
+
+class _UdpProtocol(asyncio.DatagramProtocol):
+    def __init__(self, transport: OscTransport) -> None:
+        self.transport = transport
+
+    def datagram_received(self, data: bytes, addr: tuple) -> None:
+        try:
+            self.transport.handle_datagram(data, addr)
+        except Exception:  # asyncio would close the UDP transport on an escaped exception: never let one out
+            log.exception("request from %s failed", addr)
+
+    def error_received(self, exc: Exception) -> None:  # e.g. ICMP port unreachable after a reply
+        log.debug("udp: %s", exc)
+
+
+class TcpConnection(asyncio.Protocol):
+    """One TCP client's stream: OSC 1.0 size-prefixed or OSC 1.1 SLIP frames, replies framed the same way."""
+
+    def __init__(self, allow: AllowList, receiver: Receiver, stats: ServerStats, max_packet: int) -> None:
+        self.allow = allow
+        self.receiver = receiver
+        self.stats = stats
+        self.transport: asyncio.Transport | None = None
+        self.deframer = StreamDeframer(max_packet)
+        self.client: Any = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        peer = transport.get_extra_info("peername") or ("?", 0)
+        if not self.allow.allows(peer[0]):
+            self.stats.dropped += 1
+            transport.close()
+            return
+        self.stats.tcp_connections += 1
+        self.client = self.receiver.accept_connection(self, peer[0], peer[1])
+
+    def data_received(self, data: bytes) -> None:
+        if self.client is None:
+            return
+        try:
+            for item in self.deframer.feed(data):
+                if isinstance(item, FramingError):
+                    self.receiver.handle_framing_error(self.client, item)
+                    if item.fatal:
+                        self.close()
+                        return
+                else:
+                    self.receiver.handle_packet(self.client, item)
+        except Exception:
+            log.exception("request on a TCP connection failed")
+
+    def send(self, packet: bytes) -> None:
+        if self.transport is None or self.transport.is_closing():
+            return
+        if self.transport.get_write_buffer_size() > TCP_WRITE_LIMIT:
+            log.warning("tcp client is not reading its replies; closing the connection")
+            self.close()
+            return
+        self.transport.write(self.deframer.frame(packet))
+
+    def close(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.client is not None:
+            self.receiver.connection_closed(self.client)
+
+
+class OscTransport:
+    """Listens on host:port (UDP, and TCP unless `tcp` is off); `start()` from a thread, `serve_forever()` here."""
+
+    def __init__(self, receiver: Receiver, allow: AllowList, stats: ServerStats, host: str, port: int,
+                 max_packet: int, tcp: bool = True) -> None:
+        self.receiver = receiver
+        self.allow = allow
+        self.stats = stats
+        self.host, self.port, self.max_packet, self.tcp = host, port, max_packet, tcp
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.address: tuple[str, int] | None = None
+        self._udp: asyncio.DatagramTransport | None = None
+        self._tcp: asyncio.base_events.Server | None = None
+        self._thread: threading.Thread | None = None
+        self._stopped: asyncio.Event | None = None
+
+    def handle_datagram(self, data: bytes, addr: tuple) -> None:
+        host, port = addr[0], addr[1]
+        if not self.allow.allows(host):
+            self.stats.dropped += 1
+            return
+        self.receiver.accept_datagram(data, host, port)
+
+    def send_udp(self, packet: bytes, addr: tuple[str, int]) -> None:
+        if self._udp is None:
+            return
+        try:
+            self._udp.sendto(packet, addr)
+        except OSError as exc:
+            log.debug("reply to %s failed: %s", addr, exc)
+
+    # ---- lifecycle -----------------------------------------------------------------------------
+
+    async def _open(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        self._stopped = asyncio.Event()
+        host, port = self.host, self.port
+        for attempt in range(20):
+            transport, _ = await self.loop.create_datagram_endpoint(
+                lambda: _UdpProtocol(self), local_addr=(host, port),
+            )
+            bound_port = transport.get_extra_info("sockname")[1]
+            if not self.tcp:
+                break
+            try:
+                self._tcp = await self.loop.create_server(
+                    lambda: TcpConnection(self.allow, self.receiver, self.stats, self.max_packet), host, bound_port,
+                    reuse_address=True)
+                break
+            except OSError:
+                transport.close()
+                if port != 0 or attempt == 19:
+                    raise
+        self._udp = transport  # type: ignore[assignment]
+        sock = transport.get_extra_info("socket")
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+        except OSError:
+            pass
+        self.address = (host, bound_port)
+
+    async def _serve(self, ready: threading.Event | None = None) -> None:
+        try:
+            await self._open()
+        finally:
+            if ready is not None:
+                ready.set()
+        assert self._stopped is not None
+        await self._stopped.wait()
+        if self._tcp is not None:
+            self._tcp.close()
+        if self._udp is not None:
+            self._udp.close()
+
+    def start(self) -> tuple[str, int]:
+        """Serve from a background thread; returns the bound (host, port)."""
+        ready = threading.Event()
+        errors: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                asyncio.run(self._serve(ready))
+            except BaseException as exc:  # surfaced to the caller of start()
+                errors.append(exc)
+                ready.set()
+
+        self._thread = threading.Thread(target=run, name="seqvae-osc", daemon=True)
+        self._thread.start()
+        ready.wait(30)
+        if errors:
+            raise errors[0]
+        if self.address is None:
+            raise RuntimeError("the OSC server did not start within 30 s")
+        return self.address
+
+    def serve_forever(self, on_ready: Callable[[tuple[str, int]], Any] | None = None) -> None:
+        """Serve in this thread until stop() or Ctrl-C."""
+
+        async def main() -> None:
+            await self._open()
+            assert self.loop is not None and self._stopped is not None
+            for sig in (signal.SIGINT, signal.SIGTERM):  # a clean stop: notes off, files closed
+                try:
+                    self.loop.add_signal_handler(sig, self._stopped.set)
+                except (NotImplementedError, RuntimeError):  # Windows, or not the main thread
+                    pass
+            if on_ready is not None:
+                on_ready(self.address)
+            await self._stopped.wait()
+
+        asyncio.run(main())
+
+    def stop(self) -> None:
+        if self.loop is not None and self._stopped is not None and not self.loop.is_closed():
+            try:
+                self.loop.call_soon_threadsafe(self._stopped.set)
+            except RuntimeError:
+                pass
+        if self._thread is not None:
+            self._thread.join(10)
+            self._thread = None
