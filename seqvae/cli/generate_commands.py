@@ -15,6 +15,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from seqvae.models.precision import PRECISIONS
+
 if TYPE_CHECKING:
 
     from seqvae.codec import Melody
@@ -28,7 +30,7 @@ def _add_model(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="default", help="shipped model name or checkpoint directory (default: default)")
     p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: CUDA if available)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
-    p.add_argument("--precision", default="auto", choices=("auto", "float32", "bfloat16"),
+    p.add_argument("--precision", default="auto", choices=PRECISIONS,
                    help="decoding arithmetic (default: auto, bfloat16 for bfloat16-stored models on CPUs with "
                    "AVX512-BF16, else float32)")
     p.add_argument("--seed", type=int, default=None, help="random seed: the same seed gives the same result")

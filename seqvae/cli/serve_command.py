@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from seqvae.models.precision import PRECISIONS
+
 # option -> (built-in default, type); a --config JSON file may set any of them, flags override it.
 OPTIONS: dict[str, tuple[Any, type]] = {
     "model": ("default", str), "host": ("127.0.0.1", str), "port": (57130, int), "reply_port": (None, int),
@@ -43,7 +45,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help="client addresses or networks (CIDR) allowed with --allow-remote; repeatable")
     serve.add_argument("--device", help="torch device (default: cuda when available, else cpu)")
     serve.add_argument("--threads", type=int, help="CPU threads for inference (default: 2)")
-    serve.add_argument("--precision", choices=("auto", "float32", "bfloat16"),
+    serve.add_argument("--precision", choices=PRECISIONS,
                        help="decoding arithmetic (default: auto, bfloat16 for bfloat16-stored models on CPUs with "
                        "AVX512-BF16, else float32)")
     serve.add_argument("--tempo", type=float, help="initial playback tempo in bpm (default: 120)")

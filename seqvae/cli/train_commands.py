@@ -8,6 +8,8 @@ import shlex
 import sys
 from pathlib import Path
 
+from seqvae.models.precision import ACCEPTED, PRECISIONS
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
@@ -29,7 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, help="CPU threads for torch")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", choices=("cpu", "cuda"), help="default: CUDA when available")
-    p.add_argument("--precision", type=_precision, default="auto",
+    p.add_argument("--precision", choices=ACCEPTED, default="auto",
                    help="auto (bfloat16 autocast on GPU, float32 on CPU), float32 or bfloat16; fp32 and bf16 also work")
     p.add_argument("--log-every", type=int, default=10, help="steps between metrics.csv rows")
     p.add_argument("--eval-every", type=int, help="steps between validations (default: the config's)")
@@ -55,21 +57,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--threads", type=int, help="CPU threads for torch")
     e.add_argument("--device", choices=("cpu", "cuda"))
-    e.add_argument("--precision", choices=("auto", "float32", "bfloat16"), default="float32",
+    e.add_argument("--precision", choices=PRECISIONS, default="float32",
                    help="arithmetic of the greedy reconstruction: float32 (default, the figures' reference); "
                    "bfloat16 needs a CPU with AVX512-BF16; auto picks what `seqvae serve` picks by default")
     e.set_defaults(handler=run_eval)
-
-
-def _precision(value: str) -> str:
-    """--precision in its one spelling (models/precision.py), imported only when `seqvae train` runs: the models
-    package brings torch, and `seqvae --help` stays instant."""
-    from seqvae.models.precision import parse_precision
-
-    try:
-        return parse_precision(value)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _positive(name: str, value: int | None) -> None:

@@ -39,4 +39,8 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'seqvae.models' has no attribute {name!r}")
 
 
-__all__ = sorted(_HOMES)
+__all__ = [
+    "CONFIGS", "LatentOutput", "LatentPrior", "LoadedModel", "LossTerms", "ModelConfig", "SequenceVAE", "VAEOutput",
+    "build_model", "config_from_dict", "config_to_dict", "get_config", "kl_divergence", "latent_loss", "load_model",
+    "save_model", "shipped_models", "vae_loss",
+]

@@ -235,12 +235,12 @@ def encode_file(session: Session, slot: str, path: str, track: Any, bar: int) ->
     return CallWork(run, lambda result: _stored(session, slot, *result), writes=(slot,))
 
 
-def interpolate(session: Session, a: str, b: str, steps: int, prefix: str) -> Reply:
+def interpolate(session: Session, a: str, b: str, points: int, prefix: str) -> Reply:
     client = session.client
     za, zb = client.latent(a), client.latent(b)
-    names = [f"{prefix}_{i}" for i in range(steps)]
+    names = [f"{prefix}_{i}" for i in range(points)]
     client.check_room(names)
-    z = slerp(za, zb, path_positions(steps))
+    z = slerp(za, zb, path_positions(points))
 
     def finish(melodies: list[Melody]) -> list[Message]:
         out: list[Message] = []
