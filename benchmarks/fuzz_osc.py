@@ -247,8 +247,8 @@ def fuzz_streams(port: int, count: int, seed: int) -> None:
 
 
 def bad_request_table(port: int, export_dir: Path) -> int:
+    from server_support import build  # python-osc's builder: T, blobs and int64 as a real client sends them
     from test_server import BAD_PACKETS, BAD_REQUESTS
-    from test_server_support import build  # python-osc's builder: T, blobs and int64 as a real client sends them
 
     export_dir.mkdir(parents=True, exist_ok=True)
     (export_dir / "corrupt.mid").write_bytes(b"MThd\x00\x00\x00\x06\x00\x01\x00\x02" + bytes(range(256)) * 4)

@@ -26,12 +26,15 @@ RESULT_KEYS = {"sample(1)": "sample_n1", "encode+decode": "encode_decode_n1", "i
                "sample(64)": "sample_n64"}
 RECORDED_MS = {"sample(1)": 4.2, "encode+decode": 10.2, "interpolate 8": 16.8, "sample(64)": 34.7}
 RECORDED_ON = "a 2-core AMD EPYC Zen 4 (AVX-512, AVX512-BF16) on 2026-11-22"
+RECORDED_TRAIN_EXAMPLES_PER_S = 256.0  # Magenta's training rate at batch 64 as the training issue quoted it
+TRAIN_KEY = "train_step_bs64"
 REPO = Path(__file__).resolve().parents[1]
 
 
 @dataclass
 class MagentaBaseline:
     ms: dict[str, float]  # median milliseconds by case (keys of RESULT_KEYS)
+    train_examples_per_s: float | None  # a training step at batch 64; None where the baseline ran no training
     measured: bool  # True: run on this machine (results file); False: the recorded figures
     source: str  # one line for the benchmark's output: where the figures come from
 
@@ -60,17 +63,18 @@ def read_results(path: str | Path) -> MagentaBaseline:
     if missing:
         raise ValueError(f"{path} lacks {', '.join(missing)}: rerun run_baseline.sh {CONFIG}")
     ms = {case: results[key]["median_s"] * 1e3 for case, key in RESULT_KEYS.items()}
+    train = results.get(TRAIN_KEY, {}).get("examples_per_s")
     machine = results.get("machine", {})
     when = time.strftime("%Y-%m-%d %H:%M", time.localtime(path.stat().st_mtime))
     source = f"measured by run_baseline.sh, {path} ({when}, {machine.get('cpus', '?')} CPUs, " \
              f"{machine.get('platform', 'platform not recorded')})"
     if machine.get("cpus") not in (None, os.cpu_count()):
         source += f"; NOTE it saw {machine['cpus']} CPUs and this machine has {os.cpu_count()}: another machine?"
-    return MagentaBaseline(ms, True, source)
+    return MagentaBaseline(ms, None if train is None else float(train), True, source)
 
 
 def recorded(reason: str) -> MagentaBaseline:
-    return MagentaBaseline(dict(RECORDED_MS), False, f"{RECORDED_ON} ({reason})")
+    return MagentaBaseline(dict(RECORDED_MS), RECORDED_TRAIN_EXAMPLES_PER_S, False, f"{RECORDED_ON} ({reason})")
 
 
 def baseline_script() -> Path | None:

@@ -58,3 +58,13 @@ def test_an_interrupted_results_file_is_named(tmp_path):
     write_results(tmp_path, sample_n1=0.007)  # the run stopped after its first case
     with pytest.raises(ValueError, match="encode_decode_n1"):
         baseline.load_baseline("auto", tmp_path)
+
+
+def test_training_rate_is_read_when_the_baseline_trained(tmp_path):
+    path = write_results(tmp_path, **MEASURED)
+    assert baseline.load_baseline("results", tmp_path).train_examples_per_s is None  # run with --train-steps 0
+    results = json.loads(path.read_text())
+    results[baseline.TRAIN_KEY] = {"median_s": 1.0, "examples_per_s": 64.0}
+    path.write_text(json.dumps(results))
+    assert baseline.load_baseline("results", tmp_path).train_examples_per_s == 64.0
+    assert baseline.load_baseline("recorded", tmp_path).train_examples_per_s == baseline.RECORDED_TRAIN_EXAMPLES_PER_S

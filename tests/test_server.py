@@ -11,7 +11,7 @@ import time
 import numpy as np
 import pytest
 from pythonosc.osc_bundle_builder import OscBundleBuilder
-from test_server_support import OscClient, build, notes_of, running_server, tiny_engine  # noqa: F401
+from server_support import OscClient, build, notes_of, running_server
 
 import seqvae
 from seqvae.codec import read_midi
@@ -28,7 +28,7 @@ def export_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def server(tiny_engine, export_dir):  # noqa: F811
+def server(tiny_engine, export_dir):
     with running_server(tiny_engine, export_dir) as srv:
         yield srv
 
@@ -132,7 +132,7 @@ def test_inline_notes_encode_export_and_read_back(udp, export_dir):
     assert silent[1] == ["rest", 120.0, 0]
 
 
-def test_novelty_infill_and_shift(udp, tiny_engine):  # noqa: F811
+def test_novelty_infill_and_shift(udp, tiny_engine):
     from seqvae.engine import AttributeVectors
 
     udp.one("/seqvae/sample", "a", 0.5, 1)
@@ -234,7 +234,7 @@ def test_concurrent_clients_are_micro_batched_with_identical_results(server):
             client.close()
 
 
-def test_full_queue_answers_busy_and_every_request_gets_one_reply(tiny_engine, tmp_path):  # noqa: F811
+def test_full_queue_answers_busy_and_every_request_gets_one_reply(tiny_engine, tmp_path):
     with running_server(tiny_engine, tmp_path, max_queue=2) as srv:
         client = OscClient(srv.address[1], "udp")
         client.send_raw(_bundle([("/seqvae/sample", (f"s{i}",)) for i in range(40)]))
@@ -247,7 +247,7 @@ def test_full_queue_answers_busy_and_every_request_gets_one_reply(tiny_engine, t
         client.close()
 
 
-def test_client_table_is_bounded(tiny_engine, tmp_path):  # noqa: F811
+def test_client_table_is_bounded(tiny_engine, tmp_path):
     with running_server(tiny_engine, tmp_path, max_clients=2) as srv:
         first, second, third = (OscClient(srv.address[1], "udp") for _ in range(3))
         try:
@@ -265,7 +265,7 @@ def test_client_table_is_bounded(tiny_engine, tmp_path):  # noqa: F811
                 client.close()
 
 
-def test_long_replies_are_paged(tiny_engine, tmp_path, server):  # noqa: F811
+def test_long_replies_are_paged(tiny_engine, tmp_path, server):
     plain = OscClient(server.address[1], "udp")
     whole = notes_of(plain.one("/seqvae/sample", "p", 0.5, 3))
     plain.close()
@@ -305,7 +305,7 @@ def test_reply_to_redirects_replies(udp):
         listener.close()
 
 
-def test_fixed_reply_port_makes_one_shot_senders_one_client(tiny_engine, tmp_path):  # noqa: F811
+def test_fixed_reply_port_makes_one_shot_senders_one_client(tiny_engine, tmp_path):
     listener = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     listener.bind(("127.0.0.1", 0))
     listener.settimeout(10)
@@ -436,7 +436,7 @@ def test_every_bad_request_gets_a_clear_error(server, udp):
     assert udp.one("/seqvae/ping", "alive")[1][0] == "alive"
 
 
-def test_remote_binding_needs_flag_and_allow_list(tiny_engine, tmp_path):  # noqa: F811
+def test_remote_binding_needs_flag_and_allow_list(tiny_engine, tmp_path):
     with pytest.raises(ValueError, match="--allow-remote"):
         check_bind(ServerConfig(host="0.0.0.0"))
     with pytest.raises(ValueError, match="needs --allow"):

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_server_support import make_tiny_checkpoint
+from server_support import make_tiny_checkpoint
 
 from seqvae.cli.main import main
 from seqvae.server.osc import encode_message, parse_packet

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from test_server_support import running_server, tiny_engine  # noqa: F401
+from server_support import running_server
 
 KITS = Path(__file__).resolve().parent.parent / "server"
 
@@ -38,7 +38,7 @@ def _wait_for(path: Path, pattern: str, timeout: float = 20.0) -> str:
 
 @pytest.mark.skipif(shutil.which("oscsend") is None or shutil.which("oscdump") is None,
                     reason="liblo-tools (oscsend, oscdump) not installed")
-def test_liblo_oscsend_and_oscdump(tiny_engine, tmp_path):  # noqa: F811
+def test_liblo_oscsend_and_oscdump(tiny_engine, tmp_path):
     reply_port = _free_port()
     dump = tmp_path / "oscdump.txt"
     with running_server(tiny_engine, tmp_path / "exports", reply_port=reply_port) as srv, \
@@ -100,7 +100,7 @@ seqvae morph a b 1.5 \\; seqvae tempo 300 \\; seqvae play morph 0 \\; seqvae sta
 
 
 @pytest.mark.skipif(shutil.which("pd") is None, reason="Pure Data (puredata-core) not installed")
-def test_pure_data_patch(tiny_engine, tmp_path):  # noqa: F811
+def test_pure_data_patch(tiny_engine, tmp_path):
     with running_server(tiny_engine, tmp_path) as srv:
         driver = tmp_path / "driver.pd"
         driver.write_text(DRIVER.format(port=srv.address[1], listen=_free_port()))
@@ -124,7 +124,7 @@ def test_pure_data_patch(tiny_engine, tmp_path):  # noqa: F811
 
 
 @pytest.mark.skipif(shutil.which("sclang") is None, reason="SuperCollider (sclang) not installed")
-def test_supercollider_script(tiny_engine, tmp_path):  # noqa: F811
+def test_supercollider_script(tiny_engine, tmp_path):
     with running_server(tiny_engine, tmp_path) as srv:
         env = dict(os.environ, SEQVAE_PORT=str(srv.address[1]), SEQVAE_SELFTEST="1", QT_QPA_PLATFORM="offscreen",
                    QTWEBENGINE_DISABLE_SANDBOX="1")

@@ -14,7 +14,7 @@ from collections import Counter
 
 import pytest
 from pythonosc.osc_message import OscMessage
-from test_server_support import OscClient, notes_of, running_server, tiny_engine  # noqa: F401
+from server_support import OscClient, notes_of, running_server
 
 from seqvae.codec import Melody, Note
 from seqvae.server.player import MidiSink, Player
@@ -119,7 +119,7 @@ def test_a_second_voice_joins_at_the_next_bar():
     _assert_balanced(sink.events)
 
 
-def test_play_through_the_server_sends_osc_note_events(tiny_engine, tmp_path):  # noqa: F811
+def test_play_through_the_server_sends_osc_note_events(tiny_engine, tmp_path):
     listener = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     listener.bind(("127.0.0.1", 0))
     listener.settimeout(5)

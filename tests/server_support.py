@@ -1,8 +1,8 @@
-"""Shared pieces for the server tests: a real Engine on a tiny untrained checkpoint, a running
-server, and OSC clients built on python-osc (UDP, TCP OSC 1.0 and TCP OSC 1.1 SLIP).
+"""Helpers for the server tests: a tiny untrained checkpoint, a running server, and OSC clients built on
+python-osc (UDP, TCP OSC 1.0 and TCP OSC 1.1 SLIP). The fixtures built from them live in conftest.py.
 
 Untrained weights are enough here: these tests check the protocol (shapes, types, order, errors),
-not musicality. No tests in this module; the test_server* modules import from it.
+not musicality.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from pythonosc.osc_message import OscMessage
 from pythonosc.osc_message_builder import OscMessageBuilder
 from pythonosc.tcp_client import TCPClient
@@ -31,16 +30,6 @@ def make_tiny_checkpoint(directory: Path) -> Path:
     torch.manual_seed(0)
     save_model(build_model(get_config("tiny_lstm")), directory)
     return directory
-
-
-@pytest.fixture(scope="session")
-def tiny_engine(tmp_path_factory):
-    import torch
-
-    from seqvae.engine import Engine
-
-    torch.set_num_threads(1)
-    return Engine.load(make_tiny_checkpoint(tmp_path_factory.mktemp("tiny_ckpt")), device="cpu")
 
 
 @contextlib.contextmanager
