@@ -35,7 +35,7 @@ NOTES = "/seqvae/notes"
 NOTES_PAGE = "/seqvae/notes_page"
 ERROR = "/seqvae/error"
 MAX_INLINE_NOTES = 1024
-MAX_INTERPOLATION_STEPS = 64
+MAX_INTERPOLATION_POINTS = 64  # path points; the OSC argument keeps its documented name, steps
 MAX_SEED = 2**31 - 1
 
 
@@ -382,7 +382,7 @@ ROUTES: dict[str, Route] = {route.address: route for route in (
     Route("/seqvae/encode_file", (SLOT, Param("path", "text"), Param("track", "any", default=0),
                                   Param("bar", "int", default=0, low=0, high=100000)), encode_file, NOTES),
     Route("/seqvae/interpolate", (Param("a", "slot"), Param("b", "slot"),
-                                  Param("steps", "int", low=2, high=MAX_INTERPOLATION_STEPS), Param("prefix", "slot")),
+                                  Param("steps", "int", low=2, high=MAX_INTERPOLATION_POINTS), Param("prefix", "slot")),
           interpolate, f"{NOTES} x steps", reads=("a", "b")),
     Route("/seqvae/morph", (Param("a", "slot"), Param("b", "slot"), Param("t", "float", low=0.0, high=1.0),
                             Param("out", "slot", default="morph")), morph, NOTES, reads=("a", "b")),
