@@ -19,7 +19,7 @@ from seqvae.models.registry import get_config
 
 SHIPPED = shipped_models()
 # The targets a shipped model misses, by model and measure (as quality_targets names them), with the reason its
-# README section gives; every other target must hold for the figures in its eval.json.
+# model card (docs/models) gives; every other target must hold for the figures in its eval.json.
 EXEMPT = {
     ("16bar", "prior overlap: note_density"): "few tunes in long test windows: real training windows reach only 0.79",
     ("16bar", "prior overlap: pitch_range"): "samples span wider ranges than the test split (19.8 against 17.8)",
@@ -84,7 +84,7 @@ def test_fine_tuned_models_went_on_from_their_sources_step():
 
 
 def test_default_decodes_the_same_in_bfloat16():
-    """The README's figure: bfloat16 greedy reconstructions agree with float32 ones (benchmarks/bf16_agreement.py)."""
+    """docs/benchmarks.md's figure: bfloat16 greedy reconstructions agree with float32 ones (benchmarks/bf16_agreement.py)."""
     loaded = load_model("default", device="cpu")
     model = loaded.model
     if not model.bf16_decoding_available():

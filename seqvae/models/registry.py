@@ -148,8 +148,8 @@ def config_from_dict(data: dict) -> ModelConfig:
 
 # What a triple twin changes beyond the meter. The shipped `triple` model is mel_2bar_small_triple fine-tuned from
 # `default`; its schedules go on from the step `default` was trained to. mel_16bar_hier_triple pays ten times
-# the KL weight, which holds its KL near the free bits (275 nats on validation against 1,002): its prior samples stay
-# in key and in step more often (README, "16bar_triple"). The same change made the duple 16-bar model worse, so
+# the KL weight, which holds its KL near the free bits, so its prior samples stay in key and in step more often
+# (docs/models/16bar_triple.md has the runs). The same change made the duple 16-bar model worse, so
 # mel_16bar_hier keeps its weight. Two-level triple twins take `triple` as their fixed segment level.
 _TRIPLE_CHANGES = {
     "mel_2bar_small": {"init_from": "default", "train_steps": 2000},
