@@ -84,7 +84,8 @@ def test_fine_tuned_models_went_on_from_their_sources_step():
 
 
 def test_default_decodes_the_same_in_bfloat16():
-    """docs/benchmarks.md's figure: bfloat16 greedy reconstructions agree with float32 ones (benchmarks/bf16_agreement.py)."""
+    """docs/benchmarks.md's figure: bfloat16 greedy reconstructions agree with float32 ones
+    (benchmarks/bf16_agreement.py)."""
     loaded = load_model("default", device="cpu")
     model = loaded.model
     if not model.bf16_decoding_available():
