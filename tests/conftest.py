@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import time
+
 import pytest
 from server_support import make_tiny_checkpoint
 
@@ -15,3 +20,27 @@ def tiny_engine(tmp_path_factory):
 
     torch.set_num_threads(1)
     return Engine.load(make_tiny_checkpoint(tmp_path_factory.mktemp("tiny_ckpt")), device="cpu")
+
+
+@pytest.fixture
+def jack_server():
+    """A JACK server on the dummy backend (no sound card), the default server while the test runs."""
+    pytest.importorskip("rtmidi", reason="live MIDI output needs python-rtmidi")
+    if shutil.which("jackd") is None:
+        pytest.skip("jackd is not installed")
+    name = f"seqvae-test-{os.getpid()}"
+    # 128-frame periods: JACK hands MIDI over once a period, so this is the timing grain (2.7 ms)
+    proc = subprocess.Popen(["jackd", "-n", name, "-d", "dummy", "-r", "48000", "-p", "128"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    old = os.environ.get("JACK_DEFAULT_SERVER")
+    os.environ["JACK_DEFAULT_SERVER"] = name
+    time.sleep(1.0)
+    try:
+        yield name
+    finally:
+        if old is None:
+            os.environ.pop("JACK_DEFAULT_SERVER", None)
+        else:
+            os.environ["JACK_DEFAULT_SERVER"] = old
+        proc.terminate()
+        proc.wait(10)

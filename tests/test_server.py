@@ -61,9 +61,9 @@ def test_core_flow_on_every_transport(server, transport):
         notes_of(reply)
         status = client.one("/seqvae/status")
         assert status[0] == "/seqvae/status"
-        model, device, n_slots, tempo, clients, *names = status[1]
+        model, device, n_slots, tempo, clients, *names, clock = status[1]
         assert (model, device, n_slots, tempo) == (server.engine.model_name, "cpu", 3, 120.0)
-        assert clients >= 1 and names == ["a", "b", "m"]
+        assert clients >= 1 and names == ["a", "b", "m"] and clock == "internal"
     finally:
         client.close()
 

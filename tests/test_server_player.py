@@ -4,10 +4,7 @@ jackd are installed."""
 
 from __future__ import annotations
 
-import os
-import shutil
 import socket
-import subprocess
 import threading
 import time
 from collections import Counter
@@ -162,28 +159,6 @@ def test_play_through_the_server_sends_osc_note_events(tiny_engine, tmp_path):
     offs = Counter(p[1] for a, p in all_events if a == "/seqvae/note_off")
     assert ons == offs
     listener.close()
-
-
-@pytest.fixture
-def jack_server():
-    pytest.importorskip("rtmidi", reason="live MIDI output needs python-rtmidi")
-    if shutil.which("jackd") is None:
-        pytest.skip("jackd is not installed")
-    name = f"seqvae-test-{os.getpid()}"
-    proc = subprocess.Popen(["jackd", "-n", name, "-d", "dummy", "-r", "48000"], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    old = os.environ.get("JACK_DEFAULT_SERVER")
-    os.environ["JACK_DEFAULT_SERVER"] = name
-    time.sleep(1.0)
-    try:
-        yield name
-    finally:
-        if old is None:
-            os.environ.pop("JACK_DEFAULT_SERVER", None)
-        else:
-            os.environ["JACK_DEFAULT_SERVER"] = old
-        proc.terminate()
-        proc.wait(10)
 
 
 def test_midi_out_through_a_jack_virtual_port(jack_server, monkeypatch):

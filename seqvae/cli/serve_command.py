@@ -16,6 +16,7 @@ OPTIONS: dict[str, tuple[Any, type]] = {
     "export_dir": ("seqvae-exports", str), "midi_out": (None, str), "allow_remote": (False, bool),
     "allow": ([], list), "device": (None, str), "threads": (2, int), "tempo": (120.0, float), "queue": (64, int),
     "batching": (True, bool), "verbose": (False, bool), "precision": ("auto", str),
+    "clock": ("internal", str), "latency": (0.0, float),
 }
 
 _KIND_NAMES = {str: "a string", int: "a whole number", float: "a number", bool: "true or false", list: "a list"}
@@ -49,6 +50,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help="decoding arithmetic (default: auto, bfloat16 for bfloat16-stored models on CPUs with "
                        "AVX512-BF16, else float32)")
     serve.add_argument("--tempo", type=float, help="initial playback tempo in bpm (default: 120)")
+    serve.add_argument("--clock", metavar="SOURCE",
+                       help="what playback follows: internal (default, --tempo), link (Ableton Link; needs "
+                       'pip install "seqvae[link]"), or midi[:PORT] (MIDI clock in on PORT, default seqvae-clock: '
+                       "an existing port of that name, else a new virtual one)")
+    serve.add_argument("--latency", type=float, metavar="MS",
+                       help="send OSC note events MS ahead of their onset as timetagged bundles (0..2000; "
+                       "default 0: plain messages at the onset). MIDI out stays at the onset")
     serve.add_argument("--queue", type=int, help="requests waiting for the model before 'busy' (default: 64)")
     serve.add_argument("--no-batching", dest="batching", action="store_false", default=None,
                        help="decode each request alone (to compare with micro-batching)")
@@ -89,6 +97,7 @@ def _serve(args: argparse.Namespace) -> int:
     import logging
     import signal
 
+    from seqvae.server.clock import parse_clock
     from seqvae.server.server import SeqvaeServer, ServerConfig, check_bind
 
     opts = resolve_options(args)
@@ -106,10 +115,13 @@ def _serve(args: argparse.Namespace) -> int:
         raise ValueError("--queue must be at least 1")
     if not 20 <= opts["tempo"] <= 400:
         raise ValueError(f"--tempo {opts['tempo']:g} is outside 20..400 bpm")
+    if not 0 <= opts["latency"] <= 2000:
+        raise ValueError(f"--latency {opts['latency']:g} is outside 0..2000 ms")
+    parse_clock(opts["clock"])  # an unknown source, or Link not installed: said before loading the model
     config = ServerConfig(
         host=opts["host"], port=opts["port"], reply_port=opts["reply_port"], export_dir=Path(opts["export_dir"]),
         allow_remote=opts["allow_remote"], allow=tuple(opts["allow"]), batching=opts["batching"],
-        max_queue=opts["queue"], bpm=float(opts["tempo"]),
+        max_queue=opts["queue"], bpm=float(opts["tempo"]), clock=opts["clock"], latency_ms=float(opts["latency"]),
     )
     check_bind(config)  # refuse a remote bind before spending seconds on the model
     engine = _load_engine(opts["model"], opts["device"], opts["threads"], opts["precision"])
@@ -128,6 +140,10 @@ def _serve(args: argparse.Namespace) -> int:
             extras.append(f"replies to port {config.reply_port}")
         if midi_port is not None:
             extras.append(f"MIDI out '{opts['midi_out']}'")
+        if server.player.clock.source != "internal":
+            extras.append(f"clock {server.player.clock.name}")
+        if config.latency_ms:
+            extras.append(f"note events {config.latency_ms:g} ms ahead")
         extra = f"; {'; '.join(extras)}" if extras else ""
         print(f"seqvae serve: model '{engine.model_name}' on {engine.device}, {engine.steps} steps; "
               f"OSC on udp+tcp {host}:{port}; exports in {config.export_dir.resolve()}{extra}. Ctrl-C stops.",

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ipaddress
 import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -184,7 +185,12 @@ def status(session: Session) -> Reply:
     eng = session.engine
     names = list(session.client.slots)
     return [("/seqvae/status", [eng.model_name, eng.device, len(names), float(session.player.bpm),
-                                session.client_count, *names])]
+                                session.client_count, *names, session.player.clock.name])]
+
+
+def clock(session: Session) -> Reply:
+    now = session.player.clock.read(time.perf_counter())
+    return [("/seqvae/clock", [now.source, now.tempo, now.beat, now.phase, now.peers, int(now.playing)])]
 
 
 def sample(session: Session, slot: str, temperature: float, seed: int) -> Reply:
@@ -375,7 +381,7 @@ SEED = Param("seed", "int", default=-1, low=-1, high=MAX_SEED)
 
 ROUTES: dict[str, Route] = {route.address: route for route in (
     Route("/seqvae/ping", (Param("id", "any", default=None),), ping, "/seqvae/pong [id] model version"),
-    Route("/seqvae/status", (), status, "/seqvae/status model device slots tempo clients slot_names...",
+    Route("/seqvae/status", (), status, "/seqvae/status model device slots tempo clients slot_names... clock",
           barrier=True),
     Route("/seqvae/sample", (SLOT, Param("temperature", "float", 0.5, 0.0, 5.0), SEED), sample, NOTES),
     Route("/seqvae/encode", (SLOT, Param("n", "int", low=0, high=MAX_INLINE_NOTES)), encode, NOTES, variadic=True),
@@ -401,6 +407,7 @@ ROUTES: dict[str, Route] = {route.address: route for route in (
           "/seqvae/exported prefix path", barrier=True),
     Route("/seqvae/tempo", (Param("bpm", "float", low=20.0, high=400.0),), tempo, "/seqvae/tempo bpm",
           barrier=True),  # melodies asked for earlier keep the tempo they were made at
+    Route("/seqvae/clock", (), clock, "/seqvae/clock source tempo beat phase peers playing"),
     Route("/seqvae/play", (SLOT, Param("loop", "int", default=1, low=0, high=1),
                            Param("channel", "int", default=1, low=1, high=16)), play,
           "/seqvae/playing slot loop channel", reads=("slot",)),

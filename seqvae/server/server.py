@@ -15,8 +15,10 @@ from typing import Any
 
 import numpy as np
 
+from seqvae.codec.meter import STEPS_PER_QUARTER
 from seqvae.server import protocol
 from seqvae.server.clients import Client, ClientRegistry, TooManyClients
+from seqvae.server.clock import Clock, make_clock
 from seqvae.server.ordering import RequestOrder
 from seqvae.server.osc import FramingError, OscParseError, encode_message, parse_packet
 from seqvae.server.player import MidiSink, OscNoteSink, Player
@@ -45,6 +47,8 @@ class ServerConfig:
     max_slots: int = 256
     bpm: float = 120.0
     tcp: bool = True
+    clock: str = "internal"  # internal | link | midi[:PORT] (see clock.py)
+    latency_ms: float = 0.0  # OSC note events leave this far ahead of their onset, as timetagged bundles
 
 
 def check_bind(config: ServerConfig) -> AllowList:
@@ -55,7 +59,8 @@ def check_bind(config: ServerConfig) -> AllowList:
 class SeqvaeServer:
     """An OSC front end over an `Engine`. `start()` serves from a background thread, `serve_forever()` blocks."""
 
-    def __init__(self, engine: Any, config: ServerConfig | None = None, midi_port: Any = None) -> None:
+    def __init__(self, engine: Any, config: ServerConfig | None = None, midi_port: Any = None,
+                 clock: Clock | None = None) -> None:
         self.engine = engine
         self.config = config or ServerConfig()
         self.allow_list = check_bind(self.config)
@@ -63,10 +68,13 @@ class SeqvaeServer:
         self.rng = np.random.default_rng()
         self.stats = ServerStats()
         self.worker = InferenceWorker(engine, max_queue=self.config.max_queue, batching=self.config.batching)
-        sinks: list[Any] = [OscNoteSink()]
+        latency_s = self.config.latency_ms / 1000.0
+        sinks: list[Any] = [OscNoteSink(latency_s)]
         if midi_port is not None:
             sinks.append(MidiSink(midi_port))
-        self.player = Player(sinks, bpm=self.config.bpm, on_voice_end=self._voice_ended)
+        if clock is None:  # the model's bar is the clock's bar (Link's quantum): 4 beats in 4/4, 3 in 3/4 and 6/8
+            clock = make_clock(self.config.clock, self.config.bpm, engine.meter.steps_per_bar / STEPS_PER_QUARTER)
+        self.player = Player(sinks, on_voice_end=self._voice_ended, clock=clock, latency_s=latency_s)
         self.transport = OscTransport(self, self.allow_list, self.stats, self.config.host, self.config.port,
                                       self.config.max_packet, tcp=self.config.tcp)
         self.order = RequestOrder(self.transport, self.worker, self._session)

@@ -1,0 +1,336 @@
+"""Where the beat is: the clock the Player reads, from one of three sources.
+
+Every source answers the same questions on `time.perf_counter()` time: the tempo, the beat
+(quarter notes since the clock's origin) at a time, the time of a beat, the phase in the bar,
+whether the transport lets voices sound, and how many Link peers share it.
+
+- `internal`: the server's own steady clock (`/seqvae/tempo` sets it). It always runs; when
+  playback starts from silence its next bar line is moved to now, so the first voice starts at once.
+- `link`: an Ableton Link session (the optional `LinkPython-extern` package). The tempo is the
+  session's, `/seqvae/tempo` changes it for every peer, the bar is Link's quantum. With start/stop
+  sync, once a peer has started or stopped the session, voices sound only while it plays.
+- `midi[:PORT]`: MIDI clock (24 ticks per quarter) on an input port. The tempo is a least-squares
+  fit over the last two beats of ticks, so a jittery tick moves it little; between ticks the beat
+  runs on that fit (for at most a 16th past the last tick). A tick far off the fit (ticks missed,
+  the device paused) starts the fit afresh. Start, Stop, Continue and Song Position Pointer move
+  the transport; voices sound only between Start (or Continue) and Stop.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from seqvae.server.midi_ports import open_midi_input
+
+SOURCES = ("internal", "link", "midi")
+DEFAULT_MIDI_CLOCK_PORT = "seqvae-clock"
+TICKS_PER_BEAT = 24  # MIDI clock
+LINK_INSTALL_HINT = 'pip install "seqvae[link]" (the LinkPython-extern package; GPL, like Link)'
+
+
+@dataclass(frozen=True)
+class ClockReading:
+    """One look at a clock, as /seqvae/clock replies it."""
+
+    source: str
+    tempo: float
+    beat: float
+    phase: float
+    peers: int
+    playing: bool
+
+
+class Clock:
+    """The interface the Player reads. Times are `time.perf_counter()` seconds, beats are quarter notes."""
+
+    source = "internal"
+
+    def __init__(self, bar_beats: float = 4.0) -> None:
+        self.bar_beats = float(bar_beats)  # the bar (Link's quantum) in quarter notes
+        self.on_change: Callable[[], None] | None = None  # the Player's wake-up: tempo or transport moved
+
+    @property
+    def name(self) -> str:
+        """The source as `--clock` spells it, for /seqvae/status."""
+        return self.source
+
+    def tempo(self) -> float:
+        raise NotImplementedError
+
+    def beat_at(self, t: float) -> float:
+        raise NotImplementedError
+
+    def time_at(self, beat: float) -> float | None:
+        """When `beat` sounds; None when the clock can't say yet (stopped, or ticks have not come that far)."""
+        raise NotImplementedError
+
+    def phase_at(self, t: float) -> float:
+        return self.beat_at(t) % self.bar_beats
+
+    def playing(self) -> bool:
+        return True
+
+    def peers(self) -> int:
+        return 0
+
+    def set_tempo(self, bpm: float) -> None:
+        raise NotImplementedError
+
+    def begin(self, t: float) -> None:
+        """Playback starts from silence at `t`; a shared clock does not move for that."""
+
+    def read(self, t: float) -> ClockReading:
+        return ClockReading(self.name, float(self.tempo()), float(self.beat_at(t)), float(self.phase_at(t)),
+                            int(self.peers()), bool(self.playing()))
+
+    def close(self) -> None:
+        """Let go of the port or the session."""
+
+    def _changed(self) -> None:
+        if self.on_change is not None:
+            self.on_change()
+
+
+class InternalClock(Clock):
+    """A steady clock of our own: beat = origin beat + elapsed seconds * bpm / 60."""
+
+    def __init__(self, bpm: float = 120.0, bar_beats: float = 4.0) -> None:
+        super().__init__(bar_beats)
+        self._anchor = (time.perf_counter(), 0.0, float(bpm))  # (time, beat at that time, bpm): swapped whole
+
+    def tempo(self) -> float:
+        return self._anchor[2]
+
+    def beat_at(self, t: float) -> float:
+        t0, beat0, bpm = self._anchor
+        return beat0 + (t - t0) * bpm / 60.0
+
+    def time_at(self, beat: float) -> float:
+        t0, beat0, bpm = self._anchor
+        return t0 + (beat - beat0) * 60.0 / bpm
+
+    def set_tempo(self, bpm: float) -> None:
+        now = time.perf_counter()
+        self._anchor = (now, self.beat_at(now), float(bpm))  # the beat carries on from where it is
+        self._changed()
+
+    def begin(self, t: float) -> None:
+        next_bar = math.ceil(self.beat_at(t) / self.bar_beats - 1e-9) * self.bar_beats
+        self._anchor = (t, next_bar, self._anchor[2])
+
+
+class LinkClock(Clock):
+    """An Ableton Link session; the bar is the quantum."""
+
+    source = "link"
+
+    def __init__(self, bpm: float = 120.0, bar_beats: float = 4.0) -> None:
+        super().__init__(bar_beats)
+        link = import_link()
+        self._sync_seen = False  # a peer has started or stopped the session: its transport rules from then on
+        self._link = link.Link(float(bpm))
+        self._clock = self._link.clock()
+        self._link.setTempoCallback(lambda _bpm: self._changed())
+        self._link.setNumPeersCallback(lambda _peers: self._changed())
+        self._link.setStartStopCallback(self._started_or_stopped)
+        self._link.startStopSyncEnabled = True
+        self._link.enabled = True
+
+    def _started_or_stopped(self, _playing: bool) -> None:
+        self._sync_seen = True
+        self._changed()
+
+    def _offset(self) -> float:
+        """Link's clock minus perf_counter, in seconds: the tightest of three readings (they may drift apart)."""
+        best = (math.inf, 0.0)
+        for _ in range(3):
+            before = time.perf_counter()
+            micros = self._clock.micros()
+            after = time.perf_counter()
+            if after - before < best[0]:
+                best = (after - before, micros * 1e-6 - (before + after) / 2)
+        return best[1]
+
+    def _micros(self, t: float) -> int:
+        return round((t + self._offset()) * 1e6)
+
+    def tempo(self) -> float:
+        return self._link.captureAppSessionState().tempo()
+
+    def beat_at(self, t: float) -> float:
+        return self._link.captureAppSessionState().beatAtTime(self._micros(t), self.bar_beats)
+
+    def phase_at(self, t: float) -> float:
+        return self._link.captureAppSessionState().phaseAtTime(self._micros(t), self.bar_beats)
+
+    def time_at(self, beat: float) -> float | None:
+        state = self._link.captureAppSessionState()
+        if self._sync_seen and not state.isPlaying():
+            return None
+        return state.timeAtBeat(beat, self.bar_beats) * 1e-6 - self._offset()
+
+    def playing(self) -> bool:
+        return not self._sync_seen or self._link.captureAppSessionState().isPlaying()
+
+    def peers(self) -> int:
+        return self._link.numPeers()
+
+    def set_tempo(self, bpm: float) -> None:
+        state = self._link.captureAppSessionState()
+        state.setTempo(float(bpm), self._micros(time.perf_counter()))
+        self._link.commitAppSessionState(state)
+        self._changed()
+
+    def close(self) -> None:
+        self._link.enabled = False
+
+
+class MidiClock(Clock):
+    """MIDI clock on an input port (an existing port of that name, else a virtual one)."""
+
+    source = "midi"
+    WINDOW_TICKS = 2 * TICKS_PER_BEAT  # the tempo fit's window
+    AHEAD_TICKS = TICKS_PER_BEAT // 4  # the beat runs on at most a 16th past the last tick
+    JUMP_S = 0.03  # a tick further off the fit than this and a tick interval (missed ticks, a pause): start afresh
+
+    def __init__(self, port_name: str = DEFAULT_MIDI_CLOCK_PORT, bpm: float = 120.0, bar_beats: float = 4.0,
+                 open_port: bool = True) -> None:
+        super().__init__(bar_beats)
+        self.port_name = port_name
+        self._lock = threading.Lock()
+        self._ticks: deque[tuple[int, float]] = deque(maxlen=self.WINDOW_TICKS)  # (tick number, arrival time)
+        self._last = -1  # the number of the last tick received
+        self._fit = (0.0, 60.0 / (float(bpm) * TICKS_PER_BEAT))  # tick n arrives at a + b * n: (a, b)
+        self._playing = False
+        self._run = (0, 0.0)  # (tick number, its beat) where this run of the transport began
+        self._position = 0.0  # the beat while stopped: where the next tick will be
+        self._resume_beat: float | None = None  # after Start / Continue / a song position: the next tick's beat
+        self._port = open_midi_input(port_name, callback=self.receive) if open_port else None
+
+    @property
+    def name(self) -> str:
+        return f"midi:{self.port_name}"
+
+    def receive(self, message: Any, at: float | None = None) -> None:
+        """One MIDI message (mido) that arrived at perf_counter time `at` (now when None)."""
+        at = time.perf_counter() if at is None else at
+        kind = message.type
+        with self._lock:
+            if kind == "clock":
+                changed = self._tick(at)
+            elif kind in ("start", "continue"):
+                self._position = 0.0 if kind == "start" else self._position
+                self._resume_beat = self._position
+                self._playing = False  # until the first tick after it
+                changed = True
+            elif kind == "stop":
+                if self._playing:
+                    self._position = self._beat_of(self._last + 1)
+                self._playing = False
+                self._resume_beat = None
+                changed = True
+            elif kind == "songpos":  # counted in 16ths
+                self._position = message.pos / 4.0
+                if self._playing or self._resume_beat is not None:
+                    self._resume_beat = self._position
+                changed = True
+            else:
+                changed = False
+        if changed:
+            self._changed()
+
+    def _tick(self, at: float) -> bool:
+        self._last += 1
+        a, b = self._fit
+        if self._ticks and abs(at - (a + b * self._last)) > max(b, self.JUMP_S):
+            self._ticks.clear()  # the fit restarts here, keeping its tempo until the next ticks
+        self._ticks.append((self._last, at))
+        self._fit = _line_fit(self._ticks, self._fit[1])
+        if self._resume_beat is None:
+            return False
+        self._run = (self._last, self._resume_beat)
+        self._resume_beat = None
+        self._playing = True
+        return True
+
+    def _beat_of(self, tick: float) -> float:
+        run_tick, run_beat = self._run
+        return run_beat + (tick - run_tick) / TICKS_PER_BEAT
+
+    def tempo(self) -> float:
+        return 60.0 / (self._fit[1] * TICKS_PER_BEAT)
+
+    def beat_at(self, t: float) -> float:
+        with self._lock:
+            if not self._playing:
+                return self._position
+            a, b = self._fit
+            return self._beat_of(min((t - a) / b, self._last + self.AHEAD_TICKS))
+
+    def time_at(self, beat: float) -> float | None:
+        with self._lock:
+            if not self._playing:
+                return None
+            run_tick, run_beat = self._run
+            tick = run_tick + (beat - run_beat) * TICKS_PER_BEAT
+            if tick > self._last + self.AHEAD_TICKS:
+                return None
+            a, b = self._fit
+            return a + b * tick
+
+    def playing(self) -> bool:
+        return self._playing
+
+    def set_tempo(self, bpm: float) -> None:
+        raise ValueError(f"the tempo follows the MIDI clock on {self.port_name!r}: change it on the device that "
+                         "sends the clock")
+
+    def close(self) -> None:
+        if self._port is not None:
+            self._port.close()
+
+
+def _line_fit(points: deque[tuple[int, float]], slope: float) -> tuple[float, float]:
+    """Least-squares line time = a + b * tick through the points; one point keeps the slope it is given."""
+    n = len(points)
+    mean_x = sum(x for x, _ in points) / n
+    mean_y = sum(y for _, y in points) / n
+    if n > 1:
+        sxx = sum((x - mean_x) ** 2 for x, _ in points)
+        slope = sum((x - mean_x) * (y - mean_y) for x, y in points) / sxx
+    return mean_y - slope * mean_x, slope
+
+
+def import_link() -> Any:
+    try:
+        import link
+    except ImportError:
+        raise ValueError(f"--clock link needs Ableton Link for Python: {LINK_INSTALL_HINT}") from None
+    return link
+
+
+def parse_clock(spec: str) -> tuple[str, str | None]:
+    """'internal' | 'link' | 'midi' | 'midi:PORT' -> (source, MIDI port name or None); a clear error otherwise."""
+    source, colon, port = str(spec).partition(":")
+    if source not in SOURCES or (colon and (source != "midi" or not port)):
+        raise ValueError(f"unknown clock source {spec!r}: send internal, link, midi or midi:PORT "
+                         f"(e.g. midi:{DEFAULT_MIDI_CLOCK_PORT})")
+    if source == "link":
+        import_link()
+    return source, (port or DEFAULT_MIDI_CLOCK_PORT) if source == "midi" else None
+
+
+def make_clock(spec: str, bpm: float = 120.0, bar_beats: float = 4.0) -> Clock:
+    """The clock `--clock spec` names, started (a Link session joined, a MIDI port opened)."""
+    source, port = parse_clock(spec)
+    if source == "link":
+        return LinkClock(bpm, bar_beats)
+    if source == "midi":
+        return MidiClock(port or DEFAULT_MIDI_CLOCK_PORT, bpm, bar_beats)
+    return InternalClock(bpm, bar_beats)
