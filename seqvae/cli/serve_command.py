@@ -16,7 +16,8 @@ OPTIONS: dict[str, tuple[Any, type]] = {
     "export_dir": ("seqvae-exports", str), "midi_out": (None, str), "allow_remote": (False, bool),
     "allow": ([], list), "device": (None, str), "threads": (2, int), "tempo": (120.0, float), "queue": (64, int),
     "batching": (True, bool), "verbose": (False, bool), "precision": ("auto", str),
-    "clock": ("internal", str), "latency": (0.0, float),
+    "clock": ("internal", str), "latency": (0.0, float), "midi_in": (None, str), "map_cc": ([], list),
+    "map_osc": ([], list),
 }
 
 _KIND_NAMES = {str: "a string", int: "a whole number", float: "a number", bool: "true or false", list: "a list"}
@@ -40,6 +41,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help="where /seqvae/export writes MIDI files (default: ./seqvae-exports)")
     serve.add_argument("--midi-out", metavar="NAME",
                        help="play /seqvae/play on this MIDI output (an existing port, else a new virtual one)")
+    serve.add_argument("--midi-in", metavar="NAME",
+                       help="take notes (/seqvae/record) and controllers (/seqvae/map_cc) from this MIDI input (an "
+                       "existing port, else a new virtual one). Never route --midi-out back into it")
     serve.add_argument("--allow-remote", action="store_true", default=None,
                        help="allow a non-loopback --host (needs --allow)")
     serve.add_argument("--allow", action="append", metavar="ADDR[,ADDR]",
@@ -82,7 +86,7 @@ def resolve_options(args: argparse.Namespace) -> dict[str, Any]:
                              f"known: {', '.join(OPTIONS)}")
     options = {}
     for name, (default, kind) in OPTIONS.items():
-        value = getattr(args, name)
+        value = getattr(args, name, None)  # map_cc and map_osc are --config only
         if value is None:
             value = from_file.get(name, default)
             fits = isinstance(value, kind) or (kind is float and isinstance(value, int))
@@ -122,8 +126,16 @@ def _serve(args: argparse.Namespace) -> int:
         host=opts["host"], port=opts["port"], reply_port=opts["reply_port"], export_dir=Path(opts["export_dir"]),
         allow_remote=opts["allow_remote"], allow=tuple(opts["allow"]), batching=opts["batching"],
         max_queue=opts["queue"], bpm=float(opts["tempo"]), clock=opts["clock"], latency_ms=float(opts["latency"]),
+        midi_in=opts["midi_in"], map_cc=tuple(opts["map_cc"]), map_osc=tuple(opts["map_osc"]),
     )
     check_bind(config)  # refuse a remote bind before spending seconds on the model
+    if opts["map_cc"] and not opts["midi_in"]:
+        raise ValueError("map_cc in --config needs MIDI in: set midi_in (or --midi-in NAME)")
+    midi_in_port = None
+    if opts["midi_in"]:  # a port that can't be opened is said before the model loads
+        from seqvae.server.midi_ports import open_polled_input
+
+        midi_in_port = open_polled_input(opts["midi_in"])
     engine = _load_engine(opts["model"], opts["device"], opts["threads"], opts["precision"])
     midi_port = None
     if opts["midi_out"]:
@@ -131,7 +143,7 @@ def _serve(args: argparse.Namespace) -> int:
 
         midi_port = open_midi_output(opts["midi_out"])
     engine.sample(1, seed=0)  # the first forward pass pays one-time costs; not the first client
-    server = SeqvaeServer(engine, config, midi_port=midi_port)
+    server = SeqvaeServer(engine, config, midi_port=midi_port, midi_in_port=midi_in_port)
 
     def ready(address: tuple[str, int]) -> None:
         host, port = address
@@ -140,6 +152,8 @@ def _serve(args: argparse.Namespace) -> int:
             extras.append(f"replies to port {config.reply_port}")
         if midi_port is not None:
             extras.append(f"MIDI out '{opts['midi_out']}'")
+        if config.midi_in:
+            extras.append(f"MIDI in '{config.midi_in}'")
         if server.player.clock.source != "internal":
             extras.append(f"clock {server.player.clock.name}")
         if config.latency_ms:

@@ -24,6 +24,45 @@ def open_midi_input(name: str, callback: Callable[[Any], None] | None = None) ->
     return _open_port(name, "input", callback)
 
 
+RTMIDI_APIS = ("LINUX_ALSA", "UNIX_JACK", "MACOSX_CORE", "WINDOWS_MM")
+
+
+def open_polled_input(name: str) -> Any:
+    """A python-rtmidi `MidiIn` named `name`, read by polling `get_message()` (MIDI in for notes and CCs).
+
+    Played notes and CCs are read this way rather than through mido's callback, which was seen to
+    drop events under JACK. The API comes from MIDO_BACKEND's suffix when set (e.g. .../UNIX_JACK).
+    """
+    try:
+        import rtmidi
+    except ImportError as exc:
+        raise ValueError(f"could not open MIDI input {name!r}: {exc}. MIDI in needs python-rtmidi "
+                         "(pip install python-rtmidi)") from None
+    wanted = os.environ.get("MIDO_BACKEND", "").rpartition("/")[2]
+    apis = [wanted] if wanted in RTMIDI_APIS else list(RTMIDI_APIS)
+    failures = []
+    for api_name in apis:
+        api = getattr(rtmidi, f"API_{api_name}")
+        if api not in rtmidi.get_compiled_api():
+            continue
+        try:
+            port = rtmidi.MidiIn(api, name="seqvae")
+            names = port.get_ports()
+            match = [i for i, found in enumerate(names) if found == name or found.split(":")[-1] == name]
+            if match:
+                port.open_port(match[0], name)
+            else:
+                port.open_virtual_port(name)
+            port.ignore_types(sysex=True, timing=True, active_sense=True)
+            return port
+        except Exception as exc:  # rtmidi's own error types, per API
+            failures.append(f"{api_name}: {exc}")
+    raise ValueError(
+        f"could not open MIDI input {name!r} ({'; '.join(failures) or 'no MIDI API compiled in'}). MIDI in needs a "
+        "MIDI system: ALSA, or a running JACK server (jackd -d dummy)"
+    )
+
+
 def _open_port(name: str, direction: str, callback: Callable[[Any], None] | None = None) -> Any:
     import mido
 

@@ -31,10 +31,11 @@ MAX_PENDING_PER_CLIENT = 256
 class Ticket:
     """A request's place in its client's order: replies go out, and results land in slots, in this order."""
 
-    __slots__ = ("address", "messages", "done", "work", "result", "writes")
+    __slots__ = ("address", "messages", "done", "work", "result", "writes", "on_reply")
 
-    def __init__(self, address: str = "?") -> None:
+    def __init__(self, address: str = "?", on_reply: Callable[[list[protocol.Message]], None] | None = None) -> None:
         self.address = address
+        self.on_reply = on_reply  # replies go here instead of to the client (a knob's request)
         self.messages: list[protocol.Message] = []
         self.done = False
         self.work: protocol.DecodeWork | protocol.CallWork | None = None
@@ -109,14 +110,20 @@ class RequestOrder:
                 continue
             self.dispatch(client, msg.address, msg.args)
 
-    def dispatch(self, client: Client, address: str, args: tuple) -> None:
-        """Take a request in arrival order; it runs now unless it reads slots that earlier work will fill."""
+    def dispatch(self, client: Client, address: str, args: tuple,
+                 on_reply: Callable[[list[protocol.Message]], None] | None = None) -> None:
+        """Take a request in arrival order; it runs now unless it reads slots that earlier work will fill.
+
+        With `on_reply`, the replies go to it, in their turn, instead of to the client."""
         queue = self._queue(client)
         if len(queue.tickets) >= MAX_PENDING_PER_CLIENT:
-            self._refuse_now(client, address, f"busy: {len(queue.tickets)} of your requests are waiting; "
-                                              "wait for replies")
+            text = f"busy: {len(queue.tickets)} of your requests are waiting; wait for replies"
+            if on_reply is not None:
+                on_reply([protocol.error_message(address, text)])
+            else:
+                self._refuse_now(client, address, text)
             return
-        ticket = Ticket(address)
+        ticket = Ticket(address, on_reply)
         queue.tickets.append(ticket)
         if queue.blocked or not self._start(client, ticket, address, args):
             queue.blocked.append((ticket, address, args))
@@ -259,6 +266,9 @@ class RequestOrder:
             for name in ticket.writes:
                 if queue.pending_writes[name] <= 0:
                     del queue.pending_writes[name]
+        if ticket.on_reply is not None:
+            ticket.on_reply(messages)
+            return
         for address, args in messages:
             if address == protocol.ERROR:
                 self.stats.errors += 1

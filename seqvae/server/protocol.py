@@ -76,6 +76,8 @@ class Session:
     page_bytes: int
     client_count: int  # clients the server holds now, for /seqvae/status
     allowed: Callable[[str], bool]  # hosts the allow-list accepts, for note targets
+    knobs: Any = None  # the server's Knobs (mappings.py)
+    midi_in: Any = None  # the server's MidiIn (midi_in.py), None without --midi-in
 
     def store(self, name: str, melody: Melody, z: np.ndarray) -> Melody:
         """Put a melody (at the server tempo) and its latent in a slot; a playing voice switches at the next bar."""
@@ -373,6 +375,52 @@ def clear(session: Session, slot: str) -> Reply:
     return [("/seqvae/cleared", names)]
 
 
+def _midi_in(session: Session, address: str) -> Any:
+    if session.midi_in is None:
+        raise RequestError(f"{address} needs MIDI in: start the server with seqvae serve --midi-in NAME")
+    return session.midi_in
+
+
+def record(session: Session, slot: str, bars: int) -> Reply:
+    midi_in = _midi_in(session, "/seqvae/record")
+    eng = session.engine
+    window_bars = eng.steps // eng.meter.steps_per_bar
+    if bars == 0:
+        bars = window_bars
+    if bars > window_bars:
+        raise RequestError(f"{bars} bars is longer than the model's window of {window_bars} bars "
+                           f"({eng.meter}): record at most {window_bars}")
+    session.client.check_room([slot])
+    take = midi_in.arm(session.client, slot, bars, session.player.bar_beats)
+    return [("/seqvae/recording", [slot, bars, float(take.start_beat)])]
+
+
+def record_cancel(session: Session, slot: str) -> Reply:
+    midi_in = _midi_in(session, "/seqvae/record_cancel")
+    return [("/seqvae/record_cancelled", midi_in.cancel(session.client, slot or None))]
+
+
+def map_cc(session: Session, channel: int, cc: int, words: tuple) -> Reply:
+    _midi_in(session, "/seqvae/map_cc")
+    request = session.knobs.map_cc(session.client, channel, cc, words)
+    return [("/seqvae/mapped_cc", [channel, cc, *request.describe()])]
+
+
+def unmap_cc(session: Session, channel: int, cc: int) -> Reply:
+    session.knobs.unmap_cc(session.client, channel, cc)
+    return [("/seqvae/unmapped_cc", [channel, cc])]
+
+
+def map_osc(session: Session, address: str, words: tuple) -> Reply:
+    mapping = session.knobs.map_osc(session.client, address, words)
+    return [("/seqvae/mapped_osc", [address, mapping.arg_index, *mapping.request.describe()])]
+
+
+def unmap_osc(session: Session, address: str) -> Reply:
+    session.knobs.unmap_osc(session.client, address)
+    return [("/seqvae/unmapped_osc", [address])]
+
+
 # ---- the table ---------------------------------------------------------------------------------
 
 SLOT = Param("slot", "slot")
@@ -416,6 +464,17 @@ ROUTES: dict[str, Route] = {route.address: route for route in (
           "/seqvae/note_target host port"),
     Route("/seqvae/reply_to", (Param("port", "int", low=1, high=65535),), reply_to, "/seqvae/reply_to port"),
     Route("/seqvae/clear", (Param("slot", "slot", default=""),), clear, "/seqvae/cleared slot...", barrier=True),
+    Route("/seqvae/record", (SLOT, Param("bars", "int", default=0, low=0, high=64)), record,
+          "/seqvae/recording slot bars beat, then /seqvae/notes slot ... when the take ends"),
+    Route("/seqvae/record_cancel", (Param("slot", "slot", default=""),), record_cancel,
+          "/seqvae/record_cancelled slot..."),
+    Route("/seqvae/map_cc", (Param("channel", "int", low=1, high=16), Param("cc", "int", low=0, high=127)),
+          map_cc, "/seqvae/mapped_cc channel cc request...", variadic=True),
+    Route("/seqvae/unmap_cc", (Param("channel", "int", low=1, high=16), Param("cc", "int", low=0, high=127)),
+          unmap_cc, "/seqvae/unmapped_cc channel cc"),
+    Route("/seqvae/map_osc", (Param("address", "text"),), map_osc, "/seqvae/mapped_osc address arg_index request...",
+          variadic=True),
+    Route("/seqvae/unmap_osc", (Param("address", "text"),), unmap_osc, "/seqvae/unmapped_osc address"),
 )}
 
 

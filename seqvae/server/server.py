@@ -19,6 +19,9 @@ from seqvae.codec.meter import STEPS_PER_QUARTER
 from seqvae.server import protocol
 from seqvae.server.clients import Client, ClientRegistry, TooManyClients
 from seqvae.server.clock import Clock, make_clock
+from seqvae.server.mappings import Knobs
+from seqvae.server.midi_in import MidiIn, Take, TakeNote, take_messages
+from seqvae.server.midi_ports import open_polled_input
 from seqvae.server.ordering import RequestOrder
 from seqvae.server.osc import FramingError, OscParseError, encode_message, parse_packet
 from seqvae.server.player import MidiSink, OscNoteSink, Player
@@ -49,6 +52,9 @@ class ServerConfig:
     tcp: bool = True
     clock: str = "internal"  # internal | link | midi[:PORT] (see clock.py)
     latency_ms: float = 0.0  # OSC note events leave this far ahead of their onset, as timetagged bundles
+    midi_in: str | None = None  # MIDI input for /seqvae/record and CC mappings
+    map_cc: tuple = ()  # [channel, cc, address, args...] entries, run for the house client
+    map_osc: tuple = ()  # [address, (arg_index (low high)), request...] entries, run for the house client
 
 
 def check_bind(config: ServerConfig) -> AllowList:
@@ -60,7 +66,7 @@ class SeqvaeServer:
     """An OSC front end over an `Engine`. `start()` serves from a background thread, `serve_forever()` blocks."""
 
     def __init__(self, engine: Any, config: ServerConfig | None = None, midi_port: Any = None,
-                 clock: Clock | None = None) -> None:
+                 clock: Clock | None = None, midi_in_port: Any = None) -> None:
         self.engine = engine
         self.config = config or ServerConfig()
         self.allow_list = check_bind(self.config)
@@ -80,6 +86,20 @@ class SeqvaeServer:
         self.order = RequestOrder(self.transport, self.worker, self._session)
         self.clients = ClientRegistry(self._in_use, self.config.max_clients, self.config.max_slots,
                                       self.config.reply_port)
+        # The house client owns the --config mappings and their slots; it has no address, so replies go nowhere.
+        self.house = Client(("house",), "127.0.0.1", None, max_slots=self.config.max_slots)
+        self.knobs = Knobs(protocol.ROUTES, self._run_mapped)
+        self.midi_in: MidiIn | None = None
+        if midi_in_port is None and self.config.midi_in:
+            midi_in_port = open_polled_input(self.config.midi_in)
+        if midi_in_port is not None:
+            self.midi_in = MidiIn(midi_in_port, self.player.clock, self._take_ended, self._cc_moved,
+                                  name=self.config.midi_in or "")
+        try:
+            self._house_mappings()
+        except ValueError:
+            self.close_parts()
+            raise
 
     @property
     def address(self) -> tuple[str, int] | None:
@@ -107,6 +127,8 @@ class SeqvaeServer:
         self.close_parts()
 
     def close_parts(self) -> None:
+        if self.midi_in is not None:
+            self.midi_in.close()
         self.player.close()
         self.worker.close()
 
@@ -142,6 +164,12 @@ class SeqvaeServer:
         except OscParseError as exc:
             self.order.respond(client, [protocol.error_message(_address_hint(data), str(exc))])
             return
+        if self.knobs.osc:  # other tools' addresses that a /seqvae/map_osc maps
+            for msg in [m for m in messages if self.knobs.is_mapped(m.address)]:
+                problem = self.knobs.on_osc(msg.address, msg.args)
+                if problem:
+                    self.order.respond(client, [protocol.error_message(msg.address, problem)])
+            messages = [m for m in messages if not self.knobs.is_mapped(m.address)]
         self.order.take(client, messages)
 
     def handle_framing_error(self, client: Client, error: FramingError) -> None:
@@ -151,12 +179,15 @@ class SeqvaeServer:
         """A TCP connection closed: its voices stop and its slots go."""
         if self.clients.forget(client):
             self.player.stop([key for key in self.player.playing() if key[0] == client.key])
+            self.knobs.forget(client)
+            if self.midi_in is not None:
+                self.midi_in.cancel(client)
 
     # ---- what clients and handlers are given ---------------------------------------------------
 
     def _session(self, client: Client) -> protocol.Session:
         return protocol.Session(self.engine, client, self.player, self.rng, self.export_dir, self.config.page_bytes,
-                                len(self.clients), self.allow_list.allows)
+                                len(self.clients), self.allow_list.allows, self.knobs, self.midi_in)
 
     def _in_use(self) -> set[Hashable]:
         """Clients a full registry must keep: those with requests in flight or voices playing."""
@@ -176,6 +207,57 @@ class SeqvaeServer:
             loop.call_soon_threadsafe(tell)
         except RuntimeError:  # the loop has closed
             pass
+
+
+    # ---- MIDI in and mappings --------------------------------------------------------------------
+
+    def _house_mappings(self) -> None:
+        """The --config mappings, checked now: a bad entry stops the server with its position named."""
+        for kind, entries in (("map_cc", self.config.map_cc), ("map_osc", self.config.map_osc)):
+            for n, entry in enumerate(entries, 1):
+                if not isinstance(entry, (list, tuple)) or len(entry) < 2:
+                    raise ValueError(f"{kind} entry {n} should be a list such as "
+                                     + ('[1, 1, "/seqvae/morph", "a", "b", "$", "knob"]' if kind == "map_cc"
+                                        else '["/1/fader1", "/seqvae/morph", "a", "b", "$", "knob"]'))
+                try:
+                    if kind == "map_cc":
+                        if self.midi_in is None:
+                            raise ValueError("map_cc needs MIDI in: set midi_in (--midi-in NAME)")
+                        self.knobs.map_cc(self.house, entry[0], entry[1], tuple(entry[2:]))
+                    else:
+                        self.knobs.map_osc(self.house, entry[0], tuple(entry[1:]))
+                except ValueError as exc:
+                    raise ValueError(f"{kind} entry {n} {list(entry)}: {exc}") from None
+
+    def _run_mapped(self, owner: Client, address: str, args: tuple, done: Any) -> None:
+        self.order.dispatch(owner, address, args, on_reply=done)
+
+    def _on_loop(self, fn: Any, *args: Any) -> None:
+        """Run `fn(*args)` on the receiving loop, which owns all client state (from the MIDI thread)."""
+        loop = self.transport.loop
+        if loop is None:
+            return
+        try:
+            loop.call_soon_threadsafe(fn, *args)
+        except RuntimeError:  # the loop has closed
+            pass
+
+    def _cc_moved(self, channel: int, cc: int, value: int) -> None:
+        self._on_loop(self.knobs.on_cc, channel, cc, value)
+
+    def _take_ended(self, take: Take, notes: list[TakeNote]) -> None:
+        self._on_loop(self._store_take, take, notes)
+
+    def _store_take(self, take: Take, notes: list[TakeNote]) -> None:
+        """A finished take is encoded into its slot like /seqvae/encode, and replied the same way."""
+        client = take.owner
+        if not notes:
+            self.order.respond(client, [protocol.error_message("/seqvae/record", (
+                f"slot {take.slot!r}: no notes were played in the take (beats {take.start_beat:g} to "
+                f"{take.end_beat:g}); play into MIDI in {self.config.midi_in or ''!r} after the bar line and "
+                "check that the keyboard is routed to it"))])
+            return
+        self.order.dispatch(client, "/seqvae/encode", (take.slot, len(notes), *take_messages(notes)))
 
 
 def _address_hint(data: bytes) -> str:
