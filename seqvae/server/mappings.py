@@ -175,8 +175,7 @@ class Knobs:
         self.cc_values: dict[tuple[int, int], int] = {}
         self.osc: dict[str, dict[Hashable, OscMapping]] = {}  # address -> owner key -> mapping
         self.groups: dict[tuple, _Group] = {}
-        self.fired = 0
-        self.failed = 0
+        self.fired = 0  # requests started by mappings
 
     # ---- making and removing mappings ----------------------------------------------------------
 
@@ -290,7 +289,6 @@ class Knobs:
         def done(messages: list) -> None:
             for address, reply in messages:
                 if address == "/seqvae/error":
-                    self.failed += 1
                     log.warning("mapped %s failed: %s", request.address, reply[-1])
             pending, group.next_args = group.next_args, None
             if pending is not None:

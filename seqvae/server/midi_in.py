@@ -139,10 +139,6 @@ class MidiIn:
                 del self._takes[key]
         return [key[1] for key in keys]
 
-    def armed(self, owner: Hashable) -> list[Take]:
-        with self._lock:
-            return [take for key, take in self._takes.items() if key[0] == owner]
-
     def close(self) -> None:
         self._stop.set()
         self._thread.join(2)
