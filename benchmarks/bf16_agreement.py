@@ -8,9 +8,10 @@
 shipped, so the melodies stand in for a test split: per model, N latents drawn from its fitted latent prior (the
 kernel density over training latents that `sample` draws from), and the posterior means of the melodies decoded
 from those latents at T = 0.5 in float32 (what reconstructing a test melody decodes). Each set is decoded greedily
-in bfloat16 and in float32; printed are the share of melodies that agree at every step and the share of tokens
-that agree. On a CPU without AVX512-BF16 (or without the C kernel) there is nothing to compare: it says so and
-exits 0.
+in bfloat16 and in float32; printed are the share of melodies that agree at every step, the share of tokens
+that agree, and for the posterior means the share of their melodies' tokens each arithmetic reconstructs (the
+accuracy a musician hears: disagreements at near ties can cost it or not). On a CPU without AVX512-BF16 (or
+without the C kernel) there is nothing to compare: it says so and exits 0.
 """
 
 from __future__ import annotations
@@ -61,17 +62,21 @@ def main() -> int:
                   "with AVX512-BF16): nothing to compare")
             continue
         prior = LatentPrior.load(loaded.directory, model.config.z_size)
-        for label, z in agreement_latents(model, prior, args.melodies, seed=args.seed).items():
+        for latent_set in agreement_latents(model, prior, args.melodies, seed=args.seed):
             started = time.perf_counter()
-            agreement = precision_agreement(model, z).to_dict()
-            rows.append({"model": name, "latents": label, **agreement, "seconds": time.perf_counter() - started})
+            agreement = precision_agreement(model, latent_set.z, targets=latent_set.targets).to_dict()
+            rows.append({"model": name, "latents": latent_set.label, **agreement,
+                         "seconds": time.perf_counter() - started})
     if not rows:
         print("no model could decode in bfloat16 on this machine, so there is no agreement to report (exit 0)")
         return 0
-    print(f"{'model':<14}{'latents':<17}{'melodies':>9}{'melodies agree':>16}{'tokens agree':>14}{'seconds':>9}")
+    print(f"{'model':<14}{'latents':<17}{'melodies':>9}{'melodies agree':>16}{'tokens agree':>14}"
+          f"{'float32 acc':>13}{'bfloat16 acc':>14}{'seconds':>9}")
     for r in rows:
+        accuracy = "".join(f"{r[k]:>{w}.4%}" if r[k] is not None else f"{'-':>{w}}"
+                           for k, w in (("float32_accuracy", 13), ("bfloat16_accuracy", 14)))
         print(f"{r['model']:<14}{r['latents']:<17}{r['melodies']:>9}{r['melody_agreement']:>16.2%}"
-              f"{r['token_agreement']:>14.4%}{r['seconds']:>9.1f}")
+              f"{r['token_agreement']:>14.4%}{accuracy}{r['seconds']:>9.1f}")
     if args.json:
         args.json.write_text(json.dumps({"cpu": cpu_name(), "threads": args.threads, "rows": rows}, indent=2) + "\n")
     return 0

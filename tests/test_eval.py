@@ -152,6 +152,14 @@ def test_precision_agreement_counts_melodies_and_tokens(monkeypatch):
     agreement = precision_agreement(model, z, batch_size=2)  # batches of 2, 2 and 1: three melodies differ
     assert agreement.melodies == 5 and agreement.melody_agreement == pytest.approx(2 / 5)
     assert agreement.token_agreement == pytest.approx(1 - 3 / (5 * model.config.steps))
+    assert agreement.float32_accuracy is None and agreement.bfloat16_accuracy is None
+    targets = np.zeros((5, model.config.steps), dtype=np.int64)
+    targets[:, -1] = 2  # one token no decode gets right; bfloat16's flipped tokens cost three more
+    scored = precision_agreement(model, z, batch_size=2, targets=targets)
+    assert scored.float32_accuracy == pytest.approx(1 - 5 / (5 * model.config.steps))
+    assert scored.bfloat16_accuracy == pytest.approx(1 - 8 / (5 * model.config.steps))
+    with pytest.raises(ValueError, match="one melody per latent"):
+        precision_agreement(model, z, targets=targets[:4])
     with pytest.raises(ValueError, match="non-empty"):
         precision_agreement(model, np.zeros((0, model.config.z_size)))
 
@@ -159,12 +167,15 @@ def test_precision_agreement_counts_melodies_and_tokens(monkeypatch):
 def test_agreement_latents_are_seeded_draws_and_posterior_means():
     torch.manual_seed(0)
     model = build_model(get_config("tiny_lstm")).eval()
-    sets = agreement_latents(model, None, 6, seed=1, batch_size=4)
-    assert list(sets) == ["prior latents", "posterior means"]
-    assert all(v.shape == (6, model.config.z_size) and v.dtype == np.float32 for v in sets.values())
+    prior, means = agreement_latents(model, None, 6, seed=1, batch_size=4)
+    assert [prior.label, means.label] == ["prior latents", "posterior means"]
+    assert all(s.z.shape == (6, model.config.z_size) and s.z.dtype == np.float32 for s in (prior, means))
+    assert prior.targets is None and means.targets.shape == (6, model.config.steps)
+    with torch.no_grad():  # the targets are the melodies whose posterior means the latents are
+        assert np.allclose(model.encode(torch.from_numpy(means.targets))[0].numpy(), means.z, atol=1e-5)
     again = agreement_latents(model, None, 6, seed=1, batch_size=4)
-    assert all(np.array_equal(sets[k], again[k]) for k in sets)
-    assert not np.allclose(sets["prior latents"], sets["posterior means"])
+    assert all(np.array_equal(a.z, b.z) for a, b in zip((prior, means), again, strict=True))
+    assert not np.allclose(prior.z, means.z)
 
 
 @pytest.fixture(scope="module")
