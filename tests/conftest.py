@@ -8,6 +8,7 @@ import subprocess
 import time
 
 import pytest
+from link_peer import namespace_problem, private_namespace
 from server_support import make_tiny_checkpoint
 
 
@@ -44,3 +45,14 @@ def jack_server():
             os.environ["JACK_DEFAULT_SERVER"] = old
         proc.terminate()
         proc.wait(10)
+
+
+@pytest.fixture
+def namespace():
+    """A private network namespace for Link (never the host's network); skips where Link or namespaces are missing."""
+    pytest.importorskip("link", reason='Ableton Link for Python is not installed: pip install "seqvae[link]"')
+    problem = namespace_problem()
+    if problem:
+        pytest.skip(f"Link runs only inside a private network namespace, and none can be made here: {problem}")
+    with private_namespace() as name:
+        yield name

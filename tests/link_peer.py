@@ -2,11 +2,11 @@
 
 Link finds its peers by multicast; in a namespace of our own (loopback only, with a multicast
 route on it) that traffic never reaches the host's network. On the host side, `private_namespace()`
-makes one and deletes it afterwards, `in_namespace()` starts a command in it and `NamespacePeer`
-starts this file there. In the namespace, this file is a Link peer at a tempo, a listener for
-`/seqvae/note` events that measures each onset against its own 16th-note grid the moment it
-arrives, and an OSC client of the seqvae server running next to it. It takes one JSON command per
-line on stdin and answers one JSON line each.
+makes one and deletes it afterwards, `in_namespace()` starts a command in it, `serving_in_namespace()`
+runs `seqvae serve` there and `NamespacePeer` starts this file there. In the namespace, this file is
+a Link peer at a tempo, a listener for `/seqvae/note` events that measures each onset against its
+own 16th-note grid the moment it arrives, and an OSC client of the seqvae server running next to
+it. It takes one JSON command per line on stdin and answers one JSON line each.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import contextlib
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -65,6 +66,27 @@ def in_namespace(namespace: str, argv: list[str], **popen: object) -> subprocess
     """Start argv inside the namespace, with this repository importable."""
     env = dict(os.environ, PYTHONPATH=f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
     return subprocess.Popen(["ip", "netns", "exec", namespace, *argv], cwd=REPO, env=env, **popen)  # type: ignore[arg-type]
+
+
+@contextlib.contextmanager
+def serving_in_namespace(namespace: str, checkpoint: Path, log_dir: Path, *extra: str) -> Iterator[str]:
+    """`seqvae serve` on port 57130 inside the namespace while the block runs; its banner. Stopped by SIGINT."""
+    with open(log_dir / "serve.log", "w") as log:
+        proc = in_namespace(namespace, [sys.executable, "-m", "seqvae.cli.main", "serve", "--model", str(checkpoint),
+                                        "--port", "57130", "--threads", "1", "--export-dir", str(log_dir / "out"),
+                                        *extra], stdout=subprocess.PIPE, stderr=log, text=True)
+    try:
+        banner = proc.stdout.readline()
+        if "OSC on udp+tcp 127.0.0.1:57130" not in banner:
+            raise RuntimeError(f"seqvae serve did not start: {(log_dir / 'serve.log').read_text()}")
+        yield banner
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
 
 
 class NamespacePeer:

@@ -5,9 +5,7 @@ note bundles, and the errors for a clock that can't be had."""
 from __future__ import annotations
 
 import json
-import signal
 import statistics
-import subprocess
 import sys
 import threading
 import time
@@ -15,7 +13,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from link_peer import NamespacePeer, in_namespace, namespace_problem, private_namespace
+from link_peer import NamespacePeer, serving_in_namespace
 from server_support import OscClient, make_tiny_checkpoint, notes_of, running_server
 from test_server_player import RecordingSink
 
@@ -277,83 +275,55 @@ def test_midi_clock_drives_the_server(jack_server, tiny_engine, tmp_path, monkey
 # ---- Ableton Link, with a second real peer in a private network namespace ---------------------------
 
 
-@pytest.fixture
-def namespace():
-    pytest.importorskip("link", reason='Ableton Link for Python is not installed: pip install "seqvae[link]"')
-    problem = namespace_problem()
-    if problem:
-        pytest.skip(f"Link runs only inside a private network namespace, and none can be made here: {problem}")
-    with private_namespace() as name:
-        yield name
-
-
-def _serve_in(namespace: str, checkpoint: Path, tmp_path: Path, *extra: str) -> tuple[subprocess.Popen, str]:
-    """`seqvae serve` on port 57130 inside the namespace; the process and its banner."""
-    with open(tmp_path / "serve.log", "w") as log:
-        proc = in_namespace(namespace, [sys.executable, "-m", "seqvae.cli.main", "serve", "--model", str(checkpoint),
-                                        "--port", "57130", "--threads", "1", "--export-dir", str(tmp_path / "out"),
-                                        *extra], stdout=subprocess.PIPE, stderr=log, text=True)
-    banner = proc.stdout.readline()
-    assert "OSC on udp+tcp 127.0.0.1:57130" in banner, (tmp_path / "serve.log").read_text()
-    return proc, banner
-
-
 def test_link_session_with_a_real_peer(namespace, tmp_path):
     checkpoint = make_tiny_checkpoint(tmp_path / "ckpt")
     peer = NamespacePeer(namespace, tempo=97.0)
-    server = None
     try:
-        server, banner = _serve_in(namespace, checkpoint, tmp_path, "--clock", "link")
-        assert "clock link" in banner
+        with serving_in_namespace(namespace, checkpoint, tmp_path, "--clock", "link") as banner:
+            assert "clock link" in banner
 
-        def clock():
-            source, tempo, beat, phase, peers, playing = peer.osc(57130, "/seqvae/clock")[0][1]
-            assert source == "link"
-            return SimpleNamespace(tempo=tempo, beat=beat, phase=phase, peers=peers, playing=playing)
+            def clock():
+                source, tempo, beat, phase, peers, playing = peer.osc(57130, "/seqvae/clock")[0][1]
+                assert source == "link"
+                return SimpleNamespace(tempo=tempo, beat=beat, phase=phase, peers=peers, playing=playing)
 
-        joined = _wait_for(lambda: (c := clock()).peers == 1 and abs(c.tempo - 97.0) < 0.01, timeout=15)
-        assert joined, clock()
-        assert _wait_for(lambda: peer.ask("state")["peers"] == 1, timeout=15)
+            joined = _wait_for(lambda: (c := clock()).peers == 1 and abs(c.tempo - 97.0) < 0.01, timeout=15)
+            assert joined, clock()
+            assert _wait_for(lambda: peer.ask("state")["peers"] == 1, timeout=15)
 
-        peer.osc(57130, "/seqvae/encode", "a", 8, *[v for i in range(8) for v in (60 + i, i * 0.5, 0.25, 90)])
-        peer.osc(57130, "/seqvae/note_target", "127.0.0.1", peer.note_port)
-        peer.osc(57130, "/seqvae/play", "a", 1)
-        onsets: list = []
-        assert _wait_for(lambda: len(onsets.extend(peer.ask("onsets")["onsets"]) or onsets) >= 8, timeout=10), onsets
-        first_phase = onsets[0][4]
-        assert min(first_phase, 4.0 - first_phase) < 0.05, onsets[0]  # the voice started on the session's bar
-        errors = sorted(abs(o[2]) for o in onsets)
-        assert statistics.median(errors) < 10.0 and errors[int(0.8 * len(errors))] < 20.0, errors  # ms
+            peer.osc(57130, "/seqvae/encode", "a", 8, *[v for i in range(8) for v in (60 + i, i * 0.5, 0.25, 90)])
+            peer.osc(57130, "/seqvae/note_target", "127.0.0.1", peer.note_port)
+            peer.osc(57130, "/seqvae/play", "a", 1)
+            onsets: list = []
+            assert _wait_for(lambda: len(onsets.extend(peer.ask("onsets")["onsets"]) or onsets) >= 8,
+                             timeout=10), onsets
+            first_phase = onsets[0][4]
+            assert min(first_phase, 4.0 - first_phase) < 0.05, onsets[0]  # the voice started on the session's bar
+            errors = sorted(abs(o[2]) for o in onsets)
+            assert statistics.median(errors) < 10.0 and errors[int(0.8 * len(errors))] < 20.0, errors  # ms
 
-        peer.ask("tempo", bpm=131.0)  # the peer changes the session tempo: we follow
-        assert _wait_for(lambda: abs(clock().tempo - 131.0) < 0.01, timeout=10), clock()
-        time.sleep(0.5)
-        peer.ask("onsets")
-        time.sleep(2.0)
-        errors = sorted(abs(o[2]) for o in peer.ask("onsets")["onsets"])
-        assert errors and statistics.median(errors) < 10.0, errors
+            peer.ask("tempo", bpm=131.0)  # the peer changes the session tempo: we follow
+            assert _wait_for(lambda: abs(clock().tempo - 131.0) < 0.01, timeout=10), clock()
+            time.sleep(0.5)
+            peer.ask("onsets")
+            time.sleep(2.0)
+            errors = sorted(abs(o[2]) for o in peer.ask("onsets")["onsets"])
+            assert errors and statistics.median(errors) < 10.0, errors
 
-        assert peer.osc(57130, "/seqvae/tempo", 110.0)[0] == ["/seqvae/tempo", [110.0]]  # and the peer follows us
-        assert _wait_for(lambda: abs(peer.ask("state")["tempo"] - 110.0) < 0.01, timeout=10)
+            assert peer.osc(57130, "/seqvae/tempo", 110.0)[0] == ["/seqvae/tempo", [110.0]]  # and the peer follows us
+            assert _wait_for(lambda: abs(peer.ask("state")["tempo"] - 110.0) < 0.01, timeout=10)
 
-        peer.ask("sync", on=True)  # start/stop sync: once the session stops, voices wait for it to play
-        peer.ask("transport", playing=True)
-        time.sleep(0.5)
-        peer.ask("transport", playing=False)
-        assert _wait_for(lambda: clock().playing == 0, timeout=10), clock()
-        time.sleep(0.3)
-        peer.ask("onsets")
-        time.sleep(1.0)
-        assert peer.ask("onsets")["onsets"] == []
-        peer.ask("transport", playing=True)
-        assert _wait_for(lambda: clock().playing == 1, timeout=10)
-        assert _wait_for(lambda: peer.ask("onsets")["onsets"], timeout=5)
+            peer.ask("sync", on=True)  # start/stop sync: once the session stops, voices wait for it to play
+            peer.ask("transport", playing=True)
+            time.sleep(0.5)
+            peer.ask("transport", playing=False)
+            assert _wait_for(lambda: clock().playing == 0, timeout=10), clock()
+            time.sleep(0.3)
+            peer.ask("onsets")
+            time.sleep(1.0)
+            assert peer.ask("onsets")["onsets"] == []
+            peer.ask("transport", playing=True)
+            assert _wait_for(lambda: clock().playing == 1, timeout=10)
+            assert _wait_for(lambda: peer.ask("onsets")["onsets"], timeout=5)
     finally:
-        if server is not None:
-            server.send_signal(signal.SIGINT)
-            try:
-                server.wait(20)
-            except subprocess.TimeoutExpired:
-                server.kill()
-                server.wait(10)
         peer.close()
