@@ -81,6 +81,12 @@ def serving_in_namespace(namespace: str, checkpoint: Path, log_dir: Path, *extra
             raise RuntimeError(f"seqvae serve did not start: {(log_dir / 'serve.log').read_text()}")
         yield banner
     finally:
+        stop_server(proc)
+
+
+def stop_server(proc: subprocess.Popen) -> None:
+    """Ctrl-C, as a musician stops it; killed if it hangs."""
+    if proc.poll() is None:
         proc.send_signal(signal.SIGINT)
         try:
             proc.wait(20)
@@ -148,6 +154,9 @@ class Peer:
 
     def _listen(self) -> None:
         from seqvae.server.osc import parse_packet
+        from seqvae.server.player import realtime_priority
+
+        realtime_priority()  # the onsets measure the server, not this process's wait for a core
 
         while True:
             data = self.notes.recv(65536)

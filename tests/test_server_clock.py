@@ -7,12 +7,12 @@ from __future__ import annotations
 import json
 import statistics
 import sys
-import threading
 import time
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from drum_machine import DrumMachine
 from link_peer import NamespacePeer, serving_in_namespace
 from server_support import OscClient, make_tiny_checkpoint, notes_of, running_server
 from test_server_player import RecordingSink
@@ -20,7 +20,7 @@ from test_server_player import RecordingSink
 from seqvae.cli.main import main
 from seqvae.codec import Melody, Note
 from seqvae.server import midi_ports
-from seqvae.server.clock import InternalClock, MidiClock, make_clock, parse_clock
+from seqvae.server.clock import DeltaTimes, InternalClock, MidiClock, make_clock, parse_clock
 from seqvae.server.player import OscNoteSink, Player
 
 REPO = Path(__file__).resolve().parent.parent
@@ -74,6 +74,25 @@ def test_midi_clock_fits_the_tempo_through_jitter_and_follows_the_transport():
         clock.set_tempo(120.0)
 
 
+def test_midi_arrival_times_come_from_the_ports_deltas_not_from_late_callbacks():
+    import random
+
+    rng = random.Random(5)
+    times = DeltaTimes()
+    true = [10.0 + 0.02 * n for n in range(200)]
+    stamps = []
+    for n, t in enumerate(true):
+        late = rng.choice([0.0002, 0.0004, 0.0003, 0.008])  # a busy server: now and then 8 ms late to the GIL
+        stamps.append(times.stamp(t - true[n - 1] if n else 0.0, t + late))
+    errors = [s - t for s, t in zip(stamps, true, strict=True)]
+    assert all(0.0 <= e <= 0.0004 + 1e-9 for e in errors[10:]), max(errors)  # pinned by the soonest callback
+    skipped = times.stamp(0.02, true[-1] + 0.04 + 0.0002)  # the API dropped a message: its 20 ms delta is lost
+    assert skipped == pytest.approx(true[-1] + 0.02 + 0.0002, abs=0.0003)  # early by it, never later than now
+    for k in range(2, DeltaTimes.WINDOW + 2):  # ... for one window of messages, then back on time
+        last = times.stamp(0.02, true[-1] + 0.02 * (k + 1) + 0.0002)
+    assert last == pytest.approx(true[-1] + 0.02 * (DeltaTimes.WINDOW + 2) + 0.0002, abs=1e-6)
+
+
 def test_clock_specs_are_checked(monkeypatch):
     assert parse_clock("internal") == ("internal", None)
     assert parse_clock("midi") == ("midi", "seqvae-clock") and parse_clock("midi:DAW") == ("midi", "DAW")
@@ -87,7 +106,7 @@ def test_clock_specs_are_checked(monkeypatch):
 
 def test_a_midi_clock_port_that_cant_be_opened_names_the_port_and_the_backends(monkeypatch):
     pytest.importorskip("rtmidi")
-    monkeypatch.setattr(midi_ports, "BACKENDS", ("mido.backends.rtmidi/UNIX_JACK",))
+    monkeypatch.setattr(midi_ports, "RTMIDI_APIS", ("UNIX_JACK",))
     monkeypatch.delenv("MIDO_BACKEND", raising=False)
     monkeypatch.setenv("JACK_DEFAULT_SERVER", "seqvae-no-such-server")
     monkeypatch.setenv("JACK_NO_START_SERVER", "1")
@@ -175,45 +194,6 @@ def test_no_latency_sends_plain_messages(tiny_engine, tmp_path):
 # ---- MIDI clock through a JACK port ----------------------------------------------------------------
 
 
-class ClockSender:
-    """A drum machine on a JACK MIDI output: clock ticks at a tempo from a thread, transport on request."""
-
-    def __init__(self, port_name: str, bpm: float) -> None:
-        import mido
-
-        self.mido = mido
-        backend = mido.Backend("mido.backends.rtmidi/UNIX_JACK")
-        target = next(n for n in backend.get_output_names() if port_name in n)
-        self.port = backend.open_output(target)
-        self.tick_s = 60.0 / (bpm * 24)
-        self.sent: list[float] = []
-        self._stop = threading.Event()
-        self._lock = threading.Lock()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        start = time.perf_counter()
-        n = 0
-        while not self._stop.is_set():
-            due = start + n * self.tick_s
-            while (left := due - time.perf_counter()) > 0:
-                time.sleep(min(left, 0.002) if left > 0.0005 else 0)
-            with self._lock:
-                self.port.send(self.mido.Message("clock"))
-                self.sent.append(due)
-            n += 1
-
-    def send(self, kind: str, **fields) -> None:
-        with self._lock:  # between two ticks
-            self.port.send(self.mido.Message(kind, **fields))
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(2)
-        self.port.close()
-
-
 def _wait_for(predicate, timeout: float = 10.0, every: float = 0.05):
     deadline = time.monotonic() + timeout
     while True:
@@ -231,7 +211,7 @@ def test_midi_clock_drives_the_server(jack_server, tiny_engine, tmp_path, monkey
     listener.bind(("127.0.0.1", 0))
     with running_server(tiny_engine, tmp_path, clock="midi:seqvae-clock-test") as srv:
         client = OscClient(srv.address[1], "udp")
-        sender = ClockSender("seqvae-clock-test", 120.0)
+        sender = DrumMachine("seqvae-clock-test", 120.0)
         try:
             def clock():
                 source, tempo, beat, phase, peers, playing = client.one("/seqvae/clock")[1]

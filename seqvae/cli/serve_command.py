@@ -21,6 +21,7 @@ OPTIONS: dict[str, tuple[Any, type]] = {
 }
 
 _KIND_NAMES = {str: "a string", int: "a whole number", float: "a number", bool: "true or false", list: "a list"}
+SWITCH_INTERVAL_S = 0.0005  # see _serve: the GIL hand-over time a woken real-time thread may wait
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -143,6 +144,9 @@ def _serve(args: argparse.Namespace) -> int:
 
         midi_port = open_midi_output(opts["midi_out"])
     engine.sample(1, seed=0)  # the first forward pass pays one-time costs; not the first client
+    # A thread that wakes while another runs Python waits up to the switch interval for the GIL (5 ms by default):
+    # the player's note onsets and the MIDI clock's ticks must not, with requests being handled alongside.
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
     server = SeqvaeServer(engine, config, midi_port=midi_port, midi_in_port=midi_in_port)
 
     def ready(address: tuple[str, int]) -> None:

@@ -26,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from seqvae.server.midi_ports import open_midi_input
+from seqvae.server.midi_ports import open_timed_input
 
 SOURCES = ("internal", "link", "midi")
 DEFAULT_MIDI_CLOCK_PORT = "seqvae-clock"
@@ -211,11 +211,22 @@ class MidiClock(Clock):
         self._run = (0, 0.0)  # (tick number, its beat) where this run of the transport began
         self._position = 0.0  # the beat while stopped: where the next tick will be
         self._resume_beat: float | None = None  # after Start / Continue / a song position: the next tick's beat
-        self._port = open_midi_input(port_name, callback=self.receive) if open_port else None
+        self._times = DeltaTimes()
+        self._port = open_timed_input(port_name, self._on_port) if open_port else None
 
     @property
     def name(self) -> str:
         return f"midi:{self.port_name}"
+
+    def _on_port(self, data: bytes, delta: float) -> None:
+        import mido
+
+        at = self._times.stamp(delta, time.perf_counter())
+        try:
+            message = mido.Message.from_bytes(data)
+        except ValueError:
+            return  # a broken message: nothing to follow
+        self.receive(message, at)
 
     def receive(self, message: Any, at: float | None = None) -> None:
         """One MIDI message (mido) that arrived at perf_counter time `at` (now when None)."""
@@ -294,6 +305,26 @@ class MidiClock(Clock):
     def close(self) -> None:
         if self._port is not None:
             self._port.close()
+
+
+class DeltaTimes:
+    """When MIDI messages arrived, from the MIDI system's own delta times rather than from when their callback
+    ran. The deltas add up to a steady timeline; it is pinned to perf_counter time by the callback that ran
+    soonest after its message among the last WINDOW (each callback can only be late, never early), so a missed
+    delta (a message the API dropped) misplaces the timeline for at most that many messages."""
+
+    WINDOW = 2 * TICKS_PER_BEAT
+
+    def __init__(self) -> None:
+        self._elapsed: float | None = None  # seconds on the deltas' timeline since the first message
+        self._offsets: deque[float] = deque(maxlen=self.WINDOW)  # callback time minus timeline time, per message
+
+    def stamp(self, delta: float, called_at: float) -> float:
+        """The arrival time of a message that came `delta` seconds after the previous one, called back at
+        `called_at`."""
+        self._elapsed = 0.0 if self._elapsed is None else self._elapsed + max(delta, 0.0)
+        self._offsets.append(called_at - self._elapsed)
+        return self._elapsed + min(self._offsets)
 
 
 def _line_fit(points: deque[tuple[int, float]], slope: float) -> tuple[float, float]:

@@ -31,8 +31,24 @@ def open_polled_input(name: str) -> Any:
     """A python-rtmidi `MidiIn` named `name`, read by polling `get_message()` (MIDI in for notes and CCs).
 
     Played notes and CCs are read this way rather than through mido's callback, which was seen to
-    drop events under JACK. The API comes from MIDO_BACKEND's suffix when set (e.g. .../UNIX_JACK).
+    drop events under JACK.
     """
+    return open_rtmidi_input(name)
+
+
+def open_timed_input(name: str, callback: Callable[[bytes, float], None]) -> Any:
+    """A python-rtmidi `MidiIn` named `name` that keeps timing messages and calls `callback(data, delta)` on the
+    MIDI thread: `delta` is the seconds since the previous message, measured by the MIDI system itself, so
+    unlike the time the callback gets to run (it waits for the GIL, and for a core on a busy machine) it does
+    not jitter with the server's load. MIDI clock is read this way."""
+    port = open_rtmidi_input(name, timing=True)
+    port.set_callback(lambda event, _data: callback(bytes(event[0]), float(event[1])))
+    return port
+
+
+def open_rtmidi_input(name: str, timing: bool = False) -> Any:
+    """A python-rtmidi `MidiIn`: the port `name` when one exists, else a virtual one; sysex and active sensing
+    ignored, and MIDI clock unless `timing`. The API comes from MIDO_BACKEND's suffix when set (.../UNIX_JACK)."""
     try:
         import rtmidi
     except ImportError as exc:
@@ -53,7 +69,7 @@ def open_polled_input(name: str) -> Any:
                 port.open_port(match[0], name)
             else:
                 port.open_virtual_port(name)
-            port.ignore_types(sysex=True, timing=True, active_sense=True)
+            port.ignore_types(sysex=True, timing=not timing, active_sense=True)
             return port
         except Exception as exc:  # rtmidi's own error types, per API
             failures.append(f"{api_name}: {exc}")

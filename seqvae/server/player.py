@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import socket
 import threading
 import time
@@ -36,7 +37,23 @@ log = logging.getLogger("seqvae.server")
 MIN_BPM, MAX_BPM = 20.0, 400.0
 LATE_RESYNC_S = 0.25  # further behind than this (a stall), the clock skips ahead instead of rushing
 POLL_S = 0.01  # the longest the clock thread sleeps before asking the clock again (a shared clock moves)
+# The clock thread wakes this long before a step and spins the rest: a sleeping thread wakes late by the OS's
+# wake-up latency plus the wait for the GIL (see `seqvae serve`'s switch interval), a spinning one holds both.
+SPIN_S = 0.002
+REALTIME_PRIORITY = 10  # SCHED_FIFO 1..99; JACK's own threads default to 10 and above
 MAX_LATENCY_S = 2.0
+
+
+def realtime_priority() -> bool:
+    """Ask for real-time scheduling (SCHED_FIFO, low priority) for the calling thread, as audio apps do: on a
+    loaded machine a woken clock thread otherwise waits for a core behind the decoding threads. Where the user
+    may not (no CAP_SYS_NICE or rtprio limit), the thread stays as it is; False then."""
+    try:
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(REALTIME_PRIORITY))  # 0: this thread, on Linux
+    except (AttributeError, OSError):
+        log.debug("the clock thread runs without real-time scheduling (not permitted here)")
+        return False
+    return True
 
 
 @dataclass(frozen=True)
@@ -249,8 +266,12 @@ class Player:
         return math.ceil(self.clock.beat_at(t) * STEPS_PER_QUARTER - 1e-6)
 
     def _run(self) -> None:
+        realtime_priority()
         step = None  # the step to play next, on the clock's grid
+        spin_until = 0.0
         while True:
+            while time.perf_counter() < spin_until:
+                pass
             with self._lock:
                 if self._closed:
                     return
@@ -278,7 +299,10 @@ class Player:
                     wait = POLL_S if due is None else min(due - horizon, POLL_S)
                     if self._held:
                         wait = min(wait, self._held[0][0] - now)
-                    self._lock.wait(max(wait, 0.0))  # woken early by play/stop or a clock change: recheck
+                    if wait > SPIN_S:
+                        self._lock.wait(wait - SPIN_S)  # woken early by play/stop or a clock change: recheck
+                    else:
+                        spin_until = now + max(wait, 0.0)
                     continue
                 self.step_count = step
                 self._tick(step, due)
