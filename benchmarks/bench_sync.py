@@ -85,7 +85,8 @@ def knob_clients(port: int, clients: int, hz: float, seconds: float) -> dict:
 
         def call(address: str, *args: object) -> str:
             sock.sendto(encode_message(address, list(args)), ("127.0.0.1", port))
-            return parse_packet(sock.recv(65536))[0].address
+            reply = parse_packet(sock.recv(65536))[0]
+            return reply.address if reply.address != "/seqvae/error" else f"{reply.address} {list(reply.args)}"
 
         for slot, base in (("x", 60), ("y", 67)):
             call("/seqvae/encode", slot, 4, *[v for i in range(4) for v in (base + 2 * i + index, i, 1.0, 90)])
@@ -132,9 +133,10 @@ def knob_process(argv_prefix: list[str], port: int, args: argparse.Namespace, se
                             env=dict(os.environ, PYTHONPATH=str(REPO)))
 
 
-def serve_argv(args: argparse.Namespace, clock: str, port: int) -> list[str]:
+def midi_serve_argv(args: argparse.Namespace, port: int) -> list[str]:
     return [sys.executable, "-m", "seqvae.cli.main", "serve", "--model", args.model, "--port", str(port),
-            "--clock", clock, "--latency", "0", "--export-dir", str(Path(args.scratch) / "exports")]
+            "--clock", f"midi:{MIDI_CLOCK_PORT}", "--clock-delay", str(args.clock_delay), "--latency", "0",
+            "--export-dir", str(Path(args.scratch) / "exports")]
 
 
 def wait_for(predicate, timeout: float, every: float = 0.05):
@@ -282,7 +284,7 @@ def bench_midi(args: argparse.Namespace) -> dict | None:
         os.environ["MIDO_BACKEND"] = "mido.backends.rtmidi/UNIX_JACK"
         port = PORT + 1
         log = open(Path(args.scratch) / "serve-midi.log", "w")
-        server = subprocess.Popen(serve_argv(args, f"midi:{MIDI_CLOCK_PORT}", port), cwd=REPO, stdout=subprocess.PIPE,
+        server = subprocess.Popen(midi_serve_argv(args, port), cwd=REPO, stdout=subprocess.PIPE,
                                   stderr=log, text=True)
         listener = NoteListener()
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -297,7 +299,8 @@ def bench_midi(args: argparse.Namespace) -> dict | None:
             if f"127.0.0.1:{port}" not in server.stdout.readline():
                 raise RuntimeError(f"seqvae serve did not start: {(Path(args.scratch) / 'serve-midi.log').read_text()}")
             period_ms = args.jack_period / 48.0
-            print(f"MIDI clock over JACK (dummy backend, {args.jack_period}-frame periods: {period_ms:.2f} ms)")
+            print(f"MIDI clock over JACK (dummy backend, {args.jack_period}-frame periods: {period_ms:.2f} ms), "
+                  f"seqvae serve --clock-delay {args.clock_delay:g}")
             tempo_errors = []
             drum = DrumMachine(MIDI_CLOCK_PORT, 97.0)
             for bpm in (97.0, 131.0, 120.0):
@@ -344,6 +347,8 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=4, help="other clients turning a morph knob")
     parser.add_argument("--knob-hz", type=float, default=100.0, help="each knob's requests per second")
     parser.add_argument("--jack-period", type=int, default=128, help="JACK frames per period at 48 kHz")
+    parser.add_argument("--clock-delay", type=float, default=0.0, metavar="MS",
+                        help="seqvae serve --clock-delay for the MIDI clock (default 0)")
     parser.add_argument("--only", choices=("link", "midi"), help="run one of the two")
     parser.add_argument("--scratch", default="/tmp/seqvae-bench-sync")
     parser.add_argument("--knob-load", type=int, metavar="PORT", help=argparse.SUPPRESS)  # the morphing clients

@@ -72,6 +72,18 @@ def test_midi_clock_fits_the_tempo_through_jitter_and_follows_the_transport():
     assert clock.phase_at(t + 50 * tick_s + 0.001) == pytest.approx(0.0, abs=0.01)  # on the bar line
     with pytest.raises(ValueError, match="change it on the device"):
         clock.set_tempo(120.0)
+    bunched = MidiClock("unused", open_port=False)  # a stalled MIDI system hands over ticks all at once
+    bunched.receive(_message("start"), t - 0.01)
+    for n in range(48):
+        bunched.receive(_message("clock"), t + n * tick_s)
+    for n in range(48, 52):
+        bunched.receive(_message("clock"), t + 60 * tick_s + n * 1e-6)  # far off the fit: it starts afresh
+    assert bunched.tempo() == pytest.approx(97.0, abs=0.5)  # and keeps its tempo, not 10^6 bpm
+    late = MidiClock("unused", open_port=False, delay_s=0.0015)  # --clock-delay 1.5: the same ticks, 1.5 ms late
+    late.receive(_message("start"), t - 0.01)
+    for n in range(48):
+        late.receive(_message("clock"), t + 0.0015 + n * tick_s)
+    assert late.time_at(2.0) == pytest.approx(t + 48 * tick_s, abs=1e-6)
 
 
 def test_midi_arrival_times_come_from_the_ports_deltas_not_from_late_callbacks():
@@ -118,6 +130,9 @@ def test_a_midi_clock_port_that_cant_be_opened_names_the_port_and_the_backends(m
     (["serve", "--clock", "wall"], "unknown clock source 'wall': send internal, link, midi or midi:PORT"),
     (["serve", "--latency", "2500"], "--latency 2500 is outside 0..2000 ms"),
     (["serve", "--latency", "-1"], "--latency -1 is outside 0..2000 ms"),
+    (["serve", "--clock", "midi", "--clock-delay", "80"], "--clock-delay 80 is outside -50..50 ms"),
+    (["serve", "--clock-delay", "nan"], "--clock-delay nan is outside -50..50 ms"),
+    (["serve", "--clock-delay", "2"], "--clock-delay is for --clock midi[:PORT]"),
 ])
 def test_bad_clock_options_are_refused_before_loading_a_model(argv, needle, capsys):
     assert main(argv) == 2

@@ -16,8 +16,8 @@ OPTIONS: dict[str, tuple[Any, type]] = {
     "export_dir": ("seqvae-exports", str), "midi_out": (None, str), "allow_remote": (False, bool),
     "allow": ([], list), "device": (None, str), "threads": (2, int), "tempo": (120.0, float), "queue": (64, int),
     "batching": (True, bool), "verbose": (False, bool), "precision": ("auto", str),
-    "clock": ("internal", str), "latency": (0.0, float), "midi_in": (None, str), "map_cc": ([], list),
-    "map_osc": ([], list),
+    "clock": ("internal", str), "latency": (0.0, float), "clock_delay": (0.0, float), "midi_in": (None, str),
+    "map_cc": ([], list), "map_osc": ([], list),
 }
 
 _KIND_NAMES = {str: "a string", int: "a whole number", float: "a number", bool: "true or false", list: "a list"}
@@ -62,6 +62,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     serve.add_argument("--latency", type=float, metavar="MS",
                        help="send OSC note events MS ahead of their onset as timetagged bundles (0..2000; "
                        "default 0: plain messages at the onset). MIDI out stays at the onset")
+    serve.add_argument("--clock-delay", type=float, metavar="MS",
+                       help="with --clock midi: how late the ticks get here (-50..50 ms, default 0), like a DAW's "
+                       "MIDI clock sync delay; JACK hands MIDI over half a period late on average")
     serve.add_argument("--queue", type=int, help="requests waiting for the model before 'busy' (default: 64)")
     serve.add_argument("--no-batching", dest="batching", action="store_false", default=None,
                        help="decode each request alone (to compare with micro-batching)")
@@ -122,11 +125,16 @@ def _serve(args: argparse.Namespace) -> int:
         raise ValueError(f"--tempo {opts['tempo']:g} is outside 20..400 bpm")
     if not 0 <= opts["latency"] <= 2000:
         raise ValueError(f"--latency {opts['latency']:g} is outside 0..2000 ms")
+    if not -50 <= opts["clock_delay"] <= 50:
+        raise ValueError(f"--clock-delay {opts['clock_delay']:g} is outside -50..50 ms")
+    if opts["clock_delay"] and not str(opts["clock"]).startswith("midi"):
+        raise ValueError("--clock-delay is for --clock midi[:PORT] (Link peers agree on the time themselves)")
     parse_clock(opts["clock"])  # an unknown source, or Link not installed: said before loading the model
     config = ServerConfig(
         host=opts["host"], port=opts["port"], reply_port=opts["reply_port"], export_dir=Path(opts["export_dir"]),
         allow_remote=opts["allow_remote"], allow=tuple(opts["allow"]), batching=opts["batching"],
         max_queue=opts["queue"], bpm=float(opts["tempo"]), clock=opts["clock"], latency_ms=float(opts["latency"]),
+        clock_delay_ms=float(opts["clock_delay"]),
         midi_in=opts["midi_in"], map_cc=tuple(opts["map_cc"]), map_osc=tuple(opts["map_osc"]),
     )
     check_bind(config)  # refuse a remote bind before spending seconds on the model
@@ -162,6 +170,8 @@ def _serve(args: argparse.Namespace) -> int:
             extras.append(f"clock {server.player.clock.name}")
         if config.latency_ms:
             extras.append(f"note events {config.latency_ms:g} ms ahead")
+        if config.clock_delay_ms:
+            extras.append(f"MIDI clock taken as {config.clock_delay_ms:g} ms late")
         extra = f"; {'; '.join(extras)}" if extras else ""
         print(f"seqvae serve: model '{engine.model_name}' on {engine.device}, {engine.steps} steps; "
               f"OSC on udp+tcp {host}:{port}; exports in {config.export_dir.resolve()}{extra}. Ctrl-C stops.",

@@ -26,11 +26,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from seqvae.server.midi_ports import open_timed_input
+from seqvae.server.midi_ports import open_rtmidi_input
 
 SOURCES = ("internal", "link", "midi")
 DEFAULT_MIDI_CLOCK_PORT = "seqvae-clock"
 TICKS_PER_BEAT = 24  # MIDI clock
+POLL_S = 0.001  # how often the MIDI clock port is read; the ticks' times come from the port, not from this
 LINK_INSTALL_HINT = 'pip install "seqvae[link]" (the LinkPython-extern package; GPL, like Link)'
 
 
@@ -200,8 +201,9 @@ class MidiClock(Clock):
     JUMP_S = 0.03  # a tick further off the fit than this and a tick interval (missed ticks, a pause): start afresh
 
     def __init__(self, port_name: str = DEFAULT_MIDI_CLOCK_PORT, bpm: float = 120.0, bar_beats: float = 4.0,
-                 open_port: bool = True) -> None:
+                 open_port: bool = True, delay_s: float = 0.0) -> None:
         super().__init__(bar_beats)
+        self.delay_s = float(delay_s)  # how late ticks arrive (a MIDI system's hand-over): taken off their times
         self.port_name = port_name
         self._lock = threading.Lock()
         self._ticks: deque[tuple[int, float]] = deque(maxlen=self.WINDOW_TICKS)  # (tick number, arrival time)
@@ -212,25 +214,39 @@ class MidiClock(Clock):
         self._position = 0.0  # the beat while stopped: where the next tick will be
         self._resume_beat: float | None = None  # after Start / Continue / a song position: the next tick's beat
         self._times = DeltaTimes()
-        self._port = open_timed_input(port_name, self._on_port) if open_port else None
+        self._stop = threading.Event()
+        self._port = open_rtmidi_input(port_name, timing=True) if open_port else None
+        self._reader = None
+        if self._port is not None:
+            self._reader = threading.Thread(target=self._poll, name="seqvae-midi-clock", daemon=True)
+            self._reader.start()
 
     @property
     def name(self) -> str:
         return f"midi:{self.port_name}"
 
-    def _on_port(self, data: bytes, delta: float) -> None:
+    def _poll(self) -> None:
+        """Read the port's queue every POLL_S. A callback would run on JACK's process thread, and while it
+        waited there for the GIL JACK went on without it: a period's MIDI was lost (ticks, under load)."""
         import mido
 
-        at = self._times.stamp(delta, time.perf_counter())
-        try:
-            message = mido.Message.from_bytes(data)
-        except ValueError:
-            return  # a broken message: nothing to follow
-        self.receive(message, at)
+        while not self._stop.is_set():
+            event = self._port.get_message()
+            while event is not None:
+                data, delta = event
+                at = self._times.stamp(delta, time.perf_counter())
+                try:
+                    message = mido.Message.from_bytes(data)
+                except ValueError:  # a broken message: nothing to follow
+                    message = None
+                if message is not None:
+                    self.receive(message, at)
+                event = self._port.get_message()
+            self._stop.wait(POLL_S)
 
     def receive(self, message: Any, at: float | None = None) -> None:
         """One MIDI message (mido) that arrived at perf_counter time `at` (now when None)."""
-        at = time.perf_counter() if at is None else at
+        at = (time.perf_counter() if at is None else at) - self.delay_s
         kind = message.type
         with self._lock:
             if kind == "clock":
@@ -303,15 +319,18 @@ class MidiClock(Clock):
                          "sends the clock")
 
     def close(self) -> None:
+        self._stop.set()
+        if self._reader is not None:
+            self._reader.join(1.0)
         if self._port is not None:
-            self._port.close()
+            self._port.close_port()
 
 
 class DeltaTimes:
-    """When MIDI messages arrived, from the MIDI system's own delta times rather than from when their callback
-    ran. The deltas add up to a steady timeline; it is pinned to perf_counter time by the callback that ran
-    soonest after its message among the last WINDOW (each callback can only be late, never early), so a missed
-    delta (a message the API dropped) misplaces the timeline for at most that many messages."""
+    """When MIDI messages arrived, from the MIDI system's own delta times rather than from when they were
+    read (a reader waits for the GIL, and for a core on a busy machine). The deltas add up to a steady timeline;
+    it is pinned to perf_counter time by the message read soonest after it arrived among the last WINDOW (a read
+    can only be late, never early), so a missed delta misplaces the timeline for at most that many messages."""
 
     WINDOW = 2 * TICKS_PER_BEAT
 
@@ -320,21 +339,29 @@ class DeltaTimes:
         self._offsets: deque[float] = deque(maxlen=self.WINDOW)  # callback time minus timeline time, per message
 
     def stamp(self, delta: float, called_at: float) -> float:
-        """The arrival time of a message that came `delta` seconds after the previous one, called back at
+        """The arrival time of a message that came `delta` seconds after the previous one and was read at
         `called_at`."""
         self._elapsed = 0.0 if self._elapsed is None else self._elapsed + max(delta, 0.0)
         self._offsets.append(called_at - self._elapsed)
         return self._elapsed + min(self._offsets)
 
 
+MIN_FIT_TICKS = TICKS_PER_BEAT // 4  # fewer ticks than a 16th (after a restart) keep the slope they had
+# Tick intervals of 20..400 bpm: a fit outside them (ticks bunched by a stalled MIDI system) keeps its slope.
+SLOWEST_TICK_S, FASTEST_TICK_S = 60.0 / (20 * TICKS_PER_BEAT), 60.0 / (400 * TICKS_PER_BEAT)
+
+
 def _line_fit(points: deque[tuple[int, float]], slope: float) -> tuple[float, float]:
-    """Least-squares line time = a + b * tick through the points; one point keeps the slope it is given."""
+    """Least-squares line time = a + b * tick through the points. Fewer than MIN_FIT_TICKS points, or a slope
+    no playable tempo has, keep the slope they are given and fit only the offset."""
     n = len(points)
     mean_x = sum(x for x, _ in points) / n
     mean_y = sum(y for _, y in points) / n
-    if n > 1:
+    if n >= MIN_FIT_TICKS:
         sxx = sum((x - mean_x) ** 2 for x, _ in points)
-        slope = sum((x - mean_x) * (y - mean_y) for x, y in points) / sxx
+        fitted = sum((x - mean_x) * (y - mean_y) for x, y in points) / sxx
+        if FASTEST_TICK_S <= fitted <= SLOWEST_TICK_S:
+            slope = fitted
     return mean_y - slope * mean_x, slope
 
 
@@ -357,11 +384,12 @@ def parse_clock(spec: str) -> tuple[str, str | None]:
     return source, (port or DEFAULT_MIDI_CLOCK_PORT) if source == "midi" else None
 
 
-def make_clock(spec: str, bpm: float = 120.0, bar_beats: float = 4.0) -> Clock:
-    """The clock `--clock spec` names, started (a Link session joined, a MIDI port opened)."""
+def make_clock(spec: str, bpm: float = 120.0, bar_beats: float = 4.0, delay_s: float = 0.0) -> Clock:
+    """The clock `--clock spec` names, started (a Link session joined, a MIDI port opened); `delay_s` is the
+    MIDI clock's `--clock-delay`."""
     source, port = parse_clock(spec)
     if source == "link":
         return LinkClock(bpm, bar_beats)
     if source == "midi":
-        return MidiClock(port or DEFAULT_MIDI_CLOCK_PORT, bpm, bar_beats)
+        return MidiClock(port or DEFAULT_MIDI_CLOCK_PORT, bpm, bar_beats, delay_s=delay_s)
     return InternalClock(bpm, bar_beats)

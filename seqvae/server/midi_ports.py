@@ -36,16 +36,6 @@ def open_polled_input(name: str) -> Any:
     return open_rtmidi_input(name)
 
 
-def open_timed_input(name: str, callback: Callable[[bytes, float], None]) -> Any:
-    """A python-rtmidi `MidiIn` named `name` that keeps timing messages and calls `callback(data, delta)` on the
-    MIDI thread: `delta` is the seconds since the previous message, measured by the MIDI system itself, so
-    unlike the time the callback gets to run (it waits for the GIL, and for a core on a busy machine) it does
-    not jitter with the server's load. MIDI clock is read this way."""
-    port = open_rtmidi_input(name, timing=True)
-    port.set_callback(lambda event, _data: callback(bytes(event[0]), float(event[1])))
-    return port
-
-
 def open_rtmidi_input(name: str, timing: bool = False) -> Any:
     """A python-rtmidi `MidiIn`: the port `name` when one exists, else a virtual one; sysex and active sensing
     ignored, and MIDI clock unless `timing`. The API comes from MIDO_BACKEND's suffix when set (.../UNIX_JACK)."""

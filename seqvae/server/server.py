@@ -52,6 +52,7 @@ class ServerConfig:
     tcp: bool = True
     clock: str = "internal"  # internal | link | midi[:PORT] (see clock.py)
     latency_ms: float = 0.0  # OSC note events leave this far ahead of their onset, as timetagged bundles
+    clock_delay_ms: float = 0.0  # MIDI clock: how late the ticks get here (the MIDI system's hand-over)
     midi_in: str | None = None  # MIDI input for /seqvae/record and CC mappings
     map_cc: tuple = ()  # [channel, cc, address, args...] entries, run for the house client
     map_osc: tuple = ()  # [address, (arg_index (low high)), request...] entries, run for the house client
@@ -79,7 +80,8 @@ class SeqvaeServer:
         if midi_port is not None:
             sinks.append(MidiSink(midi_port))
         if clock is None:  # the model's bar is the clock's bar (Link's quantum): 4 beats in 4/4, 3 in 3/4 and 6/8
-            clock = make_clock(self.config.clock, self.config.bpm, engine.meter.steps_per_bar / STEPS_PER_QUARTER)
+            clock = make_clock(self.config.clock, self.config.bpm, engine.meter.steps_per_bar / STEPS_PER_QUARTER,
+                               self.config.clock_delay_ms / 1000.0)
         self.player = Player(sinks, on_voice_end=self._voice_ended, clock=clock, latency_s=latency_s)
         self.transport = OscTransport(self, self.allow_list, self.stats, self.config.host, self.config.port,
                                       self.config.max_packet, tcp=self.config.tcp)
