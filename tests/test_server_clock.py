@@ -86,6 +86,28 @@ def test_midi_clock_fits_the_tempo_through_jitter_and_follows_the_transport():
     assert late.time_at(2.0) == pytest.approx(t + 48 * tick_s, abs=1e-6)
 
 
+def test_a_lost_midi_clock_tick_still_counts_and_a_tempo_change_is_not_one():
+    import random
+
+    rng = random.Random(7)
+    clock = MidiClock("unused", open_port=False)
+    tick_s = 60.0 / (120.0 * 24)
+    t = 20.0
+    clock.receive(_message("start"), t - 0.01)
+    for n in range(96):
+        if n != 60:  # tick 60 never arrives (JACK dropped its period)
+            clock.receive(_message("clock"), t + n * tick_s + rng.uniform(0, 0.0027))
+    assert clock.beat_at(t + 95 * tick_s + 0.003) == pytest.approx(95 / 24, abs=0.01)
+    assert clock.time_at(4.0) == pytest.approx(t + 96 * tick_s, abs=0.002)
+    clock.receive(_message("start"), t + 100 * tick_s)  # sudden tempo changes are not lost ticks
+    at, last = t + 101 * tick_s, 0.0
+    for bpm in (120.0, 97.0, 131.0, 80.0):
+        for _ in range(48):
+            clock.receive(_message("clock"), at)
+            at, last = at + 60.0 / (bpm * 24), at
+    assert clock.beat_at(last) == pytest.approx((4 * 48 - 1) / 24, abs=1e-6)
+
+
 def test_midi_arrival_times_come_from_the_ports_deltas_not_from_late_callbacks():
     import random
 

@@ -198,7 +198,8 @@ class MidiClock(Clock):
     source = "midi"
     WINDOW_TICKS = 2 * TICKS_PER_BEAT  # the tempo fit's window
     AHEAD_TICKS = TICKS_PER_BEAT // 4  # the beat runs on at most a 16th past the last tick
-    JUMP_S = 0.03  # a tick further off the fit than this and a tick interval (missed ticks, a pause): start afresh
+    STEADY_TICKS = TICKS_PER_BEAT // 4  # a lost tick is told from a tempo change after a 16th of steady ticks
+    JUMP_S = 0.03  # a tick further off the fit than this and a tick interval (ticks lost, a pause): start afresh
 
     def __init__(self, port_name: str = DEFAULT_MIDI_CLOCK_PORT, bpm: float = 120.0, bar_beats: float = 4.0,
                  open_port: bool = True, delay_s: float = 0.0) -> None:
@@ -275,6 +276,8 @@ class MidiClock(Clock):
     def _tick(self, at: float) -> bool:
         self._last += 1
         a, b = self._fit
+        if self._lost_one(at, b):
+            self._last += 1  # its time passed all the same: count it, or the beat runs a tick late from here
         if self._ticks and abs(at - (a + b * self._last)) > max(b, self.JUMP_S):
             self._ticks.clear()  # the fit restarts here, keeping its tempo until the next ticks
         self._ticks.append((self._last, at))
@@ -285,6 +288,17 @@ class MidiClock(Clock):
         self._resume_beat = None
         self._playing = True
         return True
+
+    def _lost_one(self, at: float, b: float) -> bool:
+        """True when this tick came two intervals after the last one while the ticks before it came steadily one
+        interval apart: one tick was lost on the way (JACK drops a period's MIDI on an xrun). A tempo halved
+        exactly at that moment would read the same, once: that would put the beat a tick (1/24 beat) early."""
+        recent = list(self._ticks)[-(self.STEADY_TICKS + 1):]
+        if len(recent) <= self.STEADY_TICKS or recent[-1][0] != self._last - 1:
+            return False
+        intervals = [t1 - t0 for (_, t0), (_, t1) in zip(recent, recent[1:])]
+        steady = all(0.75 * b <= i <= 1.25 * b for i in intervals)
+        return steady and 1.75 * b <= at - recent[-1][1] <= 2.25 * b
 
     def _beat_of(self, tick: float) -> float:
         run_tick, run_beat = self._run
