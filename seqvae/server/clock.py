@@ -296,7 +296,7 @@ class MidiClock(Clock):
         recent = list(self._ticks)[-(self.STEADY_TICKS + 1):]
         if len(recent) <= self.STEADY_TICKS or recent[-1][0] != self._last - 1:
             return False
-        intervals = [t1 - t0 for (_, t0), (_, t1) in zip(recent, recent[1:])]
+        intervals = [t1 - t0 for (_, t0), (_, t1) in zip(recent, recent[1:], strict=False)]
         steady = all(0.75 * b <= i <= 1.25 * b for i in intervals)
         return steady and 1.75 * b <= at - recent[-1][1] <= 2.25 * b
 
