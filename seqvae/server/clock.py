@@ -18,6 +18,7 @@ whether the transport lets voices sound, and how many Link peers share it.
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 import time
@@ -27,6 +28,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from seqvae.server.midi_ports import open_rtmidi_input
+
+log = logging.getLogger("seqvae.server")
 
 SOURCES = ("internal", "link", "midi")
 DEFAULT_MIDI_CLOCK_PORT = "seqvae-clock"
@@ -278,7 +281,9 @@ class MidiClock(Clock):
         a, b = self._fit
         if self._lost_one(at, b):
             self._last += 1  # its time passed all the same: count it, or the beat runs a tick late from here
+            log.info("MIDI clock: a tick was lost on the way; counted")
         if self._ticks and abs(at - (a + b * self._last)) > max(b, self.JUMP_S):
+            log.info("MIDI clock: a tick %.1f ms off the fit; the fit starts afresh", (at - a - b * self._last) * 1e3)
             self._ticks.clear()  # the fit restarts here, keeping its tempo until the next ticks
         self._ticks.append((self._last, at))
         self._fit = _line_fit(self._ticks, self._fit[1])
