@@ -335,6 +335,9 @@ def bench_midi(args: argparse.Namespace) -> dict | None:
             load = json.loads(knobs.communicate(timeout=60)[0])
             print(f"MIDI clock, {args.clients} clients morphing {summary(loaded)}")
             print(f"    the knobs: {knob_summary(load)}")
+            said = (Path(args.scratch) / "serve-midi.log").read_text()
+            print(f"    the server's log: {said.count('was lost on the way')} ticks counted as lost, "
+                  f"{said.count('the fit starts afresh')} fit restarts (stalls) in the whole run")
             return {"tempo_errors_bpm": tempo_errors, "idle": idle, "loaded": loaded, "knobs": load,
                     "jack_period_ms": period_ms}
         finally:

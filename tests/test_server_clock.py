@@ -99,6 +99,9 @@ def test_a_lost_midi_clock_tick_still_counts_and_a_tempo_change_is_not_one():
             clock.receive(_message("clock"), t + n * tick_s + rng.uniform(0, 0.0027))
     assert clock.beat_at(t + 95 * tick_s + 0.003) == pytest.approx(95 / 24, abs=0.01)
     assert clock.time_at(4.0) == pytest.approx(t + 96 * tick_s, abs=0.002)
+    clock.receive(_message("start"), t + 95.5 * tick_s)  # and the tick right after Start (beat 0) is lost
+    clock.receive(_message("clock"), t + 97 * tick_s)
+    assert clock.beat_at(t + 97 * tick_s) == pytest.approx(1 / 24, abs=0.01)  # the jittered fit: 2 ms
     clock.receive(_message("start"), t + 100 * tick_s)  # sudden tempo changes are not lost ticks
     at, last = t + 101 * tick_s, 0.0
     for bpm in (120.0, 97.0, 131.0, 80.0):

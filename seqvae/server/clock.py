@@ -217,6 +217,7 @@ class MidiClock(Clock):
         self._run = (0, 0.0)  # (tick number, its beat) where this run of the transport began
         self._position = 0.0  # the beat while stopped: where the next tick will be
         self._resume_beat: float | None = None  # after Start / Continue / a song position: the next tick's beat
+        self._resume_at = 0.0  # when that Start or Continue came
         self._times = DeltaTimes()
         self._stop = threading.Event()
         self._port = open_rtmidi_input(port_name, timing=True) if open_port else None
@@ -258,6 +259,7 @@ class MidiClock(Clock):
             elif kind in ("start", "continue"):
                 self._position = 0.0 if kind == "start" else self._position
                 self._resume_beat = self._position
+                self._resume_at = at
                 self._playing = False  # until the first tick after it
                 changed = True
             elif kind == "stop":
@@ -279,17 +281,21 @@ class MidiClock(Clock):
     def _tick(self, at: float) -> bool:
         self._last += 1
         a, b = self._fit
-        if self._lost_one(at, b):
+        lost = self._lost_one(at, b)
+        if lost:
             self._last += 1  # its time passed all the same: count it, or the beat runs a tick late from here
-            log.info("MIDI clock: a tick was lost on the way; counted")
+            log.warning("MIDI clock: a tick was lost on the way; counted")
         if self._ticks and abs(at - (a + b * self._last)) > max(b, self.JUMP_S):
-            log.info("MIDI clock: a tick %.1f ms off the fit; the fit starts afresh", (at - a - b * self._last) * 1e3)
+            log.warning("MIDI clock: a tick %.1f ms off the fit; the fit starts afresh",
+                        (at - a - b * self._last) * 1e3)
             self._ticks.clear()  # the fit restarts here, keeping its tempo until the next ticks
         self._ticks.append((self._last, at))
         self._fit = _line_fit(self._ticks, self._fit[1])
         if self._resume_beat is None:
             return False
-        self._run = (self._last, self._resume_beat)
+        # The tick after Start (or Continue) is the resume beat; when that one was lost, it was the one before this.
+        first = self._last - 1 if lost and self._resume_at < at - 0.5 * b else self._last
+        self._run = (first, self._resume_beat)
         self._resume_beat = None
         self._playing = True
         return True
