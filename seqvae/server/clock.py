@@ -89,6 +89,9 @@ class Clock:
     def begin(self, t: float) -> None:
         """Playback starts from silence at `t`; a shared clock does not move for that."""
 
+    def realtime_thread(self) -> None:
+        """The calling thread is the one that reads this clock in real time (the Player's)."""
+
     def read(self, t: float) -> ClockReading:
         return ClockReading(self.name, float(self.tempo()), float(self.beat_at(t)), float(self.phase_at(t)),
                             int(self.peers()), bool(self.playing()))
@@ -138,6 +141,7 @@ class LinkClock(Clock):
         super().__init__(bar_beats)
         link = import_link()
         self._sync_seen = False  # a peer has started or stopped the session: its transport rules from then on
+        self._realtime: int | None = None  # the thread that reads the clock in real time (see _state)
         self._link = link.Link(float(bpm))
         self._clock = self._link.clock()
         self._link.setTempoCallback(lambda _bpm: self._changed())
@@ -164,23 +168,34 @@ class LinkClock(Clock):
     def _micros(self, t: float) -> int:
         return round((t + self._offset()) * 1e6)
 
+    def realtime_thread(self) -> None:
+        self._realtime = threading.get_ident()
+
+    def _state(self) -> Any:
+        """The session state. Link's app-thread capture takes a lock its network thread holds while it works, and
+        a clock thread that waited there came late (onsets 5-7 ms off under load); the audio-thread capture is
+        lock-free but for one thread only: the clock thread's."""
+        if threading.get_ident() == self._realtime:
+            return self._link.captureSessionState()
+        return self._link.captureAppSessionState()
+
     def tempo(self) -> float:
-        return self._link.captureAppSessionState().tempo()
+        return self._state().tempo()
 
     def beat_at(self, t: float) -> float:
-        return self._link.captureAppSessionState().beatAtTime(self._micros(t), self.bar_beats)
+        return self._state().beatAtTime(self._micros(t), self.bar_beats)
 
     def phase_at(self, t: float) -> float:
-        return self._link.captureAppSessionState().phaseAtTime(self._micros(t), self.bar_beats)
+        return self._state().phaseAtTime(self._micros(t), self.bar_beats)
 
     def time_at(self, beat: float) -> float | None:
-        state = self._link.captureAppSessionState()
+        state = self._state()
         if self._sync_seen and not state.isPlaying():
             return None
         return state.timeAtBeat(beat, self.bar_beats) * 1e-6 - self._offset()
 
     def playing(self) -> bool:
-        return not self._sync_seen or self._link.captureAppSessionState().isPlaying()
+        return not self._sync_seen or self._state().isPlaying()
 
     def peers(self) -> int:
         return self._link.numPeers()

@@ -267,6 +267,7 @@ class Player:
 
     def _run(self) -> None:
         realtime_priority()
+        self.clock.realtime_thread()
         step = None  # the step to play next, on the clock's grid
         spin_until = 0.0
         while True:
