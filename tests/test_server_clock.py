@@ -77,8 +77,15 @@ def test_midi_clock_fits_the_tempo_through_jitter_and_follows_the_transport():
     for n in range(48):
         bunched.receive(_message("clock"), t + n * tick_s)
     for n in range(48, 52):
-        bunched.receive(_message("clock"), t + 60 * tick_s + n * 1e-6)  # far off the fit: it starts afresh
-    assert bunched.tempo() == pytest.approx(97.0, abs=0.5)  # and keeps its tempo, not 10^6 bpm
+        bunched.receive(_message("clock"), t + 60 * tick_s + n * 1e-6)  # far off the fit: left out of it
+    assert bunched.tempo() == pytest.approx(97.0, abs=0.01)  # not 10^6 bpm
+    for n in range(52, 58):  # back on time: they were a stall
+        bunched.receive(_message("clock"), t + n * tick_s)
+    assert bunched.tempo() == pytest.approx(97.0, abs=0.01) and bunched.beat_at(t + 57 * tick_s) == pytest.approx(
+        57 / 24, abs=1e-6)
+    for n in range(58, 58 + MidiClock.OFF_TICKS + 6):  # a pause of 100 ms, then 131 bpm: a new fit
+        bunched.receive(_message("clock"), t + 57 * tick_s + 0.1 + (n - 57) * 60.0 / (131.0 * 24))
+    assert bunched.tempo() == pytest.approx(131.0, abs=0.01)
     late = MidiClock("unused", open_port=False, delay_s=0.0015)  # --clock-delay 1.5: the same ticks, 1.5 ms late
     late.receive(_message("start"), t - 0.01)
     for n in range(48):

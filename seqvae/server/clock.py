@@ -11,8 +11,10 @@ whether the transport lets voices sound, and how many Link peers share it.
   sync, once a peer has started or stopped the session, voices sound only while it plays.
 - `midi[:PORT]`: MIDI clock (24 ticks per quarter) on an input port. The tempo is a least-squares
   fit over the last two beats of ticks, so a jittery tick moves it little; between ticks the beat
-  runs on that fit (for at most a 16th past the last tick). A tick far off the fit (ticks missed,
-  the device paused) starts the fit afresh. Start, Stop, Continue and Song Position Pointer move
+  runs on that fit (for at most a 16th past the last tick). Ticks far off the fit are left out
+  of it (a stall) until a 16th of them in a row say the tempo jumped or the device paused, or
+  the first tick after Start or Continue is off: then the fit starts afresh on them. A tick lost
+  on the way is counted from its gap. Start, Stop, Continue and Song Position Pointer move
   the transport; voices sound only between Start (or Continue) and Stop.
 """
 
@@ -217,7 +219,8 @@ class MidiClock(Clock):
     WINDOW_TICKS = 2 * TICKS_PER_BEAT  # the tempo fit's window
     AHEAD_TICKS = TICKS_PER_BEAT // 4  # the beat runs on at most a 16th past the last tick
     STEADY_TICKS = TICKS_PER_BEAT // 4  # a lost tick is told from a tempo change after a 16th of steady ticks
-    JUMP_S = 0.03  # a tick further off the fit than this and a tick interval (ticks lost, a pause): start afresh
+    JUMP_S = 0.03  # a tick further off the fit than this and a tick interval is off it (a stall, a jump, a pause)
+    OFF_TICKS = TICKS_PER_BEAT // 4  # this many off in a row are a jump or a pause: the fit restarts on them
 
     def __init__(self, port_name: str = DEFAULT_MIDI_CLOCK_PORT, bpm: float = 120.0, bar_beats: float = 4.0,
                  open_port: bool = True, delay_s: float = 0.0) -> None:
@@ -226,6 +229,7 @@ class MidiClock(Clock):
         self.port_name = port_name
         self._lock = threading.Lock()
         self._ticks: deque[tuple[int, float]] = deque(maxlen=self.WINDOW_TICKS)  # (tick number, arrival time)
+        self._off: list[tuple[int, float]] = []  # the ticks in a row that came off the fit (see JUMP_S)
         self._last = -1  # the number of the last tick received
         self._fit = (0.0, 60.0 / (float(bpm) * TICKS_PER_BEAT))  # tick n arrives at a + b * n: (a, b)
         self._playing = False
@@ -301,11 +305,20 @@ class MidiClock(Clock):
             self._last += 1  # its time passed all the same: count it, or the beat runs a tick late from here
             log.warning("MIDI clock: a tick was lost on the way; counted")
         if self._ticks and abs(at - (a + b * self._last)) > max(b, self.JUMP_S):
-            log.warning("MIDI clock: a tick %.1f ms off the fit; the fit starts afresh",
-                        (at - a - b * self._last) * 1e3)
-            self._ticks.clear()  # the fit restarts here, keeping its tempo until the next ticks
-        self._ticks.append((self._last, at))
-        self._fit = _line_fit(self._ticks, self._fit[1])
+            self._off.append((self._last, at))  # a stall, or a jump: left out of the fit until it is clear which
+            if len(self._off) >= self.OFF_TICKS or self._resume_beat is not None:  # (a device restarting its clock)
+                log.warning("MIDI clock: %d ticks in a row off the fit (a jump or a pause); the fit starts afresh",
+                            len(self._off))
+                self._ticks.clear()
+                self._ticks.extend(self._off)
+                self._off.clear()
+                self._fit = _line_fit(self._ticks, self._fit[1])
+        else:
+            if self._off:
+                log.warning("MIDI clock: %d ticks off the fit (a stall) left out of it", len(self._off))
+                self._off.clear()
+            self._ticks.append((self._last, at))
+            self._fit = _line_fit(self._ticks, self._fit[1])
         if self._resume_beat is None:
             return False
         # The tick after Start (or Continue) is the resume beat; when that one was lost, it was the one before this.
