@@ -336,8 +336,9 @@ def bench_midi(args: argparse.Namespace) -> dict | None:
             print(f"MIDI clock, {args.clients} clients morphing {summary(loaded)}")
             print(f"    the knobs: {knob_summary(load)}")
             said = (Path(args.scratch) / "serve-midi.log").read_text()
-            print(f"    the server's log: {said.count('was lost on the way')} ticks counted as lost, "
-                  f"{said.count('the fit starts afresh')} fit restarts (stalls) in the whole run")
+            print(f"    the server's log, whole run: {said.count('was lost on the way')} ticks counted as lost, "
+                  f"{said.count('left out of it')} stalls left out of the fit, "
+                  f"{said.count('the fit starts afresh')} fit restarts (jumps, pauses, Start)")
             return {"tempo_errors_bpm": tempo_errors, "idle": idle, "loaded": loaded, "knobs": load,
                     "jack_period_ms": period_ms}
         finally:
