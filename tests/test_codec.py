@@ -5,6 +5,7 @@ from __future__ import annotations
 from fractions import Fraction
 
 import numpy as np
+import pretty_midi
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -32,6 +33,27 @@ def test_canonical_is_idempotent_and_keeps_notes(values):
     once = CODEC.canonical(raw)
     assert np.array_equal(CODEC.canonical(once), once)
     assert CODEC.events_to_notes(once) == CODEC.events_to_notes(raw)
+
+
+def test_midi_files_are_written_whole_and_takes_are_kept(tmp_path, monkeypatch):
+    a = Melody.from_notes([Note(60, 0, 4, 100)], 16)
+    b = Melody.from_notes([Note(67, 0, 2, 90)], 16)
+    first = write_midi(a, tmp_path / "take.mid", keep_existing=True)
+    second = write_midi(b, tmp_path / "take.mid", keep_existing=True)
+    assert (first.name, second.name) == ("take.mid", "take-2.mid")
+    assert read_midi(first).lines[0].notes[0].pitch == 60 and read_midi(second).lines[0].notes[0].pitch == 67
+    assert write_midi(b, tmp_path / "take.mid") == tmp_path / "take.mid"  # a plain write replaces, in one step
+    assert read_midi(tmp_path / "take.mid").lines[0].notes[0].pitch == 67
+
+    def crash(self, out):
+        out.write(b"MThd half a file")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(pretty_midi.PrettyMIDI, "write", crash)
+    with pytest.raises(OSError, match="disk full"):
+        write_midi(a, tmp_path / "take.mid")
+    assert read_midi(tmp_path / "take.mid").lines[0].notes[0].pitch == 67  # the old file is untouched
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["take-2.mid", "take.mid"]  # no half file left
 
 
 @settings(max_examples=40, deadline=None)

@@ -55,6 +55,10 @@ def test_sample_writes_one_file_per_melody_and_all_together(setup, capsys):
     again = setup["root"] / "sample2"
     run("sample", "--model", setup["ck"], "--n", 3, "--seed", 1, "--out", again, *style)
     assert (again / "sample.mid").read_bytes() == (out / "sample.mid").read_bytes()  # same seed, same file
+    first = (out / "sample.mid").read_bytes()
+    run("sample", "--model", setup["ck"], "--n", 3, "--seed", 2, "--out", out, *style)  # the same --out again
+    assert (out / "sample.mid").read_bytes() == first  # the first takes stay
+    assert {"sample-2.mid", "sample_01-2.mid", "sample_03-2.mid"} <= {p.name for p in out.iterdir()}
 
 
 def test_interpolate_writes_steps_back_to_back_and_each_step(setup):

@@ -7,6 +7,7 @@ import math
 import socket
 import struct
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -124,6 +125,9 @@ def test_inline_notes_encode_export_and_read_back(udp, export_dir):
     assert notes_of(udp.one("/seqvae/encode", "mine2", 4.0, *[float(v) for v in flat])) == got
     address, (slot, path) = udp.one("/seqvae/export", "mine", "takes/take1")
     assert address == "/seqvae/exported" and path.endswith("takes/take1.mid")
+    first = Path(path).read_bytes()
+    assert udp.one("/seqvae/export", "mine2", "takes/take1")[1][1].endswith("takes/take1-2.mid")  # never overwritten
+    assert Path(path).read_bytes() == first and not list(Path(path).parent.glob(".*.tmp"))
     back = notes_of(udp.one("/seqvae/encode_file", "again", "takes/take1.mid"))
     assert [(p, s, d) for p, s, d, _ in back] == [(p, s, d) for p, s, d, _ in got]
     absolute = notes_of(udp.one("/seqvae/encode_file", "abs", path))  # loopback clients may send absolute paths

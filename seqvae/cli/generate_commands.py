@@ -210,11 +210,12 @@ def _write(melodies: Sequence[Melody], args: argparse.Namespace, names: Sequence
     out, stem = Path(args.out), args.name
     if out.suffix.lower() in (".mid", ".midi"):  # --out song.mid names the file itself
         out, stem = out.parent, out.stem
-    written = [write_midi(melodies, out / f"{stem}.mid")]
+    written = [write_midi(melodies, out / f"{stem}.mid", keep_existing=True)]
     if len(melodies) > 1:
         width = max(2, len(str(len(melodies))))
         labels = names or [f"{i + 1:0{width}d}" for i in range(len(melodies))]
-        written += [write_midi(m, out / f"{stem}_{label}.mid") for m, label in zip(melodies, labels, strict=True)]
+        written += [write_midi(m, out / f"{stem}_{label}.mid", keep_existing=True)
+                    for m, label in zip(melodies, labels, strict=True)]
     if args.png:
         from seqvae.engine.pictures import piano_roll_png
 

@@ -7,6 +7,7 @@ Writing takes times in quarter notes, so a tune off the 16th grid (triplets) kee
 
 from __future__ import annotations
 
+import io
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -15,6 +16,7 @@ from pathlib import Path
 import mido
 import pretty_midi
 
+from seqvae.codec.atomic_files import atomic_write_bytes, write_new_bytes
 from seqvae.codec.events import Note
 from seqvae.codec.melody import Melody
 from seqvae.codec.meter import STEPS_PER_QUARTER, Meter
@@ -193,14 +195,18 @@ def write_notes(
     return _save(notes_to_pretty_midi(notes, meters, bpm, program, name), path)
 
 
-def write_midi(melodies: Melody | list[Melody], path: str | Path) -> Path:
-    """Write one melody, or several back to back, as a MIDI file; returns the path."""
+def write_midi(melodies: Melody | list[Melody], path: str | Path, keep_existing: bool = False) -> Path:
+    """Write one melody, or several back to back, as a MIDI file; returns the path written. With `keep_existing`
+    (a musician's takes) a file already there stays as it is and this one gets the next free name (take-2.mid)."""
     items = [melodies] if isinstance(melodies, Melody) else list(melodies)
-    return _save(melodies_to_pretty_midi(items), path)
+    return _save(melodies_to_pretty_midi(items), path, keep_existing)
 
 
-def _save(pm: pretty_midi.PrettyMIDI, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    pm.write(str(path))
-    return path
+def _save(pm: pretty_midi.PrettyMIDI, path: str | Path, keep_existing: bool = False) -> Path:
+    """The file appears whole or not at all (see atomic_files); with `keep_existing` under a free name."""
+    buffer = io.BytesIO()
+    pm.write(buffer)
+    if keep_existing:
+        return write_new_bytes(Path(path), buffer.getvalue())
+    atomic_write_bytes(Path(path), buffer.getvalue())
+    return Path(path)

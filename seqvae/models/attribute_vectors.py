@@ -15,7 +15,7 @@ import numpy as np
 from safetensors import safe_open
 from safetensors.numpy import load_file, save
 
-from seqvae.models.checkpoint import atomic_write_bytes
+from seqvae.codec.atomic_files import atomic_write_bytes
 
 ATTRIBUTE_FILE = "attributes.safetensors"
 

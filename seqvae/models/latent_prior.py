@@ -25,8 +25,8 @@ import numpy as np
 from safetensors import safe_open
 from safetensors.numpy import save
 
+from seqvae.codec.atomic_files import atomic_write_bytes
 from seqvae.models import native
-from seqvae.models.checkpoint import atomic_write_bytes
 
 LATENT_PRIOR_FILE = "latent_prior.safetensors"
 BANDWIDTHS = np.round(np.concatenate([np.arange(0.2, 1.0, 0.05), np.arange(1.0, 3.01, 0.25)]), 3)

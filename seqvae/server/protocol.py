@@ -306,7 +306,8 @@ def novelty(session: Session, slot: str) -> Reply:
 def export(session: Session, slot: str, filename: str) -> Reply:
     melody = session.client.melody(slot)
     target = export_path(session.export_dir, filename)
-    return CallWork(lambda: str(write_midi(melody, target)), lambda path: [("/seqvae/exported", [slot, path])])
+    return CallWork(lambda: str(write_midi(melody, target, keep_existing=True)),
+                    lambda path: [("/seqvae/exported", [slot, path])])
 
 
 def export_all(session: Session, prefix: str, filename: str) -> Reply:
@@ -319,7 +320,8 @@ def export_all(session: Session, prefix: str, filename: str) -> Reply:
         )
     melodies = [client.melody(name) for name in names]
     target = export_path(session.export_dir, filename)
-    return CallWork(lambda: str(write_midi(melodies, target)), lambda path: [("/seqvae/exported", [prefix, path])])
+    return CallWork(lambda: str(write_midi(melodies, target, keep_existing=True)),
+                    lambda path: [("/seqvae/exported", [prefix, path])])
 
 
 def tempo(session: Session, bpm: float) -> Reply:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from seqvae.models.checkpoint import atomic_write_bytes
+from seqvae.codec.atomic_files import atomic_write_bytes
 
 TRAIN_STATE_FILE = "checkpoint.safetensors"
 TRAIN_FORMAT = "seqvae-train"

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from seqvae.codec.atomic_files import atomic_write_bytes
 from seqvae.data.corpus import load_corpus
 from seqvae.evaluate.reconstruction import reconstruction_metrics
 from seqvae.models import (
@@ -35,7 +36,6 @@ from seqvae.models import (
     save_model,
     vae_loss,
 )
-from seqvae.models.checkpoint import atomic_write_bytes
 from seqvae.models.precision import parse_precision
 from seqvae.models.registry import override_config
 from seqvae.models.segments import copy_segment_level, freeze_segment_level
