@@ -48,17 +48,24 @@ def test_internal_clock_starts_on_a_bar_and_keeps_the_beat_through_a_tempo_chang
     assert 0.0 <= after - before < 0.05 and clock.tempo() == 60.0
 
 
+def _clock_fed(ticks, delay_s: float = 0.0) -> MidiClock:
+    """A MIDI clock (no port) that got Start just before the first of these tick times, then the ticks."""
+    clock = MidiClock("unused", open_port=False, delay_s=delay_s)
+    clock.receive(_message("start"), ticks[0] - 0.01)
+    assert not clock.playing() and clock.time_at(0.0) is None
+    for at in ticks:
+        clock.receive(_message("clock"), at)
+    return clock
+
+
 def test_midi_clock_fits_the_tempo_through_jitter_and_follows_the_transport():
     import random
 
     rng = random.Random(3)
-    clock = MidiClock("unused", open_port=False)
     tick_s = 60.0 / (97.0 * 24)
     t = 50.0
-    clock.receive(_message("start"), t - 0.01)
-    assert not clock.playing() and clock.time_at(0.0) is None
-    for n in range(48):  # two beats, each tick up to 2.7 ms late (a JACK period)
-        clock.receive(_message("clock"), t + n * tick_s + rng.uniform(0, 0.0027))
+    # two beats, each tick up to 2.7 ms late (a JACK period)
+    clock = _clock_fed([t + n * tick_s + rng.uniform(0, 0.0027) for n in range(48)])
     assert clock.playing() and clock.tempo() == pytest.approx(97.0, abs=0.5)
     assert clock.beat_at(t + 47 * tick_s) == pytest.approx(47 / 24, abs=0.1)
     assert clock.time_at(2.0) == pytest.approx(t + 48 * tick_s, abs=0.003)  # the next beat, extrapolated
@@ -72,10 +79,7 @@ def test_midi_clock_fits_the_tempo_through_jitter_and_follows_the_transport():
     assert clock.phase_at(t + 50 * tick_s + 0.001) == pytest.approx(0.0, abs=0.01)  # on the bar line
     with pytest.raises(ValueError, match="change it on the device"):
         clock.set_tempo(120.0)
-    bunched = MidiClock("unused", open_port=False)  # a stalled MIDI system hands over ticks all at once
-    bunched.receive(_message("start"), t - 0.01)
-    for n in range(48):
-        bunched.receive(_message("clock"), t + n * tick_s)
+    bunched = _clock_fed([t + n * tick_s for n in range(48)])  # then a stalled MIDI system hands over ticks at once
     for n in range(48, 52):
         bunched.receive(_message("clock"), t + 60 * tick_s + n * 1e-6)  # far off the fit: left out of it
     assert bunched.tempo() == pytest.approx(97.0, abs=0.01)  # not 10^6 bpm
@@ -86,10 +90,7 @@ def test_midi_clock_fits_the_tempo_through_jitter_and_follows_the_transport():
     for n in range(58, 58 + MidiClock.OFF_TICKS + 6):  # a pause of 100 ms, then 131 bpm: a new fit
         bunched.receive(_message("clock"), t + 57 * tick_s + 0.1 + (n - 57) * 60.0 / (131.0 * 24))
     assert bunched.tempo() == pytest.approx(131.0, abs=0.01)
-    late = MidiClock("unused", open_port=False, delay_s=0.0015)  # --clock-delay 1.5: the same ticks, 1.5 ms late
-    late.receive(_message("start"), t - 0.01)
-    for n in range(48):
-        late.receive(_message("clock"), t + 0.0015 + n * tick_s)
+    late = _clock_fed([t + 0.0015 + n * tick_s for n in range(48)], delay_s=0.0015)  # --clock-delay 1.5: 1.5 ms late
     assert late.time_at(2.0) == pytest.approx(t + 48 * tick_s, abs=1e-6)
 
 
@@ -97,13 +98,10 @@ def test_a_lost_midi_clock_tick_still_counts_and_a_tempo_change_is_not_one():
     import random
 
     rng = random.Random(7)
-    clock = MidiClock("unused", open_port=False)
     tick_s = 60.0 / (120.0 * 24)
     t = 20.0
-    clock.receive(_message("start"), t - 0.01)
-    for n in range(96):
-        if n != 60:  # tick 60 never arrives (JACK dropped its period)
-            clock.receive(_message("clock"), t + n * tick_s + rng.uniform(0, 0.0027))
+    # tick 60 never arrives (JACK dropped its period)
+    clock = _clock_fed([t + n * tick_s + rng.uniform(0, 0.0027) for n in range(96) if n != 60])
     assert clock.beat_at(t + 95 * tick_s + 0.003) == pytest.approx(95 / 24, abs=0.01)
     assert clock.time_at(4.0) == pytest.approx(t + 96 * tick_s, abs=0.002)
     clock.receive(_message("start"), t + 95.5 * tick_s)  # and the tick right after Start (beat 0) is lost

@@ -142,9 +142,9 @@ def _serve(args: argparse.Namespace) -> int:
         raise ValueError("map_cc in --config needs MIDI in: set midi_in (or --midi-in NAME)")
     midi_in_port = None
     if opts["midi_in"]:  # a port that can't be opened is said before the model loads
-        from seqvae.server.midi_ports import open_polled_input
+        from seqvae.server.midi_ports import open_rtmidi_input
 
-        midi_in_port = open_polled_input(opts["midi_in"])
+        midi_in_port = open_rtmidi_input(opts["midi_in"])
     engine = _load_engine(opts["model"], opts["device"], opts["threads"], opts["precision"])
     midi_port = None
     if opts["midi_out"]:

@@ -27,18 +27,13 @@ def open_midi_input(name: str, callback: Callable[[Any], None] | None = None) ->
 RTMIDI_APIS = ("LINUX_ALSA", "UNIX_JACK", "MACOSX_CORE", "WINDOWS_MM")
 
 
-def open_polled_input(name: str) -> Any:
-    """A python-rtmidi `MidiIn` named `name`, read by polling `get_message()` (MIDI in for notes and CCs).
-
-    Played notes and CCs are read this way rather than through mido's callback, which was seen to
-    drop events under JACK.
-    """
-    return open_rtmidi_input(name)
-
-
 def open_rtmidi_input(name: str, timing: bool = False) -> Any:
     """A python-rtmidi `MidiIn`: the port `name` when one exists, else a virtual one; sysex and active sensing
-    ignored, and MIDI clock unless `timing`. The API comes from MIDO_BACKEND's suffix when set (.../UNIX_JACK)."""
+    ignored, and MIDI clock unless `timing`. The API comes from MIDO_BACKEND's suffix when set (.../UNIX_JACK).
+
+    MIDI in (notes, CCs) and MIDI clock read it by polling `get_message()` rather than through mido's callback:
+    that ran on JACK's process thread, waited there for the GIL, and JACK dropped the period's events.
+    """
     try:
         import rtmidi
     except ImportError as exc:

@@ -21,7 +21,7 @@ from seqvae.server.clients import Client, ClientRegistry, TooManyClients
 from seqvae.server.clock import Clock, make_clock
 from seqvae.server.mappings import Knobs
 from seqvae.server.midi_in import MidiIn, Take, TakeNote, take_messages
-from seqvae.server.midi_ports import open_polled_input
+from seqvae.server.midi_ports import open_rtmidi_input
 from seqvae.server.ordering import RequestOrder
 from seqvae.server.osc import FramingError, OscParseError, encode_message, parse_packet
 from seqvae.server.player import MidiSink, OscNoteSink, Player
@@ -93,7 +93,7 @@ class SeqvaeServer:
         self.knobs = Knobs(protocol.ROUTES, self._run_mapped)
         self.midi_in: MidiIn | None = None
         if midi_in_port is None and self.config.midi_in:
-            midi_in_port = open_polled_input(self.config.midi_in)
+            midi_in_port = open_rtmidi_input(self.config.midi_in)
         if midi_in_port is not None:
             self.midi_in = MidiIn(midi_in_port, self.player.clock, self._take_ended, self._cc_moved,
                                   name=self.config.midi_in or "")
