@@ -103,7 +103,13 @@ class UdpClient:
         self.sock.settimeout(timeout)
 
     def call(self, address: str, *args) -> tuple[str, tuple]:
+        self.send(address, *args)
+        return self.receive()
+
+    def send(self, address: str, *args) -> None:
         self.sock.sendto(encode_message(address, list(args)), self.addr)
+
+    def receive(self) -> tuple[str, tuple]:
         msg = parse_packet(self.sock.recv(65536))[0]
         return msg.address, msg.args
 

@@ -5,7 +5,8 @@ once: sample, encode/decode, interpolate, grid, morph, variations, attribute shi
 novelty, embeddings, and reading melodies from MIDI files or note lists.
 
 Latents cross this API as float32 numpy arrays (cheap to cache, blend and send over the wire);
-torch only runs inside the lock, in inference mode, on the engine's device.
+torch only runs inside the model lock, in inference mode, on the engine's device. The lock is taken
+per model call, so a server's short requests can run between the pieces of heavy work (model_lock.py).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +25,7 @@ import torch.nn.functional as F
 from seqvae.codec import NO_EVENT, NOTE_OFF, EventCodec, Melody, Meter
 from seqvae.engine import latent as lat
 from seqvae.engine.inputs import MidiWindow, default_meter, melody_from_midi, melody_from_notes, windows_from_midi
+from seqvae.engine.model_lock import ModelLock
 from seqvae.models.attribute_vectors import ATTRIBUTE_FILE, AttributeVectors
 from seqvae.models.latent_prior import LatentPrior
 from seqvae.models.precision import parse_precision
@@ -75,7 +78,9 @@ def _check_count(n: int, what: str, high: int = 4096) -> int:
 class Engine:
     """A loaded model plus everything needed to turn its latents into melodies and back.
 
-    Safe to share between threads: model calls and the latent cache sit behind one lock. The
+    Safe to share between threads: each model call holds the model lock, the latent cache its own.
+    Heavy work takes the model in pieces of at most `piece_rows` rows (None: as many as one call
+    holds, for the CLI; a server sets a few) unless it runs inside `urgent()`. The
     engine owns the model it is given: it moves it to the device, puts it in eval mode and
     switches off its parameters' gradients (infill optimises z alone).
     """
@@ -97,7 +102,9 @@ class Engine:
         self.extra = dict(extra or {})
         self.codec = codec or _codec_for(config, self.extra)
         self.meter = default_meter(self.steps, self.family)
-        self._lock = threading.RLock()
+        self._lock = ModelLock()
+        self._cache_lock = threading.Lock()
+        self.piece_rows: int | None = None
         self._cache: OrderedDict[bytes, np.ndarray] = OrderedDict()
         self._attributes: AttributeVectors | None = None
         if self.directory is not None and (self.directory / ATTRIBUTE_FILE).is_file():
@@ -124,6 +131,15 @@ class Engine:
     @property
     def device(self) -> str:
         return str(self.device_obj)
+
+    def urgent(self) -> AbstractContextManager[None]:
+        """Model calls of this thread inside the block go before waiting heavy work, and in one piece."""
+        return self._lock.urgent()
+
+    def _rows_per_call(self, most: int) -> int:
+        if self.piece_rows is None or self._lock.is_urgent():
+            return most
+        return max(1, min(most, self.piece_rows))
 
     def __repr__(self) -> str:
         return (f"Engine({self.model_name!r}, {self.steps} steps, z={self.z_size}, device={self.device}, "
@@ -177,8 +193,9 @@ class Engine:
         `progress` is called with the number of windows after each batch."""
         events = self._check_event_rows(events)
         mu, sigma = [], []
-        for i in range(0, len(events), ENCODE_CHUNK):
-            x = torch.from_numpy(events[i:i + ENCODE_CHUNK]).to(self.device_obj)
+        chunk = self._rows_per_call(ENCODE_CHUNK)
+        for i in range(0, len(events), chunk):
+            x = torch.from_numpy(events[i:i + chunk]).to(self.device_obj)
             with self._lock, torch.inference_mode():
                 m, s = self.model.encode(x)
             mu.append(m.float().cpu().numpy())
@@ -202,13 +219,16 @@ class Engine:
             if forced.shape != (len(arr), self.steps) or mask.shape != forced.shape:
                 raise ValueError(f"forced tokens {forced.shape} and mask {mask.shape} must both be "
                                  f"[{len(arr)}, {self.steps}], a row per latent")
-        with self._lock:
-            generator = self._generator(seed) if temperature > 0 else None
-            parts = [self._decode(arr[i:i + DECODE_CHUNK], temperature, generator,
-                                  None if forced is None else forced[i:i + DECODE_CHUNK],
-                                  None if mask is None else mask[i:i + DECODE_CHUNK])
-                     for i in range(0, len(arr), DECODE_CHUNK)]
-        return np.concatenate([p.cpu().numpy() for p in parts])
+        generator = self._generator(seed) if temperature > 0 else None
+        # A seeded sample's notes must not depend on how it is cut up: it goes in one call.
+        chunk = DECODE_CHUNK if generator is not None else self._rows_per_call(DECODE_CHUNK)
+        parts = []
+        for i in range(0, len(arr), chunk):
+            with self._lock:
+                parts.append(self._decode(arr[i:i + chunk], temperature, generator,
+                                          None if forced is None else forced[i:i + chunk],
+                                          None if mask is None else mask[i:i + chunk]).cpu().numpy())
+        return np.concatenate(parts)
 
     def _decode(self, z: np.ndarray | torch.Tensor, temperature: float, generator: torch.Generator | None,
                 forced: np.ndarray | None = None, mask: np.ndarray | None = None) -> torch.Tensor:
@@ -243,23 +263,25 @@ class Engine:
         out: list[np.ndarray | None] = [None] * len(items)
         missing: dict[bytes, list[int]] = {}
         rows: list[np.ndarray] = []
-        with self._lock:
-            for i, item in enumerate(items):
-                if isinstance(item, Melody):
-                    events = self._events_one(item, i)
-                    key = events.tobytes()
+        for i, item in enumerate(items):
+            if isinstance(item, Melody):
+                events = self._events_one(item, i)
+                key = events.tobytes()
+                with self._cache_lock:
                     hit = self._cache.get(key)
                     if hit is not None:
                         self._cache.move_to_end(key)
-                        out[i] = hit
-                    else:
-                        if key not in missing:
-                            rows.append(events)
-                        missing.setdefault(key, []).append(i)
+                if hit is not None:
+                    out[i] = hit
                 else:
-                    out[i] = lat.as_latent(item, self.z_size, f"latent {i + 1}")
-            if rows:
-                mu, _ = self.encode_events(np.stack(rows))
+                    if key not in missing:
+                        rows.append(events)
+                    missing.setdefault(key, []).append(i)
+            else:
+                out[i] = lat.as_latent(item, self.z_size, f"latent {i + 1}")
+        if rows:
+            mu, _ = self.encode_events(np.stack(rows))  # outside the cache lock: other threads read it meanwhile
+            with self._cache_lock:
                 for (key, where), z in zip(missing.items(), mu, strict=True):
                     self._cache[key] = z  # shared, never written: public accessors hand out copies
                     for i in where:
@@ -479,7 +501,7 @@ class Engine:
         samples = _check_count(samples, "samples", 256)
         noise = np.random.default_rng(0).standard_normal((samples, 1, self.z_size)).astype(np.float32)
         scores = np.empty(len(events), dtype=np.float64)
-        chunk = max(1, ENCODE_CHUNK // samples)
+        chunk = max(1, self._rows_per_call(ENCODE_CHUNK) // samples)
         for i in range(0, len(events), chunk):
             part = events[i:i + chunk]
             mu, sigma = self.encode_events(part)

@@ -198,9 +198,9 @@ class RequestOrder:
                 pass
 
         if isinstance(work, protocol.DecodeWork):
-            job: DecodeJob | CallJob = DecodeJob(work.z, work.temperature, work.seed, done)
+            job: DecodeJob | CallJob = DecodeJob(work.z, work.temperature, work.seed, done, owner=client.key)
         else:
-            job = CallJob(work.fn, done)
+            job = CallJob(work.fn, done, owner=client.key, heavy=work.heavy)
         if not self.worker.submit(job):
             self.stats.busy += 1
             self._finish(client, ticket, [protocol.error_message(

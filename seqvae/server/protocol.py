@@ -58,6 +58,7 @@ class CallWork:
     fn: Callable[[], Any]
     finish: Callable[[Any], list[Message]]
     writes: tuple[str, ...] = ()
+    heavy: bool = True  # False only for work about as short as one decode: it then takes the fast lane
 
 
 Reply = list[Message] | DecodeWork | CallWork
@@ -225,7 +226,7 @@ def encode(session: Session, slot: str, n: int, values: tuple) -> Reply:
         melody = eng.melody_from_notes(notes, bpm=bpm)
         return melody, eng.latent(melody)
 
-    return CallWork(run, lambda result: _stored(session, slot, *result), writes=(slot,))
+    return CallWork(run, lambda result: _stored(session, slot, *result), writes=(slot,), heavy=False)
 
 
 def encode_file(session: Session, slot: str, path: str, track: Any, bar: int) -> Reply:

@@ -1,11 +1,17 @@
-"""Inference off the receiving loop, with concurrent decodes micro-batched into one forward pass.
+"""Inference off the receiving loop in two lanes: short requests micro-batched, heavy work in pieces.
 
 The receiving loop only parses, checks and blends latents; anything that runs the model is a job
-on a bounded queue served by one worker thread. When the worker comes back for work it takes
-everything already waiting, and decode jobs that can share a pass (greedy, or sampled without
-a seed, at the same temperature) go through `engine.decode` as one stacked batch: a batch of 4
-costs little more than a batch of 1 on a CPU, so 4 busy clients get nearly 4x the throughput
-without waiting for each other. Nothing waits to fill a batch, so a lone client pays no latency.
+on a bounded queue. Short jobs (decodes of a few rows: morph, sample, similar, shift; encoding one
+window) go to the fast lane. When its thread comes back for work it takes everything already
+waiting, and decode jobs that can share a pass (greedy, or sampled without a seed, at the same
+temperature) go through `engine.decode` as one stacked batch: a batch of 4 costs little more than a
+batch of 1 on a CPU, so 4 busy clients get nearly 4x the throughput without waiting for each other.
+Nothing waits to fill a batch, so a lone client pays no latency.
+
+Heavy jobs (infill, novelty, long interpolations, files) go to the heavy lane's own thread, one at a
+time, taking turns between clients. They take the model a piece at a time (`Engine.piece_rows`);
+the fast lane runs inside `engine.urgent()`, so its next batch goes before heavy work's next piece
+and a knob waits at most for the piece already running.
 """
 
 from __future__ import annotations
@@ -13,7 +19,8 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from collections.abc import Callable
+from collections import OrderedDict, deque
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +29,8 @@ import numpy as np
 log = logging.getLogger("seqvae.server")
 
 _STOP = object()
+SHORT_ROWS = 4  # a decode of up to this many rows takes the fast lane
+PIECE_ROWS = 4  # rows per model call of heavy work: about one short decode
 
 
 @dataclass
@@ -32,6 +41,11 @@ class DecodeJob:
     temperature: float
     seed: int | None
     done: Callable[[Any], None]
+    owner: Hashable = None  # whose request: heavy work takes turns between owners
+
+    @property
+    def heavy(self) -> bool:
+        return len(self.z) > SHORT_ROWS
 
     @property
     def batchable(self) -> bool:
@@ -41,10 +55,12 @@ class DecodeJob:
 
 @dataclass
 class CallJob:
-    """Any other engine work (encode, shift, infill, file I/O); `done` gets its result or exception."""
+    """Any other engine work (encode, infill, novelty, file I/O); `done` gets its result or exception."""
 
     fn: Callable[[], Any]
     done: Callable[[Any], None]
+    owner: Hashable = None
+    heavy: bool = True  # more than about one short decode of work: the heavy lane
 
 
 @dataclass
@@ -53,27 +69,70 @@ class WorkerStats:
     decoded_rows: int = 0
     batched_jobs: int = 0  # decode jobs that shared a pass with another
     calls: int = 0
+    heavy_jobs: int = 0
     batch_sizes: dict[int, int] = field(default_factory=dict)
 
 
-class InferenceWorker:
-    """One thread that owns every engine call; `submit` refuses work when the queue is full."""
+class TurnQueue:
+    """Heavy jobs by owner, served in turns: one client's many heavy requests don't starve another's."""
 
-    def __init__(self, engine: Any, max_queue: int = 64, batching: bool = True, max_batch_rows: int = 64) -> None:
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._jobs: OrderedDict[Hashable, deque] = OrderedDict()
+        self._size = 0
+        self._cond = threading.Condition()
+
+    def __len__(self) -> int:
+        return self._size
+
+    def put(self, job: Any, owner: Hashable) -> bool:
+        with self._cond:
+            if self._size >= self.limit and job is not _STOP:
+                return False
+            self._jobs.setdefault(owner, deque()).append(job)
+            self._size += 1
+            self._cond.notify()
+        return True
+
+    def get(self) -> Any:
+        """The oldest job of the owner whose turn it is (owners rotate after each job)."""
+        with self._cond:
+            while not self._size:
+                self._cond.wait()
+            owner, jobs = next(iter(self._jobs.items()))
+            job = jobs.popleft()
+            del self._jobs[owner]
+            if jobs:
+                self._jobs[owner] = jobs  # to the back of the turn order
+            self._size -= 1
+            return job
+
+
+class InferenceWorker:
+    """The two lanes' threads, which own every engine call; `submit` refuses work when a lane is full."""
+
+    def __init__(self, engine: Any, max_queue: int = 64, batching: bool = True, max_batch_rows: int = 64,
+                 piece_rows: int = PIECE_ROWS) -> None:
         self.engine = engine
+        engine.piece_rows = piece_rows  # heavy work gives the model back to the fast lane this often
         self.batching = batching
         self.max_batch_rows = max_batch_rows
         self.stats = WorkerStats()
         self._queue: queue.Queue = queue.Queue(maxsize=max_queue)
+        self._heavy = TurnQueue(max_queue)
         self._thread = threading.Thread(target=self._run, name="seqvae-inference", daemon=True)
+        self._heavy_thread = threading.Thread(target=self._run_heavy, name="seqvae-heavy", daemon=True)
         self._thread.start()
+        self._heavy_thread.start()
 
     @property
     def waiting(self) -> int:
-        return self._queue.qsize()
+        return self._queue.qsize() + len(self._heavy)
 
     def submit(self, job: DecodeJob | CallJob) -> bool:
-        """Queue a job; False when the queue is full (the caller answers 'busy')."""
+        """Queue a job in its lane; False when that lane is full (the caller answers 'busy')."""
+        if job.heavy:
+            return self._heavy.put(job, job.owner)
         try:
             self._queue.put_nowait(job)
         except queue.Full:
@@ -82,9 +141,26 @@ class InferenceWorker:
 
     def close(self, timeout: float = 5.0) -> None:
         self._queue.put(_STOP)
+        self._heavy.put(_STOP, _STOP)
         self._thread.join(timeout)
+        self._heavy_thread.join(timeout)
+
+    def _run_heavy(self) -> None:
+        while True:
+            job = self._heavy.get()
+            if job is _STOP:
+                return
+            self.stats.heavy_jobs += 1
+            if isinstance(job, DecodeJob):
+                self._decode([job])
+            else:
+                self._call(job)
 
     def _run(self) -> None:
+        with self.engine.urgent():
+            self._serve_fast_lane()
+
+    def _serve_fast_lane(self) -> None:
         while True:
             job = self._queue.get()
             if job is _STOP:
