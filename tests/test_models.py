@@ -186,6 +186,31 @@ def test_forced_steps_come_back_exactly_and_are_fed_back(name):
     assert torch.equal(teacher[~mask], greedy[~mask])
 
 
+@pytest.mark.parametrize("name", TINY)
+@pytest.mark.parametrize("backend", ["kernel", "numpy", "torch"])
+def test_decoding_scores_every_token_as_the_teacher_forced_logits_do(name, backend, monkeypatch):
+    """log_probs of a decode (forced steps and free ones) equal log softmax of the teacher-forced logits."""
+    from seqvae.models import native
+
+    if backend == "numpy":
+        monkeypatch.setattr(native, "library", lambda: None)
+    model = sharpened(name, seed=5)
+    steps = model.config.steps
+    z = torch.randn(4, model.config.z_size)
+    forced = torch.as_tensor(synthetic_windows(4, steps, seed=6), dtype=torch.long)
+    mask = torch.rand(4, steps, generator=torch.Generator().manual_seed(1)) < 0.5
+    for temperature in (0.0, 0.9):
+        scores = torch.full((4, steps), float("nan"))
+        tokens = model.decode(z, temperature=temperature, generator=torch.Generator().manual_seed(3), forced=forced,
+                              forced_mask=mask, fast=backend != "torch", log_probs=scores)
+        with torch.no_grad():
+            logits = model.logits(tokens.clone(), z)
+        expected = torch.log_softmax(logits.float(), -1).gather(-1, tokens[..., None])[..., 0]
+        assert torch.allclose(scores, expected, atol=1e-4), f"temperature {temperature}"
+    with pytest.raises(ValueError, match="log_probs must be"):
+        model.decode(z, log_probs=torch.zeros(4, steps + 1))
+
+
 def test_fast_path_matches_reference_at_full_size():
     torch.manual_seed(0)
     model = build_model(get_config("mel_2bar_small")).eval()

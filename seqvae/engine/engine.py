@@ -209,6 +209,19 @@ class Engine:
         """Event windows [n, steps] for latents [n, Z]: the one place decoding is batched. Greedy unless
         `temperature` > 0 (then `seed` makes it repeatable); where `mask` [n, steps] is True the step is
         `forced`'s token, kept and fed back."""
+        return self._decode_rows(z, temperature, seed, forced, mask, scored=False)[0]
+
+    def decode_scored(self, z: np.ndarray, temperature: float = 0.0, seed: int | None = None,
+                      forced: np.ndarray | None = None, mask: np.ndarray | None = None
+                      ) -> tuple[np.ndarray, np.ndarray]:
+        """As `decode_events`, plus each step's log-probability under the model (float32 [n, steps]): the
+        likelihood of forced steps comes from the same pass that decodes the free ones."""
+        tokens, scores = self._decode_rows(z, temperature, seed, forced, mask, scored=True)
+        assert scores is not None
+        return tokens, scores
+
+    def _decode_rows(self, z: np.ndarray, temperature: float, seed: int | None, forced: np.ndarray | None,
+                     mask: np.ndarray | None, scored: bool) -> tuple[np.ndarray, np.ndarray | None]:
         arr = self._check_latent_rows(z)
         temperature, seed = _check_temperature(temperature), _check_seed(seed)
         if (forced is None) != (mask is None):
@@ -222,23 +235,28 @@ class Engine:
         generator = self._generator(seed) if temperature > 0 else None
         # A seeded sample's notes must not depend on how it is cut up: it goes in one call.
         chunk = DECODE_CHUNK if generator is not None else self._rows_per_call(DECODE_CHUNK)
-        parts = []
+        parts, scores = [], []
         for i in range(0, len(arr), chunk):
+            rows = arr[i:i + chunk]
+            score = torch.empty(len(rows), self.steps, dtype=torch.float32) if scored else None
             with self._lock:
-                parts.append(self._decode(arr[i:i + chunk], temperature, generator,
+                parts.append(self._decode(rows, temperature, generator,
                                           None if forced is None else forced[i:i + chunk],
-                                          None if mask is None else mask[i:i + chunk]).cpu().numpy())
-        return np.concatenate(parts)
+                                          None if mask is None else mask[i:i + chunk], score).cpu().numpy())
+            if score is not None:
+                scores.append(score.numpy())
+        return np.concatenate(parts), np.concatenate(scores) if scored else None
 
     def _decode(self, z: np.ndarray | torch.Tensor, temperature: float, generator: torch.Generator | None,
-                forced: np.ndarray | None = None, mask: np.ndarray | None = None) -> torch.Tensor:
+                forced: np.ndarray | None = None, mask: np.ndarray | None = None,
+                log_probs: torch.Tensor | None = None) -> torch.Tensor:
         """One decoder call on the engine's device, in its precision (the caller holds the lock)."""
         zt = torch.as_tensor(z, dtype=torch.float32, device=self.device_obj)
         if forced is not None:
             forced = torch.as_tensor(forced, device=self.device_obj)
             mask = torch.as_tensor(mask, device=self.device_obj)
         return self.model.decode(zt, temperature=temperature, generator=generator, forced=forced,
-                                 forced_mask=mask, precision=self.precision)
+                                 forced_mask=mask, precision=self.precision, log_probs=log_probs)
 
     def _check_event_rows(self, events: np.ndarray, what: str = "events") -> np.ndarray:
         arr = np.asarray(events)
@@ -495,7 +513,8 @@ class Engine:
         """Negative ELBO per step (nats) for each melody: high means unlike what the model learned.
 
         Reconstruction is averaged over `samples` draws of z from the posterior, using the same fixed
-        noise for every melody, so a melody gets the same score alone or in any batch.
+        noise for every melody, so a melody gets the same score alone or in any batch. Each draw's
+        likelihood is a decode with every step forced, scored (`decode_scored`): the fast decoding path.
         """
         events = self._events_of(melodies)
         samples = _check_count(samples, "samples", 256)
@@ -506,13 +525,9 @@ class Engine:
             part = events[i:i + chunk]
             mu, sigma = self.encode_events(part)
             z = (mu[None] + sigma[None] * noise).reshape(-1, self.z_size)
-            x = np.broadcast_to(part[None], (samples, *part.shape)).reshape(-1, self.steps)
-            xt = torch.from_numpy(np.ascontiguousarray(x)).to(self.device_obj)
-            zt = torch.from_numpy(z).to(self.device_obj)
-            with self._lock, torch.inference_mode():
-                logits = self.model.logits(xt, zt).float()
-                nll = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), xt.reshape(-1), reduction="none")
-                recon = nll.reshape(samples, len(part), self.steps).sum(-1).mean(0).cpu().numpy()
+            x = np.ascontiguousarray(np.broadcast_to(part[None], (samples, *part.shape)).reshape(-1, self.steps))
+            _, log_probs = self.decode_scored(z, forced=x, mask=np.ones(x.shape, dtype=bool))
+            recon = -log_probs.astype(np.float64).reshape(samples, len(part), self.steps).sum(-1).mean(0)
             sig = np.maximum(sigma.astype(np.float64), 1e-12)
             kl = 0.5 * np.sum(mu.astype(np.float64) ** 2 + sig**2 - 1.0 - 2.0 * np.log(sig), axis=1)
             scores[i:i + len(part)] = (recon + kl) / self.steps

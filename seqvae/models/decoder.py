@@ -14,7 +14,7 @@ from typing import Protocol
 import torch
 from torch import nn
 
-from seqvae.models.sampling import choose_tokens
+from seqvae.models.sampling import choose_tokens, token_log_probs
 
 
 @dataclass(frozen=True)
@@ -22,8 +22,10 @@ class Generation:
     """How a free-running decode chooses its tokens: shared by all decoders and backends.
 
     `uniforms` [steps, B] are the sampling draws (None: greedy); `forced` and `mask` [B, steps] keep the forced
-    tokens where mask is True; `bfloat16` runs a step plan's matrices in bfloat16 arithmetic. Step indices are
-    the window's, so a hierarchical decoder's segment reads them from its own offset.
+    tokens where mask is True; `bfloat16` runs a step plan's matrices in bfloat16 arithmetic. `log_probs`
+    [B, steps] float32 on the CPU, when given, receives each chosen token's log-probability (temperature 1):
+    forced steps are scored in the pass that decodes the free ones. Step indices are the window's, so a
+    hierarchical decoder's segment reads them from its own offset.
     """
 
     temperature: float
@@ -31,12 +33,15 @@ class Generation:
     forced: torch.Tensor | None = None
     mask: torch.Tensor | None = None
     bfloat16: bool = False
+    log_probs: torch.Tensor | None = None
 
     def choose(self, step: int, logits: torch.Tensor) -> torch.Tensor:
         """The token at window step `step` from its logits [B, C]: argmax or a draw, then the forced token if any."""
         token = choose_tokens(logits, self.temperature, None if self.uniforms is None else self.uniforms[step])
         if self.forced is not None:
             token = torch.where(self.mask[:, step], self.forced[:, step], token)
+        if self.log_probs is not None:
+            self.log_probs[:, step] = token_log_probs(logits, token).cpu()
         return token
 
 

@@ -303,6 +303,15 @@ static int choose(float *logits, int C, float temperature, float u) {
     return C - 1;
 }
 
+static float log_sum_exp(const float *logits, int C) {
+    float top = logits[0];
+    for (int i = 1; i < C; i++)
+        if (logits[i] > top) top = logits[i];
+    double total = 0.0;
+    for (int i = 0; i < C; i++) total += expf(logits[i] - top);
+    return top + (float)log(total);
+}
+
 /* A sense-counting barrier for the threads of one call. Spinning keeps a step's hand-off near a cache-line
  * transfer; after a while it yields, so an oversubscribed machine degrades gently instead of burning slices. */
 typedef struct {
@@ -338,6 +347,7 @@ typedef struct {
     float temperature;
     int dot; /* bfloat16 dot products for the per-step matrices */
     int64_t *out;
+    float *logp; /* [batch][steps]: each emitted token's log-probability (temperature 1), or NULL */
     float *work;
     Barrier *barrier;
     atomic_int go; /* members wait for it: the team size is final only once every thread has started */
@@ -457,13 +467,24 @@ static void *generate_member(void *arg) {
         }
         for (int b = r_lo; b < r_hi; b++) {
             int64_t token;
+            float *row = logits + (size_t)b * Cp, chosen = 0.0f, lse = 0.0f;
+            if (job->logp) lse = log_sum_exp(row, C);
             if (job->mask && job->mask[(size_t)b * steps + t]) {
                 token = job->forced[(size_t)b * steps + t];
+                chosen = row[token];
             } else {
                 float u = job->uniforms ? job->uniforms[(size_t)t * job->ldu + b] : 0.0f;
-                token = choose(logits + (size_t)b * Cp, C, job->temperature, u);
+                if (job->logp && job->temperature > 0.0f) { /* choose overwrites the logits when it samples */
+                    float scratch[C];
+                    memcpy(scratch, row, sizeof(float) * C);
+                    token = choose(scratch, C, job->temperature, u);
+                } else {
+                    token = choose(row, C, job->temperature, u);
+                }
+                chosen = row[token];
             }
             job->out[(size_t)b * steps + t] = token;
+            if (job->logp) job->logp[(size_t)b * steps + t] = chosen - lse;
         }
         barrier_wait(job->barrier);
     }
@@ -475,13 +496,15 @@ static void *generate_member(void *arg) {
 /* Generate `steps` tokens for each of `batch` conditioning rows. The initial state is
  * tanh(dense(cond)) laid out [h0, c0, h1, c1, ...]; prev0 is the token before the first step
  * (C = START). uniforms [steps][batch] drive sampling when temperature > 0; where mask[b][t] is
- * set, forced[b][t] is emitted and fed back instead of the model's choice. With threads > 1 the
+ * set, forced[b][t] is emitted and fed back instead of the model's choice. With `logp` (or NULL) each
+ * emitted token's log-probability under the model (temperature 1) is written [batch][steps], which scores
+ * forced steps in the same pass that decodes the free ones. With threads > 1 the
  * gate columns are split between threads (each thread's share of the weights stays in its core's
  * cache), so even one row decodes in parallel; results do not depend on the thread count. With `dot`
  * the per-step matrices run in bfloat16 arithmetic (gemm_dot); returns -3 where that is unavailable. */
 int lstm_generate(const LSTMWeights *w, int batch, int steps, const float *cond, const int64_t *prev0,
                   float temperature, const float *uniforms, const int64_t *forced, const uint8_t *mask,
-                  int64_t *out, float *work, int64_t work_size, int threads, int dot) {
+                  int64_t *out, float *logp, float *work, int64_t work_size, int threads, int dot) {
     if (work_size < lstm_generate_workspace(w, batch) || w->layers < 1 || w->layers > MAX_LAYERS) return -1;
     if (dot && (!HAVE_DOT || !w->dot_out)) return -3;
     int team = threads < 1 ? 1 : threads > MAX_THREADS ? MAX_THREADS : threads;
@@ -491,8 +514,8 @@ int lstm_generate(const LSTMWeights *w, int batch, int steps, const float *cond,
         if (team > w->chunks[l]) team = w->chunks[l];
     }
     Barrier barrier = {0, 0, team};
-    GenerateJob job = {w, batch, steps, batch, team, cond, uniforms, prev0, forced, mask, temperature, dot, out, work,
-                       &barrier, 0};
+    GenerateJob job = {w, batch, steps, batch, team, cond, uniforms, prev0, forced, mask, temperature, dot, out, logp,
+                       work, &barrier, 0};
     Member members[MAX_THREADS];
     pthread_t handles[MAX_THREADS];
     for (int i = 0; i < team; i++) members[i] = (Member){&job, i};

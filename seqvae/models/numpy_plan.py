@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from seqvae.models.decoder import Generation
-from seqvae.models.sampling import choose_tokens_numpy
+from seqvae.models.sampling import choose_tokens_numpy, token_log_probs_numpy
 
 
 def _numpy(t: torch.Tensor) -> np.ndarray:
@@ -120,6 +120,7 @@ class NumpyLSTMPlan:
             mask_np = mask.detach().cpu().numpy()[:, offset:offset + steps].astype(bool)
         u_np = None if uniforms is None else uniforms.numpy()[offset:offset + steps]
         out = np.empty((batch, steps), np.int64)
+        log_probs = None if generation.log_probs is None else generation.log_probs.numpy()
         top = buf.hidden[-1]
         for t in range(steps):
             for i in range(n_layers):
@@ -150,6 +151,8 @@ class NumpyLSTMPlan:
             if forced_np is not None:
                 token = np.where(mask_np[:, t], forced_np[:, t], token)
             out[:, t] = token
+            if log_probs is not None:
+                log_probs[:, offset + t] = token_log_probs_numpy(buf.logits, token)
             prev_np = token
         return torch.from_numpy(out)
 

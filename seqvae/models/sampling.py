@@ -42,3 +42,15 @@ def choose_tokens_numpy(
     np.cumsum(buf, axis=1, out=buf)
     target = uniforms[:, None] * buf[:, -1:]
     return np.minimum((buf < target).sum(axis=1), logits.shape[1] - 1)
+
+
+def token_log_probs(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+    """log softmax(logits)[token] per row, at temperature 1: how likely the model finds each chosen token."""
+    return torch.log_softmax(logits.float(), dim=-1).gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
+
+
+def token_log_probs_numpy(logits: np.ndarray, tokens: np.ndarray) -> np.ndarray:
+    """numpy twin of token_log_probs."""
+    top = logits.max(axis=1)
+    lse = top + np.log(np.exp(logits - top[:, None]).sum(axis=1))
+    return logits[np.arange(len(tokens)), tokens] - lse

@@ -186,11 +186,13 @@ class SequenceVAE(nn.Module):
         forced_mask: torch.Tensor | None = None,
         fast: bool | None = None,
         precision: str = "float32",
+        log_probs: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Free-running generation [B, steps]; temperature 0 is greedy; forced tokens are kept (and fed back)
         where forced_mask is True. `fast` (default: on CPU) runs recurrent decoders through a step plan (the C
         kernel, else numpy); precision "bfloat16" runs its per-step matrices in bfloat16 arithmetic where
-        `bf16_decoding_available()` says so."""
+        `bf16_decoding_available()` says so. `log_probs` (float32 [B, steps] on the CPU) receives each emitted
+        token's log-probability under the model, forced ones included."""
         z = self._check_z(z)
         if precision not in ("float32", "bfloat16"):
             raise ValueError(f"precision {precision!r}: decode in 'float32' or 'bfloat16' (decoding_precision "
@@ -221,7 +223,10 @@ class SequenceVAE(nn.Module):
         plan = plans.plan_for(core) if fast and core is not None else None
         temperature = float(temperature)
         uniforms = draw_uniforms(self.config.steps, z.shape[0], temperature, generator)
-        generation = Generation(temperature, uniforms, forced, forced_mask, bf16)
+        if log_probs is not None and (log_probs.shape != (z.shape[0], self.config.steps)
+                                      or log_probs.dtype != torch.float32 or log_probs.device.type != "cpu"):
+            raise ValueError(f"log_probs must be a float32 CPU tensor [{z.shape[0]}, {self.config.steps}]")
+        generation = Generation(temperature, uniforms, forced, forced_mask, bf16, log_probs)
         with torch.inference_mode():  # tokens never need autograd; inference mode skips its bookkeeping
             return self.decoder.generate(z, generation, plan).to(self.device)
 
