@@ -18,6 +18,7 @@ OPTIONS: dict[str, tuple[Any, type]] = {
     "batching": (True, bool), "verbose": (False, bool), "precision": ("auto", str),
     "clock": ("internal", str), "latency": (0.0, float), "clock_delay": (0.0, float), "midi_in": (None, str),
     "map_cc": ([], list), "map_osc": ([], list),
+    "max_connections": (64, int), "idle_timeout": (60.0, float), "frame_timeout": (10.0, float),
 }
 
 _KIND_NAMES = {str: "a string", int: "a whole number", float: "a number", bool: "true or false", list: "a list"}
@@ -65,7 +66,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     serve.add_argument("--clock-delay", type=float, metavar="MS",
                        help="with --clock midi: how late the ticks get here (-50..50 ms, default 0), like a DAW's "
                        "MIDI clock sync delay; JACK hands MIDI over half a period late on average")
-    serve.add_argument("--queue", type=int, help="requests waiting for the model before 'busy' (default: 64)")
+    serve.add_argument("--queue", type=int, help="a client's requests waiting for the model before 'busy' "
+                       "(default: 64; all clients together 16 times that)")
+    serve.add_argument("--max-connections", type=int, metavar="N",
+                       help="open TCP connections one host may hold; more are closed at once (default: 64)")
+    serve.add_argument("--idle-timeout", type=float, metavar="S",
+                       help="close a TCP connection that holds no slots or work after S silent seconds (default: 60)")
+    serve.add_argument("--frame-timeout", type=float, metavar="S",
+                       help="close a TCP connection whose packet is still half-sent S seconds after it began "
+                       "(default: 10)")
     serve.add_argument("--no-batching", dest="batching", action="store_false", default=None,
                        help="decode each request alone (to compare with micro-batching)")
     serve.add_argument("-v", "--verbose", action="store_true", default=None, help="log every problem the server sees")
@@ -121,6 +130,11 @@ def _serve(args: argparse.Namespace) -> int:
             raise ValueError(f"--{name.replace('_', '-')} {opts[name]} is not a port: send 1..65535")
     if opts["queue"] < 1:
         raise ValueError("--queue must be at least 1")
+    if opts["max_connections"] < 1:
+        raise ValueError("--max-connections must be at least 1 (connections one host may hold open)")
+    for name in ("idle_timeout", "frame_timeout"):
+        if not 0 < opts[name] <= 86400:
+            raise ValueError(f"--{name.replace('_', '-')} {opts[name]:g} is outside 0..86400 seconds: send e.g. 60")
     if not 20 <= opts["tempo"] <= 400:
         raise ValueError(f"--tempo {opts['tempo']:g} is outside 20..400 bpm")
     if not 0 <= opts["latency"] <= 2000:
@@ -136,6 +150,8 @@ def _serve(args: argparse.Namespace) -> int:
         max_queue=opts["queue"], bpm=float(opts["tempo"]), clock=opts["clock"], latency_ms=float(opts["latency"]),
         clock_delay_ms=float(opts["clock_delay"]),
         midi_in=opts["midi_in"], map_cc=tuple(opts["map_cc"]), map_osc=tuple(opts["map_osc"]),
+        max_connections=opts["max_connections"], idle_timeout_s=float(opts["idle_timeout"]),
+        frame_timeout_s=float(opts["frame_timeout"]),
     )
     check_bind(config)  # refuse a remote bind before spending seconds on the model
     if opts["map_cc"] and not opts["midi_in"]:

@@ -1,9 +1,12 @@
 """Who is a client, and what the server keeps for each: named slots, interpolations, where replies go.
 
-A client is a UDP sender (host, port), or a TCP connection. With a fixed reply port (--reply-port)
-every sender on a host is one client whose replies go to host:reply_port, so one-shot senders such
-as `oscsend` share their slots between calls. The registry is bounded: when it is full, the least
-recently heard UDP client that is not in use makes room.
+A client is a UDP sender (host, port), or a TCP connection, from its first request on: the server
+registers nobody for garbage or silence. With a fixed reply port (--reply-port) every sender on a
+host is one client whose replies go to host:reply_port, so one-shot senders such as `oscsend` share
+their slots between calls. The registry is bounded: when it is full, the least recently heard
+client without slots makes room; only when every client holds slots does one of those go, the
+least recently heard, and its slots are parked (parking.py), not dropped. Clients with requests in
+flight, voices playing or mappings are never let go.
 """
 
 from __future__ import annotations
@@ -16,11 +19,12 @@ import numpy as np
 
 from seqvae.codec import Melody
 from seqvae.server.params import RequestError
+from seqvae.server.parking import ParkedSlots
 from seqvae.server.transport import TcpConnection, is_loopback
 
 
 class TooManyClients(RuntimeError):
-    """Every client slot is taken by a client with work in flight."""
+    """Every place in the client table is taken by a client with work in flight, voices or mappings."""
 
 
 @dataclass
@@ -74,14 +78,15 @@ class Client:
 
 
 class ClientRegistry:
-    """Clients by key, least recently heard first; `in_use()` names the keys that must not be forgotten."""
+    """Clients by key, least recently heard first; `in_use()` names the keys that must not be let go."""
 
     def __init__(self, in_use: Callable[[], set[Hashable]], max_clients: int = 256, max_slots: int = 256,
-                 reply_port: int | None = None) -> None:
+                 reply_port: int | None = None, parked: ParkedSlots | None = None) -> None:
         self.in_use = in_use
         self.max_clients = max_clients
         self.max_slots = max_slots
         self.reply_port = reply_port
+        self.parked = parked if parked is not None else ParkedSlots()
         self.clients: OrderedDict[Hashable, Client] = OrderedDict()
         self._tcp_ids = 0
 
@@ -91,22 +96,38 @@ class ClientRegistry:
     def get(self, key: Hashable) -> Client | None:
         return self.clients.get(key)
 
+    def udp_key(self, host: str, port: int) -> Hashable:
+        return ("host", host, self.reply_port) if self.reply_port else ("udp", host, port)
+
+    def heard(self, client: Client) -> None:
+        """A request from a registered client: it is now the most recently heard."""
+        if client.key in self.clients:
+            self.clients.move_to_end(client.key)
+
     def for_udp(self, host: str, port: int) -> Client:
-        key = ("host", host, self.reply_port) if self.reply_port else ("udp", host, port)
+        """The sender's client, registered now if new (with its parked slots back, if it was let go)."""
+        key = self.udp_key(host, port)
         client = self.clients.get(key)
-        if client is None:
-            client = self._register(Client(key, host, (host, self.reply_port or port), is_local=is_loopback(host),
-                                           fixed_reply=bool(self.reply_port), max_slots=self.max_slots))
-        else:
+        if client is not None:
             self.clients.move_to_end(key)
+            return client
+        self._make_room()
+        client = self.parked.claim(key)
+        if client is None:
+            client = Client(key, host, (host, self.reply_port or port), is_local=is_loopback(host),
+                            fixed_reply=bool(self.reply_port), max_slots=self.max_slots)
+        self.clients[key] = client
         return client
 
     def for_tcp(self, conn: TcpConnection, host: str, port: int) -> Client:
         if self.reply_port:
             return self.for_udp(host, port)
+        self._make_room()
         self._tcp_ids += 1
-        return self._register(Client(("tcp", self._tcp_ids), host, None, tcp=conn,
-                                     is_local=is_loopback(host), max_slots=self.max_slots))
+        client = Client(("tcp", self._tcp_ids), host, None, tcp=conn, is_local=is_loopback(host),
+                        max_slots=self.max_slots)
+        self.clients[client.key] = client
+        return client
 
     def forget(self, client: Client) -> bool:
         """A TCP connection closed: its slots go. False for a UDP or host client, which stays."""
@@ -115,16 +136,20 @@ class ClientRegistry:
         self.clients.pop(client.key, None)
         return True
 
-    def _register(self, client: Client) -> Client:
-        """Add a client, forgetting the least recently heard UDP client not in use when full (else TooManyClients)."""
-        if len(self.clients) >= self.max_clients:
-            in_use = self.in_use()
-            for key, old in list(self.clients.items()):
-                if old.tcp is None and key not in in_use:
-                    del self.clients[key]
-                    break
-            else:
-                raise TooManyClients(f"busy: {len(self.clients)} clients are active, the limit is "
-                                     f"{self.max_clients}; try again when one finishes")
-        self.clients[client.key] = client
-        return client
+    def _make_room(self) -> None:
+        """Below the limit, nothing. Full: let go of the least recently heard client without slots, else the
+        least recently heard one with slots (parked), else TooManyClients. A TCP client let go is closed."""
+        if len(self.clients) < self.max_clients:
+            return
+        in_use = self.in_use()
+        free = [client for key, client in self.clients.items() if key not in in_use]
+        victim = next((client for client in free if not client.slots), None)
+        if victim is None and free:
+            victim = free[0]
+            self.parked.park(victim)
+        if victim is None:
+            raise TooManyClients(f"busy: {len(self.clients)} clients are active, the limit is "
+                                 f"{self.max_clients}; try again when one finishes")
+        del self.clients[victim.key]
+        if victim.tcp is not None:
+            victim.tcp.close()

@@ -238,6 +238,10 @@ class Knobs:
                 if not table[key]:
                     del table[key]
 
+    def owners(self) -> set[Hashable]:
+        """Keys of the clients with a mapping: the server keeps them while their knobs can turn."""
+        return {key for table in (self.cc, self.osc) for by_owner in table.values() for key in by_owner}
+
     @staticmethod
     def _listed(owner: Any, table: dict, show: Callable[[Any], str]) -> str:
         return ", ".join(show(key) for key, by_owner in table.items() if owner.key in by_owner) or "none"

@@ -139,6 +139,11 @@ class MidiIn:
                 del self._takes[key]
         return [key[1] for key in keys]
 
+    def owners(self) -> set[Hashable]:
+        """Who has a take armed."""
+        with self._lock:
+            return {key[0] for key in self._takes}
+
     def close(self) -> None:
         self._stop.set()
         self._thread.join(2)

@@ -201,10 +201,10 @@ class RequestOrder:
             job: DecodeJob | CallJob = DecodeJob(work.z, work.temperature, work.seed, done, owner=client.key)
         else:
             job = CallJob(work.fn, done, owner=client.key, heavy=work.heavy)
-        if not self.worker.submit(job):
+        refused = self.worker.submit(job)
+        if refused is not None:
             self.stats.busy += 1
-            self._finish(client, ticket, [protocol.error_message(
-                address, f"busy: {self.worker.waiting} requests are queued for the model; try again in a moment")])
+            self._finish(client, ticket, [protocol.error_message(address, f"busy: {refused}")])
             return
         ticket.writes = tuple(work.writes)
         self.queues[client].pending_writes.update(ticket.writes)

@@ -227,6 +227,11 @@ class StreamDeframer:
         self._buf = bytearray()
         self._skipping = False  # SLIP: discarding an oversized frame up to its END
 
+    @property
+    def partial(self) -> bool:
+        """True while a packet has started arriving but is not complete (a length prefix or SLIP frame open)."""
+        return bool(self._buf) or self._skipping
+
     def frame(self, packet: bytes) -> bytes:
         """Frame an outgoing packet the way this connection frames its own."""
         return slip_encode(packet) if self.mode == "slip" else size_prefix_encode(packet)

@@ -79,6 +79,7 @@ class Session:
     allowed: Callable[[str], bool]  # hosts the allow-list accepts, for note targets
     knobs: Any = None  # the server's Knobs (mappings.py)
     midi_in: Any = None  # the server's MidiIn (midi_in.py), None without --midi-in
+    parked: Any = None  # the server's ParkedSlots (parking.py): slots of clients a full table let go
 
     def store(self, name: str, melody: Melody, z: np.ndarray) -> Melody:
         """Put a melody (at the server tempo) and its latent in a slot; a playing voice switches at the next bar."""
@@ -378,6 +379,18 @@ def clear(session: Session, slot: str) -> Reply:
     return [("/seqvae/cleared", names)]
 
 
+def restore(session: Session, slot: str) -> Reply:
+    """Claim slots parked from a client of this host that a full server let go (the newest first)."""
+    client, parked = session.client, session.parked
+    owner, names = parked.find(client.host, slot or None)
+    client.check_room(names)
+    slots, paths = parked.take(owner, names)
+    for name, found in slots:
+        session.store(name, found.melody, found.z)
+    client.interpolations.update(paths)
+    return [("/seqvae/restored", names)]
+
+
 def _midi_in(session: Session, address: str) -> Any:
     if session.midi_in is None:
         raise RequestError(f"{address} needs MIDI in: start the server with seqvae serve --midi-in NAME")
@@ -467,6 +480,8 @@ ROUTES: dict[str, Route] = {route.address: route for route in (
           "/seqvae/note_target host port"),
     Route("/seqvae/reply_to", (Param("port", "int", low=1, high=65535),), reply_to, "/seqvae/reply_to port"),
     Route("/seqvae/clear", (Param("slot", "slot", default=""),), clear, "/seqvae/cleared slot...", barrier=True),
+    Route("/seqvae/restore", (Param("slot", "slot", default=""),), restore, "/seqvae/restored slot...",
+          barrier=True),
     Route("/seqvae/record", (SLOT, Param("bars", "int", default=0, low=0, high=64)), record,
           "/seqvae/recording slot bars beat, then /seqvae/notes slot ... when the take ends"),
     Route("/seqvae/record_cancel", (Param("slot", "slot", default=""),), record_cancel,

@@ -23,9 +23,10 @@ from seqvae.server.mappings import Knobs
 from seqvae.server.midi_in import MidiIn, Take, TakeNote, take_messages
 from seqvae.server.midi_ports import open_rtmidi_input
 from seqvae.server.ordering import RequestOrder
-from seqvae.server.osc import FramingError, OscParseError, encode_message, parse_packet
+from seqvae.server.osc import FramingError, IncomingMessage, OscParseError, encode_message, parse_packet
+from seqvae.server.parking import ParkedSlots
 from seqvae.server.player import MidiSink, OscNoteSink, Player
-from seqvae.server.transport import AllowList, OscTransport, ServerStats, TcpConnection
+from seqvae.server.transport import AllowList, ConnectionLimits, OscTransport, ServerStats, TcpConnection
 from seqvae.server.worker import InferenceWorker
 
 DEFAULT_PORT = 57130
@@ -48,6 +49,10 @@ class ServerConfig:
     max_packet: int = 32768  # the largest real request (1024 inline notes) is ~21 KB
     max_clients: int = 256
     max_slots: int = 256
+    max_parked_slots: int = 8192  # slots kept for clients a full table let go (oldest dropped beyond)
+    max_connections: int = 64  # open TCP connections per host; more are closed at once
+    idle_timeout_s: float = 60.0  # a TCP connection that holds nothing, silent this long, is closed
+    frame_timeout_s: float = 10.0  # a TCP connection with a packet half-sent this long is closed
     bpm: float = 120.0
     tcp: bool = True
     clock: str = "internal"  # internal | link | midi[:PORT] (see clock.py)
@@ -83,11 +88,13 @@ class SeqvaeServer:
             clock = make_clock(self.config.clock, self.config.bpm, engine.meter.steps_per_bar / STEPS_PER_QUARTER,
                                self.config.clock_delay_ms / 1000.0)
         self.player = Player(sinks, on_voice_end=self._voice_ended, clock=clock, latency_s=latency_s)
+        limits = ConnectionLimits(self.config.max_connections, self.config.idle_timeout_s, self.config.frame_timeout_s)
         self.transport = OscTransport(self, self.allow_list, self.stats, self.config.host, self.config.port,
-                                      self.config.max_packet, tcp=self.config.tcp)
+                                      self.config.max_packet, tcp=self.config.tcp, limits=limits)
         self.order = RequestOrder(self.transport, self.worker, self._session)
+        self.parked = ParkedSlots(self.config.max_parked_slots)
         self.clients = ClientRegistry(self._in_use, self.config.max_clients, self.config.max_slots,
-                                      self.config.reply_port)
+                                      self.config.reply_port, self.parked)
         # The house client owns the --config mappings and their slots; it has no address, so replies go nowhere.
         self.house = Client(("house",), "127.0.0.1", None, max_slots=self.config.max_slots)
         self.knobs = Knobs(protocol.ROUTES, self._run_mapped)
@@ -137,36 +144,89 @@ class SeqvaeServer:
     # ---- what the transport hands over ---------------------------------------------------------
 
     def accept_datagram(self, data: bytes, host: str, port: int) -> None:
+        """A datagram: a known sender's goes to its client; a new sender becomes a client with its first request."""
+        client = self.clients.get(self.clients.udp_key(host, port))
+        if client is not None:
+            self.clients.heard(client)
+            self.handle_packet(client, data)
+            return
+        messages = self._read_unregistered(data, lambda packet: self.transport.send_udp(
+            packet, (host, self.config.reply_port or port)))
+        if messages is None:
+            return
         try:
             client = self.clients.for_udp(host, port)
         except TooManyClients as exc:
             self.stats.busy += 1
-            self.transport.send_udp(encode_message(protocol.ERROR, [_address_hint(data), str(exc)]),
+            self.transport.send_udp(encode_message(protocol.ERROR, [messages[0].address, str(exc)]),
                                     (host, self.config.reply_port or port))
             return
-        self.handle_packet(client, data)
+        self.take(client, messages)
 
-    def accept_connection(self, conn: TcpConnection, host: str, port: int) -> Client | None:
+    def accept_stream_packet(self, conn: TcpConnection, data: bytes) -> bool:
+        """A TCP packet: the connection becomes a client with its first request. True for a request."""
+        if conn.client is not None:
+            self.handle_packet(conn.client, data)
+            return True
+        messages = self._read_unregistered(data, conn.send)
+        if messages is None:
+            return False
         try:
-            return self.clients.for_tcp(conn, host, port)
+            conn.client = self.clients.for_tcp(conn, conn.host, conn.port)
         except TooManyClients as exc:
-            conn.send(encode_message(protocol.ERROR, ["?", str(exc)]))
-            conn.close()
-            return None
+            self.stats.busy += 1
+            conn.send(encode_message(protocol.ERROR, [messages[0].address, str(exc)]))
+            return False
+        self.take(conn.client, messages)
+        return True
+
+    def _read_unregistered(self, data: bytes, send: Any) -> list[IncomingMessage] | None:
+        """A packet from a sender that is not a client yet: its messages when it holds a request, else None
+        (answered through `send`, mapped addresses run): garbage and strangers' addresses register nobody."""
+        self.stats.packets += 1
+        if len(data) > self.config.max_packet:
+            problem = self._too_big(data)
+        else:
+            try:
+                messages = parse_packet(data)
+            except OscParseError as exc:
+                problem = str(exc)
+            else:
+                if any(msg.address in protocol.ROUTES for msg in messages):
+                    return messages
+                for msg in messages:
+                    self.stats.messages += 1
+                    if self.knobs.is_mapped(msg.address):
+                        problem = self.knobs.on_osc(msg.address, msg.args)
+                    else:
+                        problem = protocol.unknown_address(msg.address)
+                    if problem:
+                        self.stats.errors += 1
+                        send(encode_message(protocol.ERROR, [msg.address, problem]))
+                return None
+        self.stats.errors += 1
+        send(encode_message(protocol.ERROR, [_address_hint(data), problem]))
+        return None
+
+    def _too_big(self, data: bytes) -> str:
+        return (f"packet of {len(data)} bytes is over the {self.config.max_packet}-byte limit: "
+                "send at most 1024 notes per /seqvae/encode")
 
     def handle_packet(self, client: Client, data: bytes) -> None:
         self.stats.packets += 1
         if len(data) > self.config.max_packet:
-            self.order.respond(client, [protocol.error_message(
-                _address_hint(data), f"packet of {len(data)} bytes is over the {self.config.max_packet}-byte limit: "
-                "send at most 1024 notes per /seqvae/encode")])
+            self.order.respond(client, [protocol.error_message(_address_hint(data), self._too_big(data))])
             return
         try:
             messages = parse_packet(data)
         except OscParseError as exc:
             self.order.respond(client, [protocol.error_message(_address_hint(data), str(exc))])
             return
-        if self.knobs.osc:  # other tools' addresses that a /seqvae/map_osc maps
+        self.take(client, messages)
+
+    def take(self, client: Client, messages: list[IncomingMessage]) -> None:
+        """A client's parsed packet: other tools' mapped addresses move knobs, the rest go in the client's order."""
+        if self.knobs.osc:
             for msg in [m for m in messages if self.knobs.is_mapped(m.address)]:
                 problem = self.knobs.on_osc(msg.address, msg.args)
                 if problem:
@@ -174,26 +234,38 @@ class SeqvaeServer:
             messages = [m for m in messages if not self.knobs.is_mapped(m.address)]
         self.order.take(client, messages)
 
-    def handle_framing_error(self, client: Client, error: FramingError) -> None:
-        self.order.respond(client, [protocol.error_message("?", str(error))])
+    def handle_framing_error(self, conn: TcpConnection, error: FramingError) -> None:
+        if conn.client is None:
+            self.stats.errors += 1
+            conn.send(encode_message(protocol.ERROR, ["?", str(error)]))
+        else:
+            self.order.respond(conn.client, [protocol.error_message("?", str(error))])
 
-    def connection_closed(self, client: Client) -> None:
+    def connection_closed(self, conn: TcpConnection) -> None:
         """A TCP connection closed: its voices stop and its slots go."""
+        client = conn.client
         if self.clients.forget(client):
             self.player.stop([key for key in self.player.playing() if key[0] == client.key])
             self.knobs.forget(client)
             if self.midi_in is not None:
                 self.midi_in.cancel(client)
 
+    def holds_nothing(self, client: Client) -> bool:
+        """A client whose connection may close after --idle-timeout: no slots, nothing in flight or mapped."""
+        return not client.slots and client.key not in self._in_use()
+
     # ---- what clients and handlers are given ---------------------------------------------------
 
     def _session(self, client: Client) -> protocol.Session:
         return protocol.Session(self.engine, client, self.player, self.rng, self.export_dir, self.config.page_bytes,
-                                len(self.clients), self.allow_list.allows, self.knobs, self.midi_in)
+                                len(self.clients), self.allow_list.allows, self.knobs, self.midi_in, self.parked)
 
     def _in_use(self) -> set[Hashable]:
-        """Clients a full registry must keep: those with requests in flight or voices playing."""
-        return self.order.in_use() | {key[0] for key in self.player.playing()}
+        """Clients a full registry must keep: those with requests in flight, voices playing, mappings or takes."""
+        keys = self.order.in_use() | {key[0] for key in self.player.playing()} | self.knobs.owners()
+        if self.midi_in is not None:
+            keys |= {owner.key for owner in self.midi_in.owners()}
+        return keys
 
     def _voice_ended(self, key: Hashable, slot: str) -> None:
         loop = self.transport.loop

@@ -2,7 +2,10 @@
 
 One asyncio loop receives; it drops senders the allow-list refuses and hands everything else to a
 `Receiver` (the server), which finds the client and answers. The transport knows senders by
-address and connection, not clients: a TCP connection carries whatever handle the receiver gave it.
+address and connection, not clients: a TCP connection carries whatever handle the receiver gave it
+(None until its first request). Connections cost a file descriptor each, so the transport bounds
+them itself: at most `max_per_host` open from one address, a half-sent packet closed after
+`frame_timeout_s`, and a connection that holds nothing closed after `idle_timeout_s` of silence.
 """
 
 from __future__ import annotations
@@ -13,11 +16,12 @@ import logging
 import signal
 import socket
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from seqvae.server.osc import FramingError, StreamDeframer
+from seqvae.server.osc import FramingError, StreamDeframer, encode_message
 
 log = logging.getLogger("seqvae.server")
 
@@ -33,7 +37,22 @@ class ServerStats:
     errors: int = 0
     dropped: int = 0  # from addresses not on the allow-list
     busy: int = 0
-    tcp_connections: int = 0
+    tcp_connections: int = 0  # accepted
+    refused_connections: int = 0  # over --max-connections
+    timed_out: int = 0  # closed by --idle-timeout or --frame-timeout
+
+
+@dataclass(frozen=True)
+class ConnectionLimits:
+    """What one host's TCP connections may hold: how many, how long silent, how long mid-packet."""
+
+    max_per_host: int = 64
+    idle_timeout_s: float = 60.0  # a connection that holds nothing, silent this long, is closed
+    frame_timeout_s: float = 10.0  # a packet started but not finished this long ago closes the connection
+
+    @property
+    def sweep_interval_s(self) -> float:
+        return min(1.0, max(0.02, min(self.idle_timeout_s, self.frame_timeout_s) / 4))
 
 
 def is_loopback(host: str) -> bool:
@@ -93,18 +112,19 @@ class AllowList:
 
 
 class Receiver(Protocol):
-    """What the transport hands allowed traffic to; `client` is the handle `accept_connection` returned."""
+    """What the transport hands allowed traffic to; a connection's `client` is the receiver's handle or None."""
 
     def accept_datagram(self, data: bytes, host: str, port: int) -> None: ...
 
-    def accept_connection(self, conn: TcpConnection, host: str, port: int) -> Any:
-        """The connection's client handle, or None when refused (the receiver has told it why and closed it)."""
+    def accept_stream_packet(self, conn: TcpConnection, data: bytes) -> bool:
+        """True when the packet was a request: only requests count as hearing from the connection."""
 
-    def handle_packet(self, client: Any, data: bytes) -> None: ...
+    def handle_framing_error(self, conn: TcpConnection, error: FramingError) -> None: ...
 
-    def handle_framing_error(self, client: Any, error: FramingError) -> None: ...
+    def connection_closed(self, conn: TcpConnection) -> None: ...
 
-    def connection_closed(self, client: Any) -> None: ...
+    def holds_nothing(self, client: Any) -> bool:
+        """True when closing the client's connection would lose nothing (no slots, nothing in flight)."""
 
 
 class _UdpProtocol(asyncio.DatagramProtocol):
@@ -124,36 +144,41 @@ class _UdpProtocol(asyncio.DatagramProtocol):
 class TcpConnection(asyncio.Protocol):
     """One TCP client's stream: OSC 1.0 size-prefixed or OSC 1.1 SLIP frames, replies framed the same way."""
 
-    def __init__(self, allow: AllowList, receiver: Receiver, stats: ServerStats, max_packet: int) -> None:
-        self.allow = allow
-        self.receiver = receiver
-        self.stats = stats
+    def __init__(self, owner: OscTransport) -> None:
+        self.owner = owner
+        self.receiver = owner.receiver
         self.transport: asyncio.Transport | None = None
-        self.deframer = StreamDeframer(max_packet)
-        self.client: Any = None
+        self.deframer = StreamDeframer(owner.max_packet)
+        self.client: Any = None  # set by the receiver at the connection's first request
+        self.host, self.port = "?", 0
+        self.heard_at = time.monotonic()  # the last request, else the connection's opening
+        self.partial_since: float | None = None  # when the packet now half-arrived began
+        self.counted = False  # in the owner's per-host count
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         peer = transport.get_extra_info("peername") or ("?", 0)
-        if not self.allow.allows(peer[0]):
-            self.stats.dropped += 1
-            transport.close()
-            return
-        self.stats.tcp_connections += 1
-        self.client = self.receiver.accept_connection(self, peer[0], peer[1])
+        self.host, self.port = peer[0], peer[1]
+        self.owner.opened(self)
 
     def data_received(self, data: bytes) -> None:
-        if self.client is None:
+        if self.transport is None or self.transport.is_closing():
             return
+        now = time.monotonic()
         try:
-            for item in self.deframer.feed(data):
+            items = self.deframer.feed(data)
+            if items or not self.deframer.partial:  # a packet ended: the next one starts its own clock
+                self.partial_since = now if self.deframer.partial else None
+            elif self.partial_since is None:
+                self.partial_since = now
+            for item in items:
                 if isinstance(item, FramingError):
-                    self.receiver.handle_framing_error(self.client, item)
+                    self.receiver.handle_framing_error(self, item)
                     if item.fatal:
                         self.close()
                         return
-                else:
-                    self.receiver.handle_packet(self.client, item)
+                elif self.receiver.accept_stream_packet(self, item):
+                    self.heard_at = now
         except Exception:
             log.exception("request on a TCP connection failed")
 
@@ -171,25 +196,102 @@ class TcpConnection(asyncio.Protocol):
             self.transport.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self.owner.closed(self)
         if self.client is not None:
-            self.receiver.connection_closed(self.client)
+            self.receiver.connection_closed(self)
 
 
 class OscTransport:
     """Listens on host:port (UDP, and TCP unless `tcp` is off); `start()` from a thread, `serve_forever()` here."""
 
     def __init__(self, receiver: Receiver, allow: AllowList, stats: ServerStats, host: str, port: int,
-                 max_packet: int, tcp: bool = True) -> None:
+                 max_packet: int, tcp: bool = True, limits: ConnectionLimits | None = None) -> None:
         self.receiver = receiver
         self.allow = allow
         self.stats = stats
         self.host, self.port, self.max_packet, self.tcp = host, port, max_packet, tcp
+        self.limits = limits or ConnectionLimits()
+        self.connections: dict[str, set[TcpConnection]] = {}  # open connections by host
         self.loop: asyncio.AbstractEventLoop | None = None
         self.address: tuple[str, int] | None = None
         self._udp: asyncio.DatagramTransport | None = None
         self._tcp: asyncio.base_events.Server | None = None
         self._thread: threading.Thread | None = None
         self._stopped: asyncio.Event | None = None
+        self._sweeper: asyncio.Task | None = None
+        self._refused: dict[str, tuple[int, float]] = {}  # host -> (refusals not yet logged, last log time)
+
+    # ---- TCP connections: who may open one, and when one is closed for them -----------------------
+
+    def opened(self, conn: TcpConnection) -> None:
+        """A new connection: refused when its host is not allowed or already has its share open."""
+        host = conn.host
+        if not self.allow.allows(host):
+            self.stats.dropped += 1
+            conn.close()
+            return
+        mine = self.connections.setdefault(host, set())
+        if len(mine) >= self.limits.max_per_host:
+            self.stats.refused_connections += 1
+            conn.send(encode_message("/seqvae/error", ["?", (
+                f"too many connections: {host} already has {len(mine)} open, the limit is "
+                f"{self.limits.max_per_host} (seqvae serve --max-connections); close some or reuse one")]))
+            conn.close()
+            self._log_refusal(host, len(mine))
+            return
+        mine.add(conn)
+        conn.counted = True
+        self.stats.tcp_connections += 1
+
+    def closed(self, conn: TcpConnection) -> None:
+        if conn.counted:
+            conn.counted = False
+            mine = self.connections.get(conn.host)
+            if mine is not None:
+                mine.discard(conn)
+                if not mine:
+                    del self.connections[conn.host]
+
+    def _log_refusal(self, host: str, open_now: int) -> None:
+        """One log line per host per 10 s however many connections a flood opens."""
+        count, last = self._refused.get(host, (0, -1e9))
+        now = time.monotonic()
+        if now - last < 10.0:
+            self._refused[host] = (count + 1, last)
+            return
+        log.warning("refused %d TCP connection(s) from %s: it has %d open, the --max-connections limit",
+                    count + 1, host, open_now)
+        self._refused[host] = (0, now)
+
+    def close_stale(self, now: float | None = None) -> int:
+        """Close connections stuck mid-packet past the frame timeout, and silent ones that hold nothing."""
+        now = time.monotonic() if now is None else now
+        limits = self.limits
+        half_sent = idle = 0
+        for conn in [conn for mine in self.connections.values() for conn in mine]:
+            if conn.partial_since is not None and now - conn.partial_since > limits.frame_timeout_s:
+                half_sent += 1
+                conn.close()
+            elif now - conn.heard_at > limits.idle_timeout_s and (
+                    conn.client is None or self.receiver.holds_nothing(conn.client)):
+                idle += 1
+                conn.close()
+        if half_sent:
+            log.info("closed %d TCP connection(s) that sent part of a packet and stopped for %g s (--frame-timeout)",
+                     half_sent, limits.frame_timeout_s)
+        if idle:
+            log.info("closed %d TCP connection(s) that hold nothing and were silent for %g s (--idle-timeout)",
+                     idle, limits.idle_timeout_s)
+        self.stats.timed_out += half_sent + idle
+        return half_sent + idle
+
+    async def _sweep(self) -> None:
+        while True:
+            await asyncio.sleep(self.limits.sweep_interval_s)
+            try:
+                self.close_stale()
+            except Exception:  # the sweep must outlive any one bad connection
+                log.exception("closing stale connections failed")
 
     def handle_datagram(self, data: bytes, addr: tuple) -> None:
         host, port = addr[0], addr[1]
@@ -220,9 +322,8 @@ class OscTransport:
             if not self.tcp:
                 break
             try:
-                self._tcp = await self.loop.create_server(
-                    lambda: TcpConnection(self.allow, self.receiver, self.stats, self.max_packet), host, bound_port,
-                    reuse_address=True)
+                self._tcp = await self.loop.create_server(lambda: TcpConnection(self), host, bound_port,
+                                                          reuse_address=True)
                 break
             except OSError:
                 transport.close()
@@ -235,6 +336,8 @@ class OscTransport:
         except OSError:
             pass
         self.address = (host, bound_port)
+        if self._tcp is not None:
+            self._sweeper = self.loop.create_task(self._sweep())
 
     async def _serve(self, ready: threading.Event | None = None) -> None:
         try:
@@ -244,6 +347,11 @@ class OscTransport:
                 ready.set()
         assert self._stopped is not None
         await self._stopped.wait()
+        self._close()
+
+    def _close(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
         if self._tcp is not None:
             self._tcp.close()
         if self._udp is not None:
@@ -284,6 +392,7 @@ class OscTransport:
             if on_ready is not None:
                 on_ready(self.address)
             await self._stopped.wait()
+            self._close()
 
         asyncio.run(main())
 

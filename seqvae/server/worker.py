@@ -8,6 +8,9 @@ temperature) go through `engine.decode` as one stacked batch: a batch of 4 costs
 batch of 1 on a CPU, so 4 busy clients get nearly 4x the throughput without waiting for each other.
 Nothing waits to fill a batch, so a lone client pays no latency.
 
+Each lane holds at most `max_queue` jobs per client and 16 times that in all, so one sender's burst
+answers 'busy' to that sender, not to the performer next to it.
+
 Heavy jobs (infill, novelty, long interpolations, files) go to the heavy lane's own thread, one at a
 time, taking turns between clients. They take the model a piece at a time (`Engine.piece_rows`);
 the fast lane runs inside `engine.urgent()`, so its next batch goes before heavy work's next piece
@@ -19,7 +22,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from collections import OrderedDict, deque
+from collections import Counter, OrderedDict, deque
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,6 +34,7 @@ log = logging.getLogger("seqvae.server")
 _STOP = object()
 SHORT_ROWS = 4  # a decode of up to this many rows takes the fast lane
 PIECE_ROWS = 4  # rows per model call of heavy work: about one short decode
+CLIENTS_PER_LANE = 16  # a lane holds this many clients' full shares of jobs
 
 
 @dataclass
@@ -76,8 +80,9 @@ class WorkerStats:
 class TurnQueue:
     """Heavy jobs by owner, served in turns: one client's many heavy requests don't starve another's."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, per_owner: int | None = None) -> None:
         self.limit = limit
+        self.per_owner = per_owner or limit
         self._jobs: OrderedDict[Hashable, deque] = OrderedDict()
         self._size = 0
         self._cond = threading.Condition()
@@ -85,9 +90,14 @@ class TurnQueue:
     def __len__(self) -> int:
         return self._size
 
+    def waiting(self, owner: Hashable) -> int:
+        with self._cond:
+            return len(self._jobs.get(owner, ()))
+
     def put(self, job: Any, owner: Hashable) -> bool:
         with self._cond:
-            if self._size >= self.limit and job is not _STOP:
+            if job is not _STOP and (self._size >= self.limit
+                                     or len(self._jobs.get(owner, ())) >= self.per_owner):
                 return False
             self._jobs.setdefault(owner, deque()).append(job)
             self._size += 1
@@ -117,9 +127,13 @@ class InferenceWorker:
         engine.piece_rows = piece_rows  # heavy work gives the model back to the fast lane this often
         self.batching = batching
         self.max_batch_rows = max_batch_rows
+        self.max_queue = max_queue  # per client and lane
+        self.lane_limit = max_queue * CLIENTS_PER_LANE
         self.stats = WorkerStats()
-        self._queue: queue.Queue = queue.Queue(maxsize=max_queue)
-        self._heavy = TurnQueue(max_queue)
+        self._queue: queue.Queue = queue.Queue()  # bounded by `submit`: per owner and in all
+        self._fast_waiting: Counter[Hashable] = Counter()
+        self._fast_lock = threading.Lock()
+        self._heavy = TurnQueue(self.lane_limit, per_owner=max_queue)
         self._thread = threading.Thread(target=self._run, name="seqvae-inference", daemon=True)
         self._heavy_thread = threading.Thread(target=self._run_heavy, name="seqvae-heavy", daemon=True)
         self._thread.start()
@@ -129,15 +143,22 @@ class InferenceWorker:
     def waiting(self) -> int:
         return self._queue.qsize() + len(self._heavy)
 
-    def submit(self, job: DecodeJob | CallJob) -> bool:
-        """Queue a job in its lane; False when that lane is full (the caller answers 'busy')."""
+    def submit(self, job: DecodeJob | CallJob) -> str | None:
+        """Queue a job in its lane; None when queued, else why not (the caller answers it as 'busy: ...')."""
         if job.heavy:
-            return self._heavy.put(job, job.owner)
-        try:
-            self._queue.put_nowait(job)
-        except queue.Full:
-            return False
-        return True
+            if self._heavy.put(job, job.owner):
+                return None
+            mine, total = self._heavy.waiting(job.owner), len(self._heavy)
+        else:
+            with self._fast_lock:
+                mine, total = self._fast_waiting[job.owner], self._queue.qsize()
+                if mine < self.max_queue and total < self.lane_limit:
+                    self._fast_waiting[job.owner] += 1
+                    self._queue.put(job)
+                    return None
+        if mine >= self.max_queue:
+            return f"{mine} of your requests are queued for the model; wait for their replies"
+        return f"{total} requests from all clients are queued for the model; try again in a moment"
 
     def close(self, timeout: float = 5.0) -> None:
         self._queue.put(_STOP)
@@ -166,6 +187,7 @@ class InferenceWorker:
             if job is _STOP:
                 return
             jobs = [job]
+            stop = False
             if self.batching:
                 while True:
                     try:
@@ -173,10 +195,15 @@ class InferenceWorker:
                     except queue.Empty:
                         break
                     if nxt is _STOP:
-                        self._run_jobs(jobs)
-                        return
+                        stop = True
+                        break
                     jobs.append(nxt)
+            with self._fast_lock:  # taken off the lane: their owners may queue more
+                self._fast_waiting.subtract(taken.owner for taken in jobs)
+                self._fast_waiting += Counter()  # drops owners at zero
             self._run_jobs(jobs)
+            if stop:
+                return
 
     def _run_jobs(self, jobs: list[DecodeJob | CallJob]) -> None:
         groups: dict[float, list[DecodeJob]] = {}
