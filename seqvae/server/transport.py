@@ -26,6 +26,7 @@ from seqvae.server.osc import FramingError, StreamDeframer, encode_message
 log = logging.getLogger("seqvae.server")
 
 TCP_WRITE_LIMIT = 4 * 1024 * 1024
+REFUSAL_LOG_S = 10.0  # refused connections are logged at most once per host this often
 
 
 @dataclass
@@ -253,19 +254,30 @@ class OscTransport:
                     del self.connections[conn.host]
 
     def _log_refusal(self, host: str, open_now: int) -> None:
-        """One log line per host per 10 s however many connections a flood opens."""
-        count, last = self._refused.get(host, (0, -1e9))
+        """One log line per host per 10 s however many connections a flood opens (the sweep logs the rest)."""
+        count, last = self._refused.get(host, (0, -REFUSAL_LOG_S))
         now = time.monotonic()
-        if now - last < 10.0:
+        if now - last < REFUSAL_LOG_S:
             self._refused[host] = (count + 1, last)
             return
         log.warning("refused %d TCP connection(s) from %s: it has %d open, the --max-connections limit",
                     count + 1, host, open_now)
         self._refused[host] = (0, now)
 
+    def _flush_refusals(self, now: float) -> None:
+        for host, (count, last) in list(self._refused.items()):
+            if now - last < REFUSAL_LOG_S:
+                continue
+            if count:
+                log.warning("refused %d more TCP connection(s) from %s over the --max-connections limit", count, host)
+                self._refused[host] = (0, now)
+            else:
+                del self._refused[host]
+
     def close_stale(self, now: float | None = None) -> int:
         """Close connections stuck mid-packet past the frame timeout, and silent ones that hold nothing."""
         now = time.monotonic() if now is None else now
+        self._flush_refusals(now)
         limits = self.limits
         half_sent = idle = 0
         for conn in [conn for mine in self.connections.values() for conn in mine]:
