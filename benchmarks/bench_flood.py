@@ -30,7 +30,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_osc import ServerProcess, UdpClient, _percentile, prepare_model  # noqa: E402
+from bench_osc import ServerProcess, UdpClient, _percentile, paced, prepare_model  # noqa: E402
 
 from seqvae.server.osc import encode_message, parse_packet  # noqa: E402
 
@@ -136,13 +136,7 @@ def knob(client: UdpClient, seconds: float, hz: float, seed: int) -> dict:
     """Morph round trips (ms) at `hz` on the performer's slots; errors and busy answers counted."""
     rng = random.Random(seed)
     times, errors, busy, examples = [], 0, 0, []
-    period = 1.0 / hz
-    next_at = time.perf_counter()
-    end = next_at + seconds
-    while next_at < end:
-        delay = next_at - time.perf_counter()
-        if delay > 0:
-            time.sleep(delay)
+    for _ in paced(seconds, hz):
         started = time.perf_counter()
         a, b = rng.sample(SLOTS, 2)
         try:
@@ -155,7 +149,6 @@ def knob(client: UdpClient, seconds: float, hz: float, seed: int) -> dict:
             busy += "busy" in str(args[-1])
             if len(examples) < 3:
                 examples.append(f"{address} {args[-1]}")
-        next_at = max(next_at + period, time.perf_counter())  # a stall is not made up with a burst
     return {"n": len(times), "p50_ms": _percentile(times, 0.5), "p99_ms": _percentile(times, 0.99),
             "max_ms": max(times), "errors": errors, "busy": busy, "examples": examples}
 

@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -127,6 +128,19 @@ class Latency:
     mean_ms: float
     target_p50_ms: float | None
     target_p99_ms: float | None
+
+
+def paced(seconds: float, hz: float) -> Iterator[None]:
+    """Yield at `hz` for `seconds`, as a knob turns; ticks missed while the caller waited follow at once."""
+    period = 1.0 / hz
+    next_at = time.perf_counter()
+    end = next_at + seconds
+    while next_at < end:
+        delay = next_at - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)
+        yield
+        next_at += period
 
 
 def _percentile(values: list[float], q: float) -> float:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_osc import ServerProcess, UdpClient, _percentile, prepare_model  # noqa: E402
+from bench_osc import ServerProcess, UdpClient, _percentile, paced, prepare_model  # noqa: E402
 
 LONG_FILE_BARS = 400
 
@@ -83,18 +83,11 @@ def knob(port: int, seconds: float, hz: float, seed: int) -> tuple[list[float], 
     for _ in range(30):  # warm-up
         client.call("/seqvae/morph", "x", "y", rng.random())
     times, errors = [], 0
-    period = 1.0 / hz
-    next_at = time.perf_counter()
-    end = next_at + seconds
-    while next_at < end:
-        delay = next_at - time.perf_counter()
-        if delay > 0:
-            time.sleep(delay)
+    for _ in paced(seconds, hz):
         started = time.perf_counter()
         address, _ = client.call("/seqvae/morph", "x", "y", rng.random())
         times.append((time.perf_counter() - started) * 1000)
         errors += address != "/seqvae/notes"
-        next_at += period
     client.close()
     return times, errors
 

@@ -32,6 +32,9 @@ def test_missing_default_model_is_a_clear_error(monkeypatch, tmp_path, capsys):
     (["serve", "--host", "0.0.0.0", "--allow-remote"], "--allow-remote needs --allow"),
     (["serve", "--port", "70000"], "--port 70000 is not a port"),
     (["serve", "--tempo", "1000"], "--tempo 1000 is outside 20..400"),
+    (["serve", "--max-connections", "0"], "--max-connections must be at least 1"),
+    (["serve", "--idle-timeout", "0"], "--idle-timeout 0 must be more than 0 and at most 86400 seconds"),
+    (["serve", "--frame-timeout", "-1"], "--frame-timeout -1 must be more than 0"),
     (["serve", "--config", "/nonexistent/serve.json"], "no such file"),
 ])
 def test_bad_options_are_refused_before_loading_a_model(argv, needle, capsys):

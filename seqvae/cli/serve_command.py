@@ -134,7 +134,8 @@ def _serve(args: argparse.Namespace) -> int:
         raise ValueError("--max-connections must be at least 1 (connections one host may hold open)")
     for name in ("idle_timeout", "frame_timeout"):
         if not 0 < opts[name] <= 86400:
-            raise ValueError(f"--{name.replace('_', '-')} {opts[name]:g} is outside 0..86400 seconds: send e.g. 60")
+            raise ValueError(f"--{name.replace('_', '-')} {opts[name]:g} must be more than 0 and at most 86400 "
+                             "seconds: send e.g. 60")
     if not 20 <= opts["tempo"] <= 400:
         raise ValueError(f"--tempo {opts['tempo']:g} is outside 20..400 bpm")
     if not 0 <= opts["latency"] <= 2000:

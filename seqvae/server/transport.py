@@ -260,8 +260,8 @@ class OscTransport:
         if now - last < REFUSAL_LOG_S:
             self._refused[host] = (count + 1, last)
             return
-        log.warning("refused %d TCP connection(s) from %s: it has %d open, the --max-connections limit",
-                    count + 1, host, open_now)
+        log.warning("refused %d TCP connection(s) from %s: it has %d open, the --max-connections limit "
+                    "(more refusals are counted and logged every %g s)", count + 1, host, open_now, REFUSAL_LOG_S)
         self._refused[host] = (0, now)
 
     def _flush_refusals(self, now: float) -> None:
