@@ -14,7 +14,7 @@ import pytest
 from server_support import OscClient, notes_of, running_server
 
 from seqvae.server.clients import Client, Slot
-from seqvae.server.osc import encode_message
+from seqvae.server.osc import encode_message, size_prefix_encode
 from seqvae.server.parking import ParkedSlots
 from seqvae.server.worker import DecodeJob, InferenceWorker
 
@@ -112,6 +112,28 @@ def test_idle_connections_that_hold_nothing_time_out_and_slot_holders_stay(tiny_
             silent.close()
             empty.close()
             keeper.close()
+
+
+def test_a_connection_moving_a_mapped_fader_is_not_idle(tiny_engine, tmp_path):
+    with running_server(tiny_engine, tmp_path, idle_timeout_s=0.3, frame_timeout_s=30.0) as srv:
+        port = srv.address[1]
+        mapper = performer(port)
+        assert mapper.one("/seqvae/map_osc", "/1/fader1", "/seqvae/morph", "a", "b", "$", "knob")[0] == \
+            "/seqvae/mapped_osc"
+        fader = raw_tcp(port)  # a control surface over TCP: it only ever sends its own address
+        try:
+            for n in range(30):
+                fader.sendall(size_prefix_encode(encode_message("/1/fader1", [n / 30])))
+                time.sleep(0.05)
+            assert still_open(fader) and srv.stats.timed_out == 0 and srv.client_count == 1
+            wait_for(lambda: "knob" in srv.clients.clients[mapper_key(srv)].slots)
+        finally:
+            fader.close()
+            mapper.close()
+
+
+def mapper_key(srv) -> tuple:
+    return next(iter(srv.clients.clients))
 
 
 def test_half_sent_packets_time_out_even_when_trickled(tiny_engine, tmp_path):

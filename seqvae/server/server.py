@@ -152,7 +152,7 @@ class SeqvaeServer:
             return
         messages = self._read_unregistered(data, lambda packet: self.transport.send_udp(
             packet, (host, self.config.reply_port or port)))
-        if messages is None:
+        if not messages:
             return
         try:
             client = self.clients.for_udp(host, port)
@@ -164,13 +164,14 @@ class SeqvaeServer:
         self.take(client, messages)
 
     def accept_stream_packet(self, conn: TcpConnection, data: bytes) -> bool:
-        """A TCP packet: the connection becomes a client with its first request. True for a request."""
+        """A TCP packet: the connection becomes a client with its first request. True for a request (or a
+        mapped message): what counts as hearing from the connection."""
         if conn.client is not None:
             self.handle_packet(conn.client, data)
             return True
         messages = self._read_unregistered(data, conn.send)
-        if messages is None:
-            return False
+        if not messages:
+            return messages is not None
         try:
             conn.client = self.clients.for_tcp(conn, conn.host, conn.port)
         except TooManyClients as exc:
@@ -181,8 +182,9 @@ class SeqvaeServer:
         return True
 
     def _read_unregistered(self, data: bytes, send: Any) -> list[IncomingMessage] | None:
-        """A packet from a sender that is not a client yet: its messages when it holds a request, else None
-        (answered through `send`, mapped addresses run): garbage and strangers' addresses register nobody."""
+        """A packet from a sender that is not a client yet: its messages when it holds a request. Otherwise its
+        mapped addresses move their knobs ([] then), the rest is answered through `send` (None when nothing
+        was of use): garbage and strangers' addresses register nobody."""
         self.stats.packets += 1
         if len(data) > self.config.max_packet:
             problem = self._too_big(data)
@@ -194,16 +196,18 @@ class SeqvaeServer:
             else:
                 if any(msg.address in protocol.ROUTES for msg in messages):
                     return messages
+                used = False
                 for msg in messages:
                     self.stats.messages += 1
                     if self.knobs.is_mapped(msg.address):
+                        used = True
                         problem = self.knobs.on_osc(msg.address, msg.args)
                     else:
                         problem = protocol.unknown_address(msg.address)
                     if problem:
                         self.stats.errors += 1
                         send(encode_message(protocol.ERROR, [msg.address, problem]))
-                return None
+                return [] if used else None
         self.stats.errors += 1
         send(encode_message(protocol.ERROR, [_address_hint(data), problem]))
         return None
