@@ -261,7 +261,7 @@ def test_parked_slots_are_bounded_oldest_first(tiny_engine, tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="seqvae.server"):
         parked.park(client(2, ["d", "e", "f"]))
     assert len(parked) == 5 and parked.dropped == 1
-    assert "dropped the 1 oldest" in caplog.text
+    assert "dropped the 1 oldest" in caplog.text and "('udp', '127.0.0.1', 1)" in caplog.text
     first = parked.clients[("udp", HOST, 1)]
     assert list(first.slots) == ["b", "c"] and "walk" not in first.interpolations  # its path lost a step
     parked.park(client(3, ["g", "h", "i", "j"]))

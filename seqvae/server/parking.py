@@ -9,6 +9,7 @@ with /seqvae/restore. The parking is bounded in slots, oldest dropped first, wit
 from __future__ import annotations
 
 import logging
+import time
 from collections import OrderedDict
 from collections.abc import Hashable
 from typing import Any
@@ -16,6 +17,8 @@ from typing import Any
 from seqvae.server.params import RequestError
 
 log = logging.getLogger("seqvae.server")
+
+LOG_EVERY_S = 10.0  # slots dropped over the limit are logged at most this often
 
 
 class ParkedSlots:
@@ -29,6 +32,8 @@ class ParkedSlots:
         self.clients: OrderedDict[Hashable, Any] = OrderedDict()
         self.count = 0  # slots held here
         self.dropped = 0  # slots dropped over the limit, ever
+        self._unlogged = 0
+        self._logged_at = -LOG_EVERY_S
 
     def __len__(self) -> int:
         return self.count
@@ -75,16 +80,20 @@ class ParkedSlots:
         return slots, paths
 
     def _trim(self) -> None:
-        dropped: dict[Hashable, int] = {}
+        owners = []
         while self.count > self.limit and self.clients:
             key, oldest = next(iter(self.clients.items()))
             name, _ = oldest.slots.popitem(last=False)
             self.count -= 1
-            dropped[key] = dropped.get(key, 0) + 1
+            self.dropped += 1
+            self._unlogged += 1
+            owners.append(key)
             for prefix in [p for p, members in oldest.interpolations.items() if name in members]:
                 del oldest.interpolations[prefix]
             if not oldest.slots:
                 del self.clients[key]
-        self.dropped += sum(dropped.values())
-        log.warning("parked slots passed their limit of %d: dropped the %d oldest (of %s)", self.limit,
-                    sum(dropped.values()), ", ".join(f"{key}: {n}" for key, n in dropped.items()))
+        now = time.monotonic()
+        if now - self._logged_at >= LOG_EVERY_S:  # a flood of one-shot senders parks a lot: a line per 10 s
+            log.warning("parked slots passed their limit of %d: dropped the %d oldest (the last of %s)", self.limit,
+                        self._unlogged, owners[-1] if owners else "?")
+            self._logged_at, self._unlogged = now, 0
