@@ -145,22 +145,22 @@ class _UdpProtocol(asyncio.DatagramProtocol):
 class TcpConnection(asyncio.Protocol):
     """One TCP client's stream: OSC 1.0 size-prefixed or OSC 1.1 SLIP frames, replies framed the same way."""
 
-    def __init__(self, owner: OscTransport) -> None:
-        self.owner = owner
-        self.receiver = owner.receiver
+    def __init__(self, listener: OscTransport) -> None:
+        self.listener = listener  # counts this host's connections and closes stale ones
+        self.receiver = listener.receiver
         self.transport: asyncio.Transport | None = None
-        self.deframer = StreamDeframer(owner.max_packet)
+        self.deframer = StreamDeframer(listener.max_packet)
         self.client: Any = None  # set by the receiver at the connection's first request
         self.host, self.port = "?", 0
         self.heard_at = time.monotonic()  # the last request, else the connection's opening
         self.partial_since: float | None = None  # when the packet now half-arrived began
-        self.counted = False  # in the owner's per-host count
+        self.counted = False  # in the listener's per-host count
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         peer = transport.get_extra_info("peername") or ("?", 0)
         self.host, self.port = peer[0], peer[1]
-        self.owner.opened(self)
+        self.listener.opened(self)
 
     def data_received(self, data: bytes) -> None:
         if self.transport is None or self.transport.is_closing():
@@ -197,7 +197,7 @@ class TcpConnection(asyncio.Protocol):
             self.transport.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.owner.closed(self)
+        self.listener.closed(self)
         if self.client is not None:
             self.receiver.connection_closed(self)
 
