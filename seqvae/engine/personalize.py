@@ -192,14 +192,34 @@ def _personal_vectors(engine: Engine, mu: np.ndarray, events: np.ndarray, base: 
     return AttributeVectors(names, np.stack(vectors).astype(np.float32), infos, meta), refitted, from_base
 
 
-def personal_engine(engine: Engine, melodies: Sequence[Melody], name: str, seed: int = 0
-                    ) -> tuple[Engine, PersonalFit]:
+@dataclass
+class PersonalModel:
+    """A personal engine built at run time (one server client's), with what it was fitted on, so it can be saved."""
+
+    engine: Engine
+    fit: PersonalFit
+    sources: list[str]  # where its windows came from (slot names)
+
+
+def personal_engine(engine: Engine, melodies: Sequence[Melody], name: str, sources: Sequence[str],
+                    seed: int = 0) -> PersonalModel:
     """A view of `engine`'s model (see `Engine.with_priors`) with a prior and vectors fitted to `melodies`, for one
     server client; always fitted against the loaded model's own prior and vectors, never a previous view's."""
     base = engine.base_engine or engine
     events = np.stack([m.events for m in melodies]) if melodies else np.zeros((0, base.steps), np.int64)
     fit = fit_personal(base, events, base.latent_prior, base.attribute_vectors, seed=seed)
-    return base.with_priors(fit.prior, fit.vectors, name), fit
+    return PersonalModel(base.with_priors(fit.prior, fit.vectors, name), fit, list(sources))
+
+
+def save_personal_model(personal: PersonalModel, out: str | Path, command: str) -> Path:
+    """Write a run-time personal model as a model directory (see `write_personal_model`), the base's weights
+    beside its prior and vectors."""
+    base = personal.engine.base_engine or personal.engine
+    if base.directory is None:
+        raise ValueError(f"model '{base.model_name}' has no checkpoint directory to take the weights from")
+    provenance = {"base": {"name": base.model_name, "directory": str(base.directory)},
+                  "slots": personal.sources, "command": command, "fine_tune": None}
+    return write_personal_model(out, base.directory, personal.fit, provenance)
 
 
 def check_new_directory(out: str | Path) -> Path:
@@ -220,6 +240,7 @@ def write_personal_model(out: str | Path, weights_dir: Path, fit: PersonalFit, p
     out = check_new_directory(out)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
     try:
+        os.chmod(staging, 0o755)  # mkdtemp's 0700 would hide the model from other users
         try:
             os.link(weights_dir / WEIGHTS_FILE, staging / WEIGHTS_FILE)
             weights = "hard link"
