@@ -227,3 +227,11 @@ def test_osc_personalize_switches_only_that_client(tmp_path, tiny_dir):
         finally:
             me.close()
             other.close()
+
+
+def test_the_help_states_the_engine_minimums():
+    from seqvae.cli import personalize_command
+    from seqvae.engine import personalize as engine_side
+
+    assert personalize_command.MIN_WINDOWS == engine_side.MIN_WINDOWS
+    assert personalize_command.ATTRIBUTE_MIN_WINDOWS == engine_side.ATTRIBUTE_MIN_WINDOWS

@@ -6,10 +6,19 @@ import argparse
 import shlex
 import sys
 
+# Plain numbers, so `seqvae --help` does not import the engine.
+MIN_WINDOWS = 2  # seqvae.engine.personalize.MIN_WINDOWS
+ATTRIBUTE_MIN_WINDOWS = 8  # seqvae.engine.personalize.ATTRIBUTE_MIN_WINDOWS
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
-        "personalize", help="a personal model from your own MIDI files: its samples sound like your melodies")
+        "personalize", help="a personal model from your own MIDI files: its samples sound like your melodies",
+        description="Refit a model's latent prior and attribute vectors on the windows of your MIDI files (every "
+        "melodic line, every window the model hears: 2 bars for the 2-bar models), optionally fine-tuning its "
+        f"weights too, into a new model folder that every command and `seqvae serve` load. It needs at least "
+        f"{MIN_WINDOWS} windows; below {ATTRIBUTE_MIN_WINDOWS} the base model's attribute vectors are kept. "
+        "Files that give no window are skipped, and said why.")
     p.add_argument("inputs", nargs="+", metavar="FILE_OR_DIR", help="MIDI files, or folders searched for .mid/.midi")
     p.add_argument("--model", default="default", help="the model to personalize: shipped name or checkpoint "
                    "directory (default: default; 3/4 melodies need a triple one, e.g. triple)")
@@ -19,6 +28,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    "only; a few hundred help sets of dozens of melodies or more)")
     p.add_argument("--learning-rate", type=float, default=None,
                    help="fine-tune learning rate, constant (default: 1e-4)")
+    p.add_argument("--track", default=None,
+                   help="use only this line of each file: a number or part of its name (default: every line)")
     p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: CUDA if available)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
     p.add_argument("--seed", type=int, default=0, help="seed of the fit and the fine-tune (default: 0)")
@@ -40,10 +51,12 @@ def cmd_personalize(args: argparse.Namespace) -> int:
     check_new_directory(args.out)  # before any reading
     files = midi_inputs(args.inputs)
     command = shlex.join(["seqvae", "personalize", *args.inputs, "--model", str(args.model), "--out", args.out,
-                          *(["--steps", str(args.steps)] if args.steps else []), "--seed", str(args.seed)])
+                          *(["--steps", str(args.steps)] if args.steps else []),
+                          *(["--track", str(args.track)] if args.track is not None else []), "--seed", str(args.seed)])
     with tqdm(total=len(files), desc="reading", unit="file", disable=len(files) < 16) as bar:
         made = personalize(args.model, files, args.out, steps=args.steps, learning_rate=args.learning_rate,
-                           seed=args.seed, device=args.device, command=command, on_file=bar.update)
+                           seed=args.seed, device=args.device, command=command, on_file=bar.update,
+                           track=args.track)
     user, fit = made.user, made.fit
     for reason in user.skipped.values():
         print(f"skipped {reason}", file=sys.stderr)

@@ -86,21 +86,22 @@ def _why_no_window(engine: Engine, path: Path) -> str:
 
 
 def read_user_windows(engine: Engine, files: Sequence[Path], progress: Callable[[int], None] | None = None,
-                      ) -> UserWindows:
-    """Every non-empty window of every melodic line of `files`; files without one are skipped with the reason. An
-    error when no file gives a window (listing why) or when fewer than MIN_WINDOWS are found."""
+                      track: int | str | None = None) -> UserWindows:
+    """Every non-empty window of every melodic line of `files` (or of line `track` of each); files without one are
+    skipped with the reason. An error when no file gives a window (listing why) or when fewer than MIN_WINDOWS are
+    found."""
     rows: list[np.ndarray] = []
     per_file: dict[str, int] = {}
     skipped: dict[str, str] = {}
     for path in files:
         try:
-            windows = engine.windows_from_midi(path)
+            windows = engine.windows_from_midi(path, track=track)
             if not windows:
                 skipped[str(path)] = _why_no_window(engine, path)
         except MidiReadError as exc:
             skipped[str(path)] = f"{exc} (not a readable MIDI file)"
             windows = []
-        except ValueError as exc:  # no melodic line: only drums, or no notes
+        except ValueError as exc:  # no melodic line (only drums, or no notes), or no such track
             skipped[str(path)] = str(exc)
             windows = []
         if windows:
@@ -282,7 +283,8 @@ class Personalized:
 
 def personalize(base: str | Path, inputs: Sequence[str | Path], out: str | Path, steps: int = 0,
                 learning_rate: float | None = None, seed: int = 0, device: str | None = None,
-                command: str = "seqvae personalize", on_file: Callable[[int], None] | None = None) -> Personalized:
+                command: str = "seqvae personalize", on_file: Callable[[int], None] | None = None,
+                track: int | str | None = None) -> Personalized:
     """The whole `seqvae personalize`: read the files, optionally fine-tune for `steps`, fit, write `out`.
     `on_file` is called once per file read (for a progress bar); the fine-tune shows the trainer's own."""
     from seqvae.train.fine_tune import FINE_TUNE_LEARNING_RATE, fine_tune
@@ -291,7 +293,7 @@ def personalize(base: str | Path, inputs: Sequence[str | Path], out: str | Path,
     out = check_new_directory(out)
     files = midi_inputs(inputs)
     engine = Engine.load(base, device=device)
-    user = read_user_windows(engine, files, on_file)
+    user = read_user_windows(engine, files, on_file, track)
     provenance = {
         "base": {"name": engine.model_name, "directory": str(engine.directory)},
         "files": user.per_file, "skipped": user.skipped, "command": command,
