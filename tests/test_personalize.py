@@ -203,7 +203,7 @@ def test_osc_personalize_switches_only_that_client(tmp_path, tiny_dir):
         try:
             for i in range(4):
                 me.one("/seqvae/sample", f"s{i}", 0.5, i)
-            other.one("/seqvae/sample", "x", 0.5, 7)
+            before = other.one("/seqvae/sample", "x", 0.5, 7)
             error = me.one("/seqvae/personalize", "mine", "s0")
             assert error[0] == "/seqvae/error" and "at least 2 slots" in error[1][1]
             assert me.one("/seqvae/personalize", "mine", "s0", "nope")[0] == "/seqvae/error"
@@ -216,9 +216,14 @@ def test_osc_personalize_switches_only_that_client(tmp_path, tiny_dir):
             (personal,) = [c.personal for c in server.clients.clients.values() if c.personal is not None]
             assert personal.engine.latent_prior.windows == 4 and personal.engine.model is engine.model
             assert me.one("/seqvae/sample", "p", 0.5, 3)[0] == "/seqvae/notes"
+            assert other.one("/seqvae/sample", "x", 0.5, 7) == before  # the other client's prior is the server's
+            again = me.one("/seqvae/personalize", "mine2", "s0", "s1")
+            assert again[1][:2] == ["mine2", 2]  # fitted from the server's model, not from the last view
+            (personal,) = [c.personal for c in server.clients.clients.values() if c.personal is not None]
+            assert personal.engine.base_engine is engine and personal.engine.latent_prior.windows == 2
             saved = me.one("/seqvae/personalize_save", "my_style")
             assert saved[0] == "/seqvae/personalize_saved"
-            assert Engine.load(saved[1][1], device="cpu").latent_prior.windows == 4
+            assert Engine.load(saved[1][1], device="cpu").latent_prior.windows == 2
             again = me.one("/seqvae/personalize_save", "my_style")
             assert again[0] == "/seqvae/error" and "never overwritten" in again[1][1]
             assert me.one("/seqvae/personalize_save", "../out")[0] == "/seqvae/error"

@@ -9,6 +9,7 @@ import sys
 # Plain numbers, so `seqvae --help` does not import the engine.
 MIN_WINDOWS = 2  # seqvae.engine.personalize.MIN_WINDOWS
 ATTRIBUTE_MIN_WINDOWS = 8  # seqvae.engine.personalize.ATTRIBUTE_MIN_WINDOWS
+SHOWN_SKIPS = 10  # skipped files named on the terminal; all of them are in personalized.json
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -58,10 +59,14 @@ def cmd_personalize(args: argparse.Namespace) -> int:
                            seed=args.seed, device=args.device, command=command, on_file=bar.update,
                            track=args.track)
     user, fit = made.user, made.fit
-    for reason in user.skipped.values():
+    reasons = list(user.skipped.values())
+    for reason in reasons[:SHOWN_SKIPS]:
         print(f"skipped {reason}", file=sys.stderr)
+    if len(reasons) > SHOWN_SKIPS:
+        print(f"skipped {len(reasons) - SHOWN_SKIPS} more files: every reason is in "
+              f"{made.directory / 'personalized.json'}", file=sys.stderr)
     print(f"read {fit.windows} windows from {len(user.per_file)} file(s)"
-          + (f" ({len(user.skipped)} skipped, listed above)" if user.skipped else ""))
+          + (f" ({len(user.skipped)} skipped, see above)" if user.skipped else ""))
     if made.fine_tune_steps:
         print(f"fine-tuned the weights for {made.fine_tune_steps} steps")
     print(f"latent prior: {fit.prior.describe()}")
