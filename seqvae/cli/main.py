@@ -10,7 +10,7 @@ import importlib
 import sys
 
 # Modules under seqvae.cli that each define register(subparsers).
-COMMAND_MODULES = ["data_commands", "generate_commands", "serve_command", "train_commands"]
+COMMAND_MODULES = ["data_commands", "generate_commands", "personalize_command", "serve_command", "train_commands"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -216,3 +216,25 @@ def write_synthetic_corpus(
     }
     save_index(directory, meta, sources)
     return SyntheticCorpus(directory, counts)
+
+
+def ostinato_windows(n: int, steps: int, seed: int, codec: EventCodec | None = None) -> np.ndarray:
+    """`n` windows of a style far from folk tunes (int8 [n, steps]): a high, narrow cell of two to four neighbouring
+    pitches (chromatic steps allowed) repeated in even 16ths or 8ths without rests, as a minimalist ostinato. Tests
+    and benchmarks of personalization use it as a user's style that the shipped models were not trained on."""
+    if n < 0 or steps < 1:
+        raise ValueError(f"need n >= 0 windows of steps >= 1, got n={n}, steps={steps}")
+    codec = codec or EventCodec()
+    low, high = max(codec.min_pitch, 84), min(codec.max_pitch, 100)
+    if high - low < 6:
+        raise ValueError(f"codec range {codec.min_pitch}..{codec.max_pitch} has no room for a high ostinato: "
+                         "use a codec reaching at least 90")
+    rng = np.random.default_rng(seed)
+    out = np.full((n, steps), NO_EVENT, dtype=np.int8)
+    for row in range(n):
+        root = int(rng.integers(low, high - 3))
+        cell = [root + int(x) for x in rng.integers(0, 4, size=int(rng.integers(2, 5)))]
+        period = int(rng.choice((1, 1, 2)))
+        for i, t in enumerate(range(0, steps, period)):
+            out[row, t] = codec.pitch_to_class(cell[i % len(cell)])
+    return out

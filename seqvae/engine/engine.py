@@ -11,6 +11,7 @@ per model call, so a server's short requests can run between the pieces of heavy
 
 from __future__ import annotations
 
+import copy
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
@@ -110,6 +111,7 @@ class Engine:
         if self.directory is not None and (self.directory / ATTRIBUTE_FILE).is_file():
             self._attributes = AttributeVectors.load(self.directory, self.z_size)
         self._prior = LatentPrior.load(self.directory, self.z_size) if self.directory is not None else None
+        self.base_engine: Engine | None = None  # the engine a `with_priors` view was made from
 
     # ----------------------------------------------------------------- loading
     @classmethod
@@ -127,6 +129,16 @@ class Engine:
         name = directory.parent.name if directory.name == "model" else directory.name  # RUN_DIR/model -> RUN_DIR
         return cls(loaded.model, directory=loaded.directory, device=dev, name=name, extra=loaded.extra,
                    precision=precision)
+
+    def with_priors(self, prior: LatentPrior | None, vectors: AttributeVectors | None, name: str) -> Engine:
+        """A view named `name` that samples from `prior` and shifts along `vectors` but shares this engine's model,
+        lock and latent cache (a personal model for one server client: nothing is loaded or copied)."""
+        view = copy.copy(self)
+        view.model_name = name
+        view.base_engine = self.base_engine or self
+        view.set_latent_prior(prior)
+        view.set_attribute_vectors(vectors)
+        return view
 
     @property
     def device(self) -> str:

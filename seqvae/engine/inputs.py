@@ -154,14 +154,14 @@ def _meter_problem(bar: Bar, steps: int, path: str | Path) -> str:
     meter = "an unusable time signature" if bar.meter is None else str(bar.meter)
     fits = ", ".join(f"{m}" for m in (Meter(4, 4), Meter(2, 4), Meter(3, 4), Meter(6, 8)) if m.fits(steps))
     suggestion = "use a model of the matching meter family"
-    others = _shipped_reading(bar.meter) if bar.meter is not None else []
+    others = shipped_models_for(bar.meter) if bar.meter is not None else []
     if others:
         suggestion += ": the shipped " + " or ".join(f"--model {name}" for name in others)
     return (f"{path}: bar {bar.number} is in {meter}, whose bars do not fill this model's {steps}-step window; "
             f"the model reads {fits} ({suggestion})")
 
 
-def _shipped_reading(meter: Meter) -> list[str]:
+def shipped_models_for(meter: Meter) -> list[str]:
     """Shipped models whose window this meter's bars fill (for error messages)."""
     names = []
     for name in shipped_models():

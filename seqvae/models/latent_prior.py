@@ -13,6 +13,10 @@ gives held-out latents the higher likelihood is kept:
   first bandwidth h; `seqvae attributes` then narrows it to match unseen melodies' novelty
   (seqvae.evaluate.copying), and `bandwidth_rule` records which rule set it.
 
+A personalized model (`seqvae personalize`) has only a user's few windows, often fewer than the latent has
+dims: `fit_personal` centres the kernel density on them and borrows the covariance's shape from the base
+model's prior, shrunk towards the user's own as their windows grow in number.
+
 It is stored beside the weights; a checkpoint without one falls back to N(0, I).
 """
 
@@ -33,6 +37,9 @@ BANDWIDTHS = np.round(np.concatenate([np.arange(0.2, 1.0, 0.05), np.arange(1.0, 
 MAX_CENTERS = 8000  # kept as float16: 4 MB for a 256-dim latent
 MAX_HELD_OUT = 2000
 KERNEL_MARGIN = 1.0  # nats per held-out latent the kernel density must gain to be worth its stored centres
+PERSONAL_MIN_WINDOWS = 2  # a spread needs two latents
+PERSONAL_BANDWIDTH = 0.5  # a personal kernel's bandwidth until one is chosen by the data-copying test
+PERSONAL_RULE = "personal"  # how a personal prior's bandwidth rule begins, so describe() tells it apart
 
 
 def _kernel_log_likelihood(parts: tuple[np.ndarray, np.ndarray, np.ndarray], count: int, dims: int, h: float) -> float:
@@ -89,6 +96,37 @@ class LatentPrior:
         return cls(gaussian.mean, gaussian.scale_tril, len(mu), centers.astype(np.float16), float(best))
 
     @classmethod
+    def fit_personal(cls, mu: np.ndarray, base: LatentPrior | None, strength: float | None = None,
+                     bandwidth: float = PERSONAL_BANDWIDTH, seed: int = 0, max_centers: int | None = None,
+                     jitter: float = 1e-4) -> LatentPrior:
+        """A kernel density over a user's posterior means [N, Z] (N >= 2, fewer than Z is fine). Its covariance is
+        w * (the users' own) + (1 - w) * (the base prior's, scaled to the users' total variance), w = N / (N +
+        `strength`) (default Z / 4): few windows say how far the user's melodies spread but not along which of Z
+        directions, so the base model's directions stand in until there are enough of them. `base` None: N(0, I).
+        At most `max_centers` (default MAX_CENTERS) latents, a random subset, are kept as centres."""
+        mu = np.asarray(mu, dtype=np.float64)
+        if mu.ndim != 2 or len(mu) < PERSONAL_MIN_WINDOWS:
+            raise ValueError(f"a personal prior needs at least {PERSONAL_MIN_WINDOWS} latents, got "
+                             f"{0 if mu.ndim != 2 else len(mu)}")
+        if not np.all(np.isfinite(mu)):
+            raise ValueError("the latents to fit contain NaN or infinity")
+        dims = mu.shape[1]
+        base_cov = np.eye(dims) if base is None else base.scale_tril @ base.scale_tril.T
+        if base_cov.shape != (dims, dims):
+            raise ValueError(f"the base prior has {base_cov.shape[0]} dims but the latents have {dims}")
+        own = np.cov(mu, rowvar=False)
+        weight = len(mu) / (len(mu) + (dims / 4 if strength is None else strength))
+        scaled = base_cov * (np.trace(own) / np.trace(base_cov))
+        cov = weight * own + (1.0 - weight) * scaled + jitter * np.eye(dims)
+        keep = MAX_CENTERS if max_centers is None else max(1, max_centers)
+        centers = mu
+        if len(mu) > keep:
+            centers = mu[np.sort(np.random.default_rng(seed).choice(len(mu), keep, replace=False))]
+        rule = f"{PERSONAL_RULE}: own covariance weighted {weight:.2f}, the base prior's shape {1 - weight:.2f}"
+        return cls(mu.mean(axis=0), np.linalg.cholesky(cov), len(mu), centers.astype(np.float16), float(bandwidth),
+                   rule)
+
+    @classmethod
     def _gaussian(cls, mu: np.ndarray, jitter: float, windows: int) -> LatentPrior:
         cov = np.cov(mu, rowvar=False) + jitter * np.eye(mu.shape[1])
         return cls(mu.mean(axis=0), np.linalg.cholesky(cov), windows)
@@ -107,6 +145,9 @@ class LatentPrior:
     def describe(self) -> str:
         if self.centers is None:
             return f"a Gaussian fitted to {self.windows} training windows"
+        if self.bandwidth_rule.startswith(PERSONAL_RULE):
+            return (f"a personal kernel density over {len(self.centers)} of the user's {self.windows} windows "
+                    f"(bandwidth {self.bandwidth:g}; {self.bandwidth_rule})")
         return (f"a kernel density over {len(self.centers)} of {self.windows} training latents, preferred to a "
                 f"Gaussian by held-out likelihood (bandwidth {self.bandwidth:g}, {self.bandwidth_rule})")
 

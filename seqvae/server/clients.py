@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -45,6 +46,7 @@ class Client:
     is_local: bool = True
     fixed_reply: bool = False  # reply port set by --reply-port: reply_to cannot move it
     max_slots: int = 256
+    personal: Any = None  # this client's PersonalModel (/seqvae/personalize): its engine serves this client
 
     def slot(self, name: str) -> Slot:
         found = self.slots.get(name)

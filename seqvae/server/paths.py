@@ -76,3 +76,17 @@ def midi_input_path(export_dir: Path, path: str, allow_absolute: bool) -> Path:
             "a melody file: send a shorter file"
         )
     return resolved
+
+
+def new_export_folder(export_dir: Path, name: str) -> Path:
+    """A folder still to be made, `name` directly inside `export_dir` (a saved model), or RequestError; a name
+    already taken is refused, never reused."""
+    if not isinstance(name, str) or not name or len(name) > MAX_NAME or name[0] in ".-" \
+            or not all(ch.isalnum() or ch in "_.-" for ch in name):
+        raise RequestError(f"name {name!r} is not a plain folder name: send letters, digits, '_', '-' or '.', "
+                           "e.g. 'my_style'")
+    target = Path(export_dir).resolve() / name
+    if os.path.lexists(target):
+        raise RequestError(f"{name!r} already exists in the export directory and is never overwritten: send another "
+                           "name")
+    return target

@@ -25,9 +25,10 @@ import numpy as np
 import seqvae
 from seqvae.codec import Melody, write_midi
 from seqvae.engine.latent import blend_corners, path_positions, slerp, variations
+from seqvae.engine.personalize import MIN_WINDOWS, PersonalModel, personal_engine, save_personal_model
 from seqvae.server.clients import Client, Slot
-from seqvae.server.params import Param, RequestError, as_float, as_int
-from seqvae.server.paths import export_path, midi_input_path
+from seqvae.server.params import Param, RequestError, as_float, as_int, as_slot
+from seqvae.server.paths import export_path, midi_input_path, new_export_folder
 from seqvae.server.player import Player
 
 Message = tuple[str, list]
@@ -391,6 +392,48 @@ def restore(session: Session, slot: str) -> Reply:
     return [("/seqvae/restored", names)]
 
 
+PERSONAL_OFF = "off"
+
+
+def personalize(session: Session, name: str, slots: tuple) -> Reply:
+    client = session.client
+    if name == PERSONAL_OFF:
+        if slots:
+            raise RequestError("/seqvae/personalize off takes no slots: send it alone to go back to the server's model")
+        client.personal = None
+        base = session.engine.base_engine or session.engine
+        return [("/seqvae/personalized", [PERSONAL_OFF, 0, f"the server's model {base.model_name}"])]
+    names = list(dict.fromkeys(as_slot(value, f"slot {i + 1}") for i, value in enumerate(slots)))
+    if len(names) < MIN_WINDOWS:
+        raise RequestError(f"a personal model needs the melodies of at least {MIN_WINDOWS} slots, got {len(names)}: "
+                           f"send e.g. /seqvae/personalize {name} a b c d")
+    melodies = [client.melody(slot) for slot in names]
+    eng = session.engine
+
+    def finish(personal: PersonalModel) -> list[Message]:
+        client.personal = personal
+        return [("/seqvae/personalized", [name, personal.fit.windows, personal.fit.prior.describe()])]
+
+    return CallWork(lambda: personal_engine(eng, melodies, name, names), finish)
+
+
+def personalize_save(session: Session, name: str) -> Reply:
+    personal = session.client.personal
+    if personal is None:
+        raise RequestError("you have no personal model to save: make one with /seqvae/personalize name slot...")
+    target = new_export_folder(session.export_dir, name)
+    command = f"/seqvae/personalize {personal.engine.model_name} {' '.join(personal.sources)}"
+
+    def run() -> str:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            return str(save_personal_model(personal, target, command))
+        except FileExistsError as exc:
+            raise RequestError(str(exc)) from None
+
+    return CallWork(run, lambda path: [("/seqvae/personalize_saved", [name, path])])
+
+
 def _midi_in(session: Session, address: str) -> Any:
     if session.midi_in is None:
         raise RequestError(f"{address} needs MIDI in: start the server with seqvae serve --midi-in NAME")
@@ -493,6 +536,10 @@ ROUTES: dict[str, Route] = {route.address: route for route in (
     Route("/seqvae/map_osc", (Param("address", "text"),), map_osc, "/seqvae/mapped_osc address arg_index request...",
           variadic=True),
     Route("/seqvae/unmap_osc", (Param("address", "text"),), unmap_osc, "/seqvae/unmapped_osc address"),
+    Route("/seqvae/personalize", (Param("name", "slot"),), personalize, "/seqvae/personalized name windows prior",
+          variadic=True, barrier=True),
+    Route("/seqvae/personalize_save", (Param("name", "slot"),), personalize_save,
+          "/seqvae/personalize_saved name path"),
 )}
 
 

@@ -261,7 +261,8 @@ class SeqvaeServer:
     # ---- what clients and handlers are given ---------------------------------------------------
 
     def _session(self, client: Client) -> protocol.Session:
-        return protocol.Session(self.engine, client, self.player, self.rng, self.export_dir, self.config.page_bytes,
+        engine = self.engine if client.personal is None else client.personal.engine  # /seqvae/personalize
+        return protocol.Session(engine, client, self.player, self.rng, self.export_dir, self.config.page_bytes,
                                 len(self.clients), self.allow_list.allows, self.knobs, self.midi_in, self.parked)
 
     def _in_use(self) -> set[Hashable]:

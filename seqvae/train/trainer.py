@@ -56,7 +56,8 @@ MODEL_DTYPES = ("bfloat16", "float32", "float16")
 class TrainOptions:
     data: Path
     out: Path
-    config: str | None = None  # registry name; None when resuming (the run's own config is used)
+    # registry name, or a config itself (a personal fine-tune starts from its base model's); None when resuming
+    config: str | ModelConfig | None = None
     settings: tuple[str, ...] = ()  # KEY=VALUE changes to a new run's config (`seqvae train --set`)
     train_steps: int | None = None  # total optimizer steps of the run (default: the config's train_steps)
     batch_size: int | None = None  # GLOBAL batch, split evenly over data-parallel ranks
@@ -420,7 +421,8 @@ def _resolve_config(options: TrainOptions, run_dir: Path) -> tuple[ModelConfig, 
         )
     if not options.config:
         raise ValueError("--config is required for a new run (e.g. --config mel_2bar_small)")
-    return override_config(get_config(options.config), options.settings), None
+    base = options.config if isinstance(options.config, ModelConfig) else get_config(options.config)
+    return override_config(base, options.settings), None
 
 
 def _check_corpus(corpus, config: ModelConfig) -> None:
