@@ -117,7 +117,7 @@ def join_windows(rows: np.ndarray, clip: ClipLayout, codec: EventCodec) -> np.nd
     for k in range(1, len(rows)):
         b = k * steps
         out[b] = joined_token(_sounding(out[:b]), int(out[b]), clip.held[k - 1])
-    return codec.canonical(out)[:clip.n_steps]
+    return codec.check(out[:clip.n_steps])  # as decoded: every other step is the window's own token
 
 
 def joined_token(sounding: int | None, first: int, held: int | None) -> int:
@@ -330,7 +330,7 @@ def infill(engine: Engine, clip: Melody, first_bar: int, last_bar: int, seed: in
         if low == start:  # the gap opens the window: join it to the line before by the tie rule
             events[at] = joined_token(_sounding(events[:at]), int(result[gap.start]), held[low - 2] if low > 1
                                       else None)
-    return as_clip_melody(clip.codec.canonical(events)[:clip.n_steps], clip)
+    return as_clip_melody(events[:clip.n_steps], clip)
 
 
 def window_melodies(engine: Engine, clip: Melody) -> list[Melody]:

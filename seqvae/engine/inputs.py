@@ -224,15 +224,14 @@ def clip_from_midi(path: str | Path, steps: int, codec: EventCodec, track: int |
     first = _bar_at(bars, line.notes[0].start)
     last = _bar_at(bars, max(n.end for n in line.notes) - 1)
     for bar in bars[first.number - 1:last.number]:
-        if bar.meter is None or not bar.meter.fits(steps):
-            raise ValueError(_meter_problem(bar, steps, path))
         if bar.meter != first.meter:
             raise ValueError(
                 f"{path}: the line '{line.name}' changes meter at bar {bar.number} ({first.meter} -> {bar.meter}); "
                 f"a clip keeps one meter: read bars {first.number}-{bar.number - 1} or from bar {bar.number} "
                 "one window at a time with bar (--bar N)"
             )
-    assert first.meter is not None
+    if first.meter is None or not first.meter.fits(steps):
+        raise ValueError(_meter_problem(first, steps, path))
     n_steps = max(steps, (last.number - first.number + 1) * first.meter.steps_per_bar)
     _check_clip_length(n_steps, steps, first.meter, f"{path}: the line '{line.name}' (bars {first.number}-"
                        f"{last.number})")
