@@ -1,6 +1,7 @@
 """Whole clips (engine/clips.py): cutting a long melody into windows and joining the decoded windows back,
 every operation window by window, reading a whole line from a MIDI file, and the tie rule at the seams."""
 
+import math
 from dataclasses import replace
 from pathlib import Path
 
@@ -10,8 +11,9 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from server_support import OscClient, running_server
 
-from seqvae.codec import NO_EVENT, NOTE_OFF, EventCodec, Melody, Meter, read_midi
+from seqvae.codec import NO_EVENT, NOTE_OFF, EventCodec, Melody, Meter, read_midi, write_midi
 from seqvae.engine import AttributeVectors, Engine, clips
 from seqvae.engine.inputs import MAX_CLIP_WINDOWS, clip_from_midi, clip_from_notes, melody_from_midi
 from seqvae.models import build_model, get_config, vae_loss
@@ -330,7 +332,6 @@ def test_eight_bar_round_trip_keeps_ties_and_the_window_accuracy(trained):
 
 @pytest.fixture(scope="module")
 def cli_files(tmp_path_factory) -> dict[str, Path]:
-    from seqvae.codec import write_midi
     from seqvae.models import save_model
 
     root = tmp_path_factory.mktemp("clips_cli")
@@ -396,3 +397,90 @@ def test_cli_operations_take_clips_whole(cli_files, argv, name, files):
     if name == "infill":
         kept = [n for n in _notes_in(cli_files["a"]) if n[2] <= 32 or n[1] >= 64]  # bars 1-2 and 5-8
         assert set(kept) <= set(_notes_in(out / "infill.mid"))
+
+
+# ---- the OSC server: clip slots ---------------------------------------------------------------------------
+
+
+def _paged(client, count: int = 1, pages_seen: list[int] | None = None) -> list[tuple[str, list[tuple]]]:
+    """`count` melody replies, each reassembled from its /seqvae/notes_page pages: [(slot, notes)]."""
+    out = []
+    while len(out) < count:
+        address, args = client.replies(1)[0]
+        if address == "/seqvae/notes":  # small enough for one message
+            out.append((args[0], _notes_of(args)))
+            continue
+        assert address == "/seqvae/notes_page", (address, args)
+        slot, page, pages, _, n, *flat = args
+        assert page == 1
+        if pages_seen is not None:
+            pages_seen.append(pages)
+        for number in range(2, pages + 1):
+            more_address, more = client.replies(1)[0]
+            assert more_address == "/seqvae/notes_page" and more[:3] == [slot, number, pages]
+            flat += more[5:]
+            n += more[4]
+        assert len(flat) == 4 * n
+        out.append((slot, [tuple(flat[i:i + 4]) for i in range(0, len(flat), 4)]))
+    return out
+
+
+def _beats(melody: Melody) -> list[tuple]:
+    """The notes as a reply carries them (beats on the 16th grid are exact in OSC's float32)."""
+    return [(p, float(s), float(d), v) for p, s, d, v in melody.notes_in_beats()]
+
+
+def test_osc_clip_slots_work_window_by_window(tiny_engine, tmp_path):
+    a, b = _line(128, seed=30), _line(128, seed=31)
+    write_midi(a, tmp_path / "a.mid")
+    write_midi(b, tmp_path / "b.mid")
+    with running_server(tiny_engine, tmp_path, page_bytes=300) as server:
+        client = OscClient(server.address[1], "udp")
+        try:
+            client.send("/seqvae/encode_file", "a", "a.mid")  # no bar: the whole line, 8 bars, as a clip
+            pages: list[int] = []
+            ((slot, notes),) = _paged(client, pages_seen=pages)
+            assert pages[0] > 1  # past page_bytes: in pages
+            clip_a = clip_from_midi(tmp_path / "a.mid", 32, CODEC)
+            assert slot == "a" and clip_a.n_steps == 128 and notes == _beats(clip_a)
+            client.send("/seqvae/encode_file", "b", "b.mid", 0, 0)
+            _paged(client)
+            client.send("/seqvae/encode_file", "w", "a.mid", 0, 3)  # a bar: one window there, as before
+            address, args = client.replies(1)[0]
+            assert address == "/seqvae/notes" and max(s + d for _, s, d, _ in _notes_of(args)) <= 8.0
+            client.send("/seqvae/morph", "a", "b", 0.0, "m")
+            assert _paged(client) == [("m", _beats(clips.reconstruct(tiny_engine, clip_a)))]
+            client.send("/seqvae/morph", "a", "b", 0.6, "m")
+            clip_b = clip_from_midi(tmp_path / "b.mid", 32, CODEC)
+            assert _paged(client) == [("m", _beats(clips.morph(tiny_engine, clip_a, clip_b, 0.6)))]
+            client.send("/seqvae/morph", "w", "b", 0.0, "m1")  # a window and a clip: the window loops
+            ((_, looped),) = _paged(client)
+            assert max(s + d for _, s, d, _ in looped) > 24.0
+            client.send("/seqvae/interpolate", "a", "b", 3, "walk")
+            assert [name for name, _ in _paged(client, 3)] == ["walk_0", "walk_1", "walk_2"]
+            client.send("/seqvae/similar", "a", 0.5, "v", 7)
+            ((_, varied),) = _paged(client)
+            assert max(s + d for _, s, d, _ in varied) > 24.0  # still 8 bars
+            client.send("/seqvae/infill", "a", 3, 4, "f", 1)
+            ((_, infilled),) = _paged(client)
+            assert [n[:2] for n in infilled if n[1] < 8.0] == [n[:2] for n in _beats(clip_a) if n[1] < 8.0]  # bars 1-2
+            novelty = client.one("/seqvae/novelty", "a")
+            assert novelty[0] == "/seqvae/novelty" and math.isfinite(novelty[1][1])
+            exported = client.one("/seqvae/export", "m", "clip.mid")
+            assert exported[0] == "/seqvae/exported"
+            assert _notes_in(Path(exported[1][1])) == [(n.pitch, n.start, n.end) for n in
+                                                       clips.morph(tiny_engine, clip_a, clip_b, 0.6).notes()]
+            long_notes = [60, 0.0, 1.0, 90, 64, 30.0, 2.0, 90]  # a note in bar 8: a clip of 8 bars
+            client.send("/seqvae/encode", "e", 2, *long_notes)
+            assert [n[:2] for n in _paged(client)[0][1]] == [(60, 0.0), (64, 30.0)]
+            exported = client.one("/seqvae/export", "e", "notes.mid")
+            assert _notes_in(Path(exported[1][1])) == [(60, 0, 4), (64, 120, 128)]
+            error = client.one("/seqvae/infill", "a", 1, 8)
+            assert error[0] == "/seqvae/error" and "whole clip" in error[1][1]
+        finally:
+            client.close()
+
+
+def _notes_of(args: list) -> list[tuple]:
+    _, _, count, *flat = args
+    return [tuple(flat[i:i + 4]) for i in range(0, 4 * count, 4)]

@@ -26,6 +26,7 @@ with its padding rest.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
@@ -146,13 +147,32 @@ def blend(za: np.ndarray, zb: np.ndarray, t: float, method: str = "slerp") -> np
     return np.stack([lat.interpolate_latents(a, b, t, method) for a, b in zip(za, zb, strict=True)])
 
 
+def blend_layout(layouts: Sequence[ClipLayout], nearest: int) -> ClipLayout:
+    """The layout a blend of several clips joins by: the nearest clip's ties (looped), and its length, or the
+    longest clip's when the nearest one loops."""
+    windows = max(clip.windows for clip in layouts)
+    near = layouts[nearest]
+    n_steps = near.n_steps if near.windows == windows else max(c.n_steps for c in layouts if c.windows == windows)
+    return ClipLayout(n_steps, near.looped(windows))
+
+
+def blend_corners(corners: Sequence[np.ndarray], x: float, y: float, method: str = "slerp") -> np.ndarray:
+    """Window by window, the latents at (x, y) of an XY pad whose corners are clips a (0,0) b (1,0) c (0,1) d (1,1)."""
+    rows = [np.atleast_2d(corner) for corner in corners]
+    windows = max(len(r) for r in rows)
+    looped = [loop_latents(r, windows) for r in rows]
+    x, y = lat.check_position(x, "x"), lat.check_position(y, "y")
+    return np.stack([lat.blend_corners(*(r[k] for r in looped), x, y, method) for k in range(windows)])
+
+
+def nearest_corner(x: float, y: float) -> int:
+    """Which corner (0 = a, 1 = b, 2 = c, 3 = d) an XY position is nearest: its ties join the windows."""
+    return int(y >= 0.5) * 2 + int(x >= 0.5)
+
+
 def morph_layout(a: ClipLayout, b: ClipLayout, t: float) -> ClipLayout:
-    """The layout a blend at t joins by: the nearer clip's ties and length, or the longer clip's length when the
-    nearer one loops."""
-    windows = max(a.windows, b.windows)
-    nearer, other = (a, b) if t < 0.5 else (b, a)
-    n_steps = nearer.n_steps if nearer.windows == windows else other.n_steps
-    return ClipLayout(n_steps, nearer.looped(windows))
+    """The layout a blend at t joins by: a's below t = 0.5, b's from there (see `blend_layout`)."""
+    return blend_layout([a, b], int(t >= 0.5))
 
 
 # ---- the operations (one encode and one decode call each) -----------------------------------------
