@@ -171,7 +171,7 @@ class Engine:
             raise ValueError(
                 f"melody {index + 1} has {melody.n_steps} steps but this model reads {self.steps}-step windows "
                 f"({self.steps // self.meter.steps_per_bar} bars of {self.meter}): pick a window with "
-                "melody_from_midi(..., bar=N) / --bar N"
+                "melody_from_midi(..., bar=N) / --bar N, or play it whole, window by window, with seqvae.engine.clips"
             )
         if melody.codec.num_classes != self.codec.num_classes or melody.codec != self.codec:
             raise ValueError(f"melody {index + 1} uses pitch range {melody.codec.min_pitch}..{melody.codec.max_pitch}"
