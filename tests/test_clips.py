@@ -224,9 +224,12 @@ def test_clip_from_midi_reads_the_whole_line_in_bars(tmp_path):
     assert [(n.pitch, n.start, n.end) for n in clip.notes()] == [(p, int(s * 4), int((s + d) * 4)) for p, s, d in nine]
     with pytest.raises(ValueError, match="choose where to start with bar"):
         melody_from_midi(path, 32, CODEC)  # the one-window reading still asks
-    late = _midi(tmp_path / "late.mid", [(62, 9.0, 2.0), (64, 13.0, 8.0)], [(4, 4, 0)])  # bars 3-6
-    clip = clip_from_midi(late, 32, CODEC)
-    assert clip.n_steps == 64 and [(n.start, n.end) for n in clip.notes()] == [(4, 12), (20, 52)]
+    late = _midi(tmp_path / "late.mid", [(62, 9.0, 2.0), (64, 13.0, 8.0), (65, 25.0, 1.0)], [(4, 4, 0)])
+    clip = clip_from_midi(late, 32, CODEC)  # bars 3-7: from the first note's bar to the last onset's
+    assert clip.n_steps == 80 and [(n.start, n.end) for n in clip.notes()] == [(4, 12), (20, 52), (68, 72)]
+    ringing = _midi(tmp_path / "ringing.mid", [(62, 1.0, 2.0), (64, 6.0, 8.0)], [(4, 4, 0)])
+    clip = clip_from_midi(ringing, 32, CODEC)  # a last note ringing past the window is cut, as --bar reads it
+    assert np.array_equal(clip.events, melody_from_midi(ringing, 32, CODEC).events) and clip.n_steps == 32
     short = _midi(tmp_path / "short.mid", [(60, 0.0, 1.0), (62, 2.0, 1.0)], [(4, 4, 0)])
     assert np.array_equal(clip_from_midi(short, 32, CODEC).events, melody_from_midi(short, 32, CODEC).events)
 
@@ -252,7 +255,7 @@ def test_clip_from_notes_takes_notes_past_the_window():
     clip = clip_from_notes([(60, 0, 1, 80), (64, 7.5, 2, 90), (67, 17, 1, 100)], 32, CODEC, Meter(4, 4))
     assert clip.n_steps == 80 and [(n.pitch, n.start, n.end) for n in clip.notes()] == [
         (60, 0, 4), (64, 30, 38), (67, 68, 72)]
-    assert clip_from_notes([(60, 0, 1, 80)], 32, CODEC, Meter(4, 4)).n_steps == 32
+    assert clip_from_notes([(60, 0, 1, 80), (62, 7, 6, 80)], 32, CODEC, Meter(4, 4)).n_steps == 32  # rings past
     with pytest.raises(ValueError, match="outside the longest clip"):
         clip_from_notes([(60, 8 * MAX_CLIP_WINDOWS, 1, 80)], 32, CODEC, Meter(4, 4))
 

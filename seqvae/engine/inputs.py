@@ -211,10 +211,11 @@ def melody_from_midi(path: str | Path, steps: int, codec: EventCodec, track: int
 
 
 def clip_from_midi(path: str | Path, steps: int, codec: EventCodec, track: int | str | None = None) -> Melody:
-    """One line of a MIDI file whole, from the bar of its first note to the bar where its last note ends.
+    """One line of a MIDI file whole, from the bar of its first note to the bar of its last onset.
 
     A line that fits in one window reads exactly as `melody_from_midi` reads it (a full window); a
-    longer one is a clip of whole bars, for engine/clips.py. Every bar of the clip must be in one
+    longer one is a clip of whole bars, for engine/clips.py (a last note ringing past its bar is cut
+    at the clip's end, as a DAW clip cuts it). Every bar of the clip must be in one
     meter whose bars fill the model's window: a meter change mid-line gets an error naming the bars
     (read one window with bar / --bar N instead).
     """
@@ -222,7 +223,7 @@ def clip_from_midi(path: str | Path, steps: int, codec: EventCodec, track: int |
     _, line = choose_line(score, path, track)
     bars = bars_of(score)
     first = _bar_at(bars, line.notes[0].start)
-    last = _bar_at(bars, max(n.end for n in line.notes) - 1)
+    last = _bar_at(bars, max(n.start for n in line.notes))
     for bar in bars[first.number - 1:last.number]:
         if bar.meter != first.meter:
             raise ValueError(
@@ -308,12 +309,13 @@ def melody_from_notes(notes: Sequence[Sequence[float]], steps: int, codec: Event
 
 def clip_from_notes(notes: Sequence[Sequence[float]], steps: int, codec: EventCodec, meter: Meter,
                     bpm: float = 120.0, program: int = 0) -> Melody:
-    """As `melody_from_notes`, but notes may run past one window: a clip of whole bars (at least one window)."""
+    """As `melody_from_notes`, but notes may start past one window: a clip of whole bars up to the bar of the last
+    onset (at least one window; a last note ringing past its bar is cut there)."""
     most = MAX_CLIP_WINDOWS * steps
     limit = f"the longest clip, {most / STEPS_PER_QUARTER:g} beats ({MAX_CLIP_WINDOWS} windows)"
     events_notes = _grid_notes(notes, codec, most, limit)
-    end = max((n.end for n in events_notes), default=0)
-    n_steps = max(steps, -(-end // meter.steps_per_bar) * meter.steps_per_bar)
+    last_onset = max((n.start for n in events_notes), default=0)
+    n_steps = max(steps, (last_onset // meter.steps_per_bar + 1) * meter.steps_per_bar)
     return _melody_of(events_notes, min(n_steps, most), codec, meter, bpm, program)
 
 
