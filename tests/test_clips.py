@@ -383,6 +383,7 @@ def test_cli_reconstructs_an_eight_bar_file_whole(cli_files, capsys):
 
 @pytest.mark.parametrize("argv, name, files", [
     (["morph", "{a}", "{b}", "--t", 0.5], "morph", 1),
+    (["morph", "{a}", "{b}", "{b}", "{a}", "--x", 0.2, "--y", 0.7, "--name", "xy"], "xy", 1),
     (["interpolate", "{a}", "{b}", "--steps", 3], "interpolate", 4),
     (["similar", "{a}", "--n", 2, "--amount", 0.5, "--seed", 1], "similar", 3),
     (["infill", "{a}", "--bars", "3-4", "--seed", 1], "infill", 1),
@@ -487,3 +488,14 @@ def test_osc_clip_slots_work_window_by_window(tiny_engine, tmp_path):
 def _notes_of(args: list) -> list[tuple]:
     _, _, count, *flat = args
     return [tuple(flat[i:i + 4]) for i in range(0, 4 * count, 4)]
+
+
+def test_morph_xy_corners_are_each_clip_reconstruction(tiny_engine):
+    corners = [_line(128, seed=40 + i) for i in range(3)] + [_line(64, seed=43)]  # d loops
+    for (x, y), clip in zip(((0, 0), (1, 0), (0, 1)), corners, strict=False):
+        assert np.array_equal(clips.morph_xy(tiny_engine, *corners, x, y).events,
+                              clips.reconstruct(tiny_engine, clip).events)
+    assert clips.morph_xy(tiny_engine, *corners, 1.0, 1.0).n_steps == 128
+    one = [_line(32, seed=50 + i) for i in range(4)]
+    assert np.array_equal(clips.morph_xy(tiny_engine, *one, 0.3, 0.8).events,
+                          tiny_engine.morph_xy(*one, 0.3, 0.8).events)

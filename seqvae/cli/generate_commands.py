@@ -3,7 +3,7 @@ attributes`: the musician's commands, each a thin layer over `seqvae.engine.Engi
 
 Every generating command writes MIDI into --out (one file with all results back to back, plus
 one per result when there are several) and, with --png, a piano roll beside it. Without --bar,
-reconstruct, interpolate, morph (two files), similar, shift and infill take each input line whole,
+reconstruct, interpolate, morph, similar, shift and infill take each input line whole,
 window by window (seqvae/engine/clips.py); --bar N picks one window, as before.
 """
 
@@ -323,12 +323,12 @@ def cmd_morph(args: argparse.Namespace) -> int:
     else:
         raise ValueError(f"morph takes 2 files (with --t) or 4 files (with --x --y), got {len(args.inputs)}")
     engine = _engine(args)
-    inputs = _read_inputs(engine, args.inputs, args, whole=len(args.inputs) == 2)
+    inputs = _read_inputs(engine, args.inputs, args, whole=True)
     seed = 0 if args.seed is None else args.seed
     if len(inputs) == 2:
         result = _operation(engine, args, "morph")(*inputs, args.t, temperature=args.temperature, seed=seed)
     else:
-        result = engine.morph_xy(*inputs, args.x, args.y, temperature=args.temperature, seed=seed)
+        result = _operation(engine, args, "morph_xy")(*inputs, args.x, args.y, temperature=args.temperature, seed=seed)
     _write([result], args)
     return 0
 

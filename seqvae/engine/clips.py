@@ -42,10 +42,10 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class ClipLayout:
-    """How a clip lies on the windows: its length in steps and the pitch held across each boundary."""
+    """How a clip lies on the windows: its length in steps and the note held across each boundary."""
 
     n_steps: int
-    held: tuple[int | None, ...]  # one per boundary between windows; None where no note is held over
+    held: tuple[int | None, ...]  # per boundary, the event class of the note held over it; None for none
 
     @property
     def windows(self) -> int:
@@ -228,12 +228,19 @@ def reconstruct(engine: Engine, clip: Melody, temperature: float = 0.0, seed: in
     return decode(engine, encode(engine, clip), clip, temperature=temperature, seed=seed)
 
 
+def _encode_all(engine: Engine, items: Sequence[Melody]) -> list[np.ndarray]:
+    """Several clips' latents [windows, Z] from one encoder call (clips named a, b, c, d in errors)."""
+    for name, clip in zip("abcd", items, strict=False):
+        check_clip(engine, clip, f"clip {name}")
+    rows = [split_windows(clip, engine.steps) for clip in items]
+    z = engine.encode_events(np.concatenate(rows))[0]
+    bounds = np.cumsum([0] + [len(r) for r in rows])
+    return [z[bounds[i]:bounds[i + 1]] for i in range(len(items))]
+
+
 def _pair(engine: Engine, a: Melody, b: Melody) -> tuple[np.ndarray, np.ndarray, ClipLayout, ClipLayout]:
-    check_clip(engine, a, "clip a")
-    check_clip(engine, b, "clip b")
-    z = engine.encode_events(np.concatenate([split_windows(a, engine.steps), split_windows(b, engine.steps)]))[0]
-    la, lb = layout(a, engine.steps), layout(b, engine.steps)
-    return z[:la.windows], z[la.windows:], la, lb
+    za, zb = _encode_all(engine, [a, b])
+    return za, zb, layout(a, engine.steps), layout(b, engine.steps)
 
 
 def morph(engine: Engine, a: Melody, b: Melody, t: float, temperature: float = 0.0, seed: int = 0,
@@ -242,6 +249,18 @@ def morph(engine: Engine, a: Melody, b: Melody, t: float, temperature: float = 0
     za, zb, la, lb = _pair(engine, a, b)
     t = lat.check_position(t)
     return decode(engine, blend(za, zb, t, method), a if t < 0.5 else b, morph_layout(la, lb, t), temperature, seed)
+
+
+def morph_xy(engine: Engine, a: Melody, b: Melody, c: Melody, d: Melody, x: float, y: float,
+             temperature: float = 0.0, seed: int = 0, method: str = "slerp") -> Melody:
+    """The clip at (x, y) of an XY pad with corner clips a (0,0), b (1,0), c (0,1), d (1,1), window by window;
+    the nearest corner's ties join the windows."""
+    corners = [a, b, c, d]
+    z_corners = _encode_all(engine, corners)
+    nearest = nearest_corner(lat.check_position(x, "x"), lat.check_position(y, "y"))
+    layouts = [layout(clip, engine.steps) for clip in corners]
+    return decode(engine, blend_corners(z_corners, x, y, method), corners[nearest], blend_layout(layouts, nearest),
+                  temperature, seed)
 
 
 def interpolate(engine: Engine, a: Melody, b: Melody, points: int = 8, method: str = "slerp",
