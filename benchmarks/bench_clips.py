@@ -36,7 +36,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from seqvae.codec import NO_EVENT, Melody, read_midi  # noqa: E402
+from seqvae.codec import NO_EVENT, Melody, Note, read_midi  # noqa: E402
 from seqvae.data.build import find_midi_files, split_for  # noqa: E402
 from seqvae.data.extract import WindowRules, extract_windows  # noqa: E402
 from seqvae.data.folk import convert_folk  # noqa: E402
@@ -102,7 +102,7 @@ def _cut_as_bar(clip: Melody, steps: int) -> np.ndarray:
     rows = []
     for start in range(0, clip.n_steps, steps):
         notes = [n for n in clip.notes() if start <= n.start < start + steps]
-        shifted = [type(n)(n.pitch, n.start - start, n.end - start, n.velocity) for n in notes]
+        shifted = [Note(n.pitch, n.start - start, n.end - start, n.velocity) for n in notes]
         rows.append(clip.codec.notes_to_events(shifted, steps))
     return np.stack(rows)
 
