@@ -143,7 +143,8 @@ def test_novelty_map_plot(setup, capsys, tmp_path):
     "argv, message",
     [
         (["sample", "--model", "no_such_model"], "no model named 'no_such_model'"),
-        (["reconstruct", "{long}", "--model", "{ck}"], "choose where to start with bar (--bar N)"),
+        (["grid", "{long}", "{m0}", "{m1}", "{m2}", "--model", "{ck}"], "choose where to start with bar (--bar N)"),
+        (["infill", "{long}", "--bars", "1-8", "--model", "{ck}"], "bars 1-8 are the whole clip"),
         (["reconstruct", "{m0}", "--model", "{ck}", "--bar", "x"], "--bar x"),
         (["interpolate", "{m0}", "{m1}", "--model", "{ck}", "--track", "1,2,3"], "exactly 2"),
         (["infill", "{m0}", "--bars", "2-x", "--model", "{ck}"], "--bars 2-x"),

@@ -381,7 +381,7 @@ BAD_REQUESTS = [
     ("/seqvae/encode", ("e", 1e9), "n must be a whole number from 0 to 1024, got 1000000000"),
     ("/seqvae/encode", ("e", 2, 60, 0.0, 1.0, 100), "needs 8 numbers"),
     ("/seqvae/encode", ("e", 1, 200, 0.0, 1.0, 100), "note 1 pitch must be a whole number from 0 to 127"),
-    ("/seqvae/encode", ("e", 1, 60, 99.0, 1.0, 100), "outside this model's window"),
+    ("/seqvae/encode", ("e", 1, 60, 600.0, 1.0, 100), "outside the longest clip"),
     ("/seqvae/encode", ("e", 1, 60, 0.0, 1.0, 0), "note 1 velocity must be"),
     ("/seqvae/encode", ("e", 1, 10, 0.0, 1.0, 90), "pitch 10 is outside 21..108"),
     ("/seqvae/encode", ("e", 1, 60, 0.0, math.nan, 90), "note 1 duration must be a number"),

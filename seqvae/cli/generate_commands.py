@@ -2,16 +2,19 @@
 attributes`: the musician's commands, each a thin layer over `seqvae.engine.Engine`.
 
 Every generating command writes MIDI into --out (one file with all results back to back, plus
-one per result when there are several) and, with --png, a piano roll beside it.
+one per result when there are several) and, with --png, a piano roll beside it. Without --bar,
+reconstruct, interpolate, morph, similar, shift and infill take each input line whole,
+window by window (seqvae/engine/clips.py); --bar N picks one window, as before.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -51,7 +54,8 @@ def _add_selection(p: argparse.ArgumentParser) -> None:
                    help="which line of each input file: a number as listed, or part of its name; "
                         "comma-separated to choose per file (e.g. 1,2)")
     p.add_argument("--bar", default=None,
-                   help="bar where the model's window starts in each input (1-based); comma-separated per file")
+                   help="bar where the model's window starts in each input (1-based); comma-separated per file "
+                        "(default: the whole line, window by window, where the command takes clips)")
 
 
 def _add_temperature(p: argparse.ArgumentParser, default: float) -> None:
@@ -181,15 +185,29 @@ def _per_input(value: str | None, count: int, option: str) -> list[str | None]:
     return [p or None for p in parts]
 
 
-def _read_inputs(engine: Engine, paths: Sequence[str], args: argparse.Namespace) -> list[Melody]:
+def _read_inputs(engine: Engine, paths: Sequence[str], args: argparse.Namespace, whole: bool = False
+                 ) -> list[Melody]:
+    """One window of each file (at --bar), or with `whole` and no --bar each line whole as a clip."""
     tracks = _per_input(args.track, len(paths), "track")
     bars = _per_input(args.bar, len(paths), "bar")
     melodies = []
     for path, track, bar in zip(paths, tracks, bars, strict=True):
         if bar is not None and not bar.lstrip("-").isdigit():
             raise ValueError(f"--bar {bar}: send a bar number such as 1")
-        melodies.append(engine.melody_from_midi(path, track=track, bar=int(bar) if bar is not None else None))
+        if bar is None and whole:
+            melodies.append(engine.clip_from_midi(path, track=track))
+        else:
+            melodies.append(engine.melody_from_midi(path, track=track, bar=int(bar) if bar is not None else None))
     return melodies
+
+
+def _operation(engine: Engine, args: argparse.Namespace, name: str) -> Callable:
+    """`engine.<name>` on one window with --bar, else `clips.<name>` on whole lines: the same arguments."""
+    if args.bar is not None:
+        return getattr(engine, name)
+    from seqvae.engine import clips
+
+    return functools.partial(getattr(clips, name), engine)
 
 
 def _styled(melodies: Sequence[Melody], args: argparse.Namespace) -> list[Melody]:
@@ -265,18 +283,21 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
     import numpy as np
 
     engine = _engine(args)
-    (melody,) = _read_inputs(engine, [args.input], args)
-    result = engine.reconstruct(melody, temperature=args.temperature, seed=args.seed)
+    (melody,) = _read_inputs(engine, [args.input], args, whole=True)
+    result = _operation(engine, args, "reconstruct")(melody, temperature=args.temperature, seed=args.seed)
     same = int(np.sum(melody.events == result.events))
-    print(f"reconstruction matches {same}/{engine.steps} steps ({same / engine.steps:.0%})")
+    windows = -(-melody.n_steps // engine.steps)
+    print(f"reconstruction matches {same}/{melody.n_steps} steps ({same / melody.n_steps:.0%}) over "
+          f"{windows} window{'s' if windows > 1 else ''}")
     _write([result], args, rows=[[result], [melody]], row_titles=["reconstruction", "input"])
     return 0
 
 
 def cmd_interpolate(args: argparse.Namespace) -> int:
     engine = _engine(args)
-    a, b = _read_inputs(engine, [args.a, args.b], args)
-    melodies = engine.interpolate(a, b, args.points, method=args.method, temperature=args.temperature, seed=args.seed)
+    a, b = _read_inputs(engine, [args.a, args.b], args, whole=True)
+    interpolate = _operation(engine, args, "interpolate")
+    melodies = interpolate(a, b, args.points, method=args.method, temperature=args.temperature, seed=args.seed)
     _write(melodies, args, row_titles=[f"{Path(args.a).name} -> {Path(args.b).name}, {args.points} points"])
     return 0
 
@@ -302,20 +323,21 @@ def cmd_morph(args: argparse.Namespace) -> int:
     else:
         raise ValueError(f"morph takes 2 files (with --t) or 4 files (with --x --y), got {len(args.inputs)}")
     engine = _engine(args)
-    inputs = _read_inputs(engine, args.inputs, args)
+    inputs = _read_inputs(engine, args.inputs, args, whole=True)
     seed = 0 if args.seed is None else args.seed
     if len(inputs) == 2:
-        result = engine.morph(*inputs, args.t, temperature=args.temperature, seed=seed)
+        result = _operation(engine, args, "morph")(*inputs, args.t, temperature=args.temperature, seed=seed)
     else:
-        result = engine.morph_xy(*inputs, args.x, args.y, temperature=args.temperature, seed=seed)
+        result = _operation(engine, args, "morph_xy")(*inputs, args.x, args.y, temperature=args.temperature, seed=seed)
     _write([result], args)
     return 0
 
 
 def cmd_similar(args: argparse.Namespace) -> int:
     engine = _engine(args)
-    (melody,) = _read_inputs(engine, [args.input], args)
-    melodies = engine.similar(melody, args.n, args.amount, seed=args.seed, temperature=args.temperature)
+    (melody,) = _read_inputs(engine, [args.input], args, whole=True)
+    similar = _operation(engine, args, "similar")
+    melodies = similar(melody, args.n, args.amount, seed=args.seed, temperature=args.temperature)
     _write(melodies, args, rows=[[melody], melodies],
            row_titles=["input", f"{args.n} variations, amount {args.amount:g}"])
     return 0
@@ -327,8 +349,9 @@ def cmd_shift(args: argparse.Namespace) -> int:
     from seqvae.evaluate.attributes import attribute_values
 
     engine = _engine(args)
-    (melody,) = _read_inputs(engine, [args.input], args)
-    result = engine.shift(melody, args.attribute, args.amount, temperature=args.temperature, seed=args.seed)
+    (melody,) = _read_inputs(engine, [args.input], args, whole=True)
+    shift = _operation(engine, args, "shift")
+    result = shift(melody, args.attribute, args.amount, temperature=args.temperature, seed=args.seed)
     before, after = attribute_values(np.stack([melody.events, result.events]), args.attribute,
                                      engine.codec.min_pitch)
     print(f"{args.attribute}: {before:.3f} -> {after:.3f} (amount {args.amount:+g})")
@@ -338,11 +361,13 @@ def cmd_shift(args: argparse.Namespace) -> int:
 
 
 def cmd_infill(args: argparse.Namespace) -> int:
+    import numpy as np
+
     engine = _engine(args)
     first, last = _parse_bars(args.bars)
-    (melody,) = _read_inputs(engine, [args.input], args)
-    result = engine.infill(melody, first, last, seed=args.seed, temperature=args.temperature)
-    n_bars = int(melody.n_bars)
+    (melody,) = _read_inputs(engine, [args.input], args, whole=True)
+    result = _operation(engine, args, "infill")(melody, first, last, seed=args.seed, temperature=args.temperature)
+    n_bars = int(np.ceil(melody.n_bars))
     kept = [b for b in range(1, n_bars + 1) if not first <= b <= last]
     print(f"regenerated bars {first}-{last}; kept bars {', '.join(map(str, kept))} exactly")
     _write([result], args, rows=[[result], [melody]],

@@ -25,7 +25,15 @@ import torch.nn.functional as F
 
 from seqvae.codec import NO_EVENT, NOTE_OFF, EventCodec, Melody, Meter
 from seqvae.engine import latent as lat
-from seqvae.engine.inputs import MidiWindow, default_meter, melody_from_midi, melody_from_notes, windows_from_midi
+from seqvae.engine.inputs import (
+    MidiWindow,
+    clip_from_midi,
+    clip_from_notes,
+    default_meter,
+    melody_from_midi,
+    melody_from_notes,
+    windows_from_midi,
+)
 from seqvae.engine.model_lock import ModelLock
 from seqvae.models.attribute_vectors import ATTRIBUTE_FILE, AttributeVectors
 from seqvae.models.latent_prior import LatentPrior
@@ -175,7 +183,7 @@ class Engine:
             raise ValueError(
                 f"melody {index + 1} has {melody.n_steps} steps but this model reads {self.steps}-step windows "
                 f"({self.steps // self.meter.steps_per_bar} bars of {self.meter}): pick a window with "
-                "melody_from_midi(..., bar=N) / --bar N"
+                "melody_from_midi(..., bar=N) / --bar N, or play it whole, window by window, with seqvae.engine.clips"
             )
         if melody.codec.num_classes != self.codec.num_classes or melody.codec != self.codec:
             raise ValueError(f"melody {index + 1} uses pitch range {melody.codec.min_pitch}..{melody.codec.max_pitch}"
@@ -561,6 +569,15 @@ class Engine:
     def melody_from_midi(self, path: str | Path, track: int | str | None = None, bar: int | None = None) -> Melody:
         """One window of one line of a MIDI file; a clear error lists the tracks/bars to choose from."""
         return melody_from_midi(path, self.steps, self.codec, track=track, bar=bar)
+
+    def clip_from_notes(self, notes: Sequence[Sequence[float]], bpm: float = 120.0, program: int = 0,
+                        meter: Meter | str | None = None) -> Melody:
+        """As `melody_from_notes`, but notes may run past one window: a clip of whole bars (engine/clips.py)."""
+        return clip_from_notes(notes, self.steps, self.codec, self._meter(meter), bpm=bpm, program=program)
+
+    def clip_from_midi(self, path: str | Path, track: int | str | None = None) -> Melody:
+        """One line of a MIDI file whole, as a clip of whole bars (one window when it fits in one)."""
+        return clip_from_midi(path, self.steps, self.codec, track=track)
 
     def windows_from_midi(self, path: str | Path, track: int | str | None = None) -> list[MidiWindow]:
         """Every non-overlapping, non-empty window of a file's melodic lines (for maps and novelty)."""

@@ -2,8 +2,9 @@
 
 A model hears one fixed window (e.g. 2 bars of 4/4 = 32 steps). A file may hold several lines
 or many bars; instead of guessing, ambiguous input gets an error listing the choices (which
-track, which bar), and a chosen line longer than the window is cut to the window at that bar.
-No torch here.
+track, which bar), and a chosen line longer than the window is cut to the window at that bar, or
+read whole as a clip (`clip_from_midi`, `clip_from_notes`: engine/clips.py plays it window by
+window). No torch here.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from seqvae.codec.midi import Line, MidiScore
 from seqvae.models.checkpoint import CHECKPOINTS_DIR, shipped_models
 
 DEFAULT_METERS = {"duple": Meter(4, 4), "triple": Meter(3, 4)}
+MAX_CLIP_WINDOWS = 64  # a clip's windows go through the model in one call: 128 bars of 4/4 on the default model
 
 
 def default_meter(steps: int, family: str | None) -> Meter:
@@ -208,6 +210,42 @@ def melody_from_midi(path: str | Path, steps: int, codec: EventCodec, track: int
     return _window_melody(line, chosen.start, steps, chosen.meter, score.bpm, codec)
 
 
+def clip_from_midi(path: str | Path, steps: int, codec: EventCodec, track: int | str | None = None) -> Melody:
+    """One line of a MIDI file whole, from the bar of its first note to the bar of its last onset.
+
+    A line that fits in one window reads exactly as `melody_from_midi` reads it (a full window); a
+    longer one is a clip of whole bars, for engine/clips.py (a last note ringing past its bar is cut
+    at the clip's end, as a DAW clip cuts it). Every bar of the clip must be in one
+    meter whose bars fill the model's window: a meter change mid-line gets an error naming the bars
+    (read one window with bar / --bar N instead).
+    """
+    score = read_midi(path)
+    _, line = choose_line(score, path, track)
+    bars = bars_of(score)
+    first = _bar_at(bars, line.notes[0].start)
+    last = _bar_at(bars, max(n.start for n in line.notes))
+    for bar in bars[first.number - 1:last.number]:
+        if bar.meter != first.meter:
+            raise ValueError(
+                f"{path}: the line '{line.name}' changes meter at bar {bar.number} ({first.meter} -> {bar.meter}); "
+                f"a clip keeps one meter: read bars {first.number}-{bar.number - 1} or from bar {bar.number} "
+                "one window at a time with bar (--bar N)"
+            )
+    if first.meter is None or not first.meter.fits(steps):
+        raise ValueError(_meter_problem(first, steps, path))
+    n_steps = max(steps, (last.number - first.number + 1) * first.meter.steps_per_bar)
+    _check_clip_length(n_steps, steps, first.meter, f"{path}: the line '{line.name}' (bars {first.number}-"
+                       f"{last.number})")
+    return _window_melody(line, first.start, n_steps, first.meter, score.bpm, codec)
+
+
+def _check_clip_length(n_steps: int, steps: int, meter: Meter, what: str) -> None:
+    if n_steps > MAX_CLIP_WINDOWS * steps:
+        most = MAX_CLIP_WINDOWS * steps // meter.steps_per_bar
+        raise ValueError(f"{what} is {n_steps // meter.steps_per_bar} bars long; a clip may be at most {most} bars "
+                         f"({MAX_CLIP_WINDOWS} windows): send a shorter part, or one window with bar (--bar N)")
+
+
 @dataclass
 class MidiWindow:
     """One window cut from a file, labelled so a listing or a map can say where it came from."""
@@ -264,8 +302,35 @@ def melody_from_notes(notes: Sequence[Sequence[float]], steps: int, codec: Event
     single velocity is the median of the notes' velocities.
     """
     window_beats = steps / STEPS_PER_QUARTER
+    limit = f"this model's window of {window_beats:g} beats ({steps} 16th steps)"
+    events_notes = _grid_notes(notes, codec, steps, limit)
+    return _melody_of(events_notes, steps, codec, meter, bpm, program)
+
+
+def clip_from_notes(notes: Sequence[Sequence[float]], steps: int, codec: EventCodec, meter: Meter,
+                    bpm: float = 120.0, program: int = 0) -> Melody:
+    """As `melody_from_notes`, but notes may start past one window: a clip of whole bars up to the bar of the last
+    onset (at least one window; a last note ringing past its bar is cut there)."""
+    most = MAX_CLIP_WINDOWS * steps
+    limit = f"the longest clip, {most / STEPS_PER_QUARTER:g} beats ({MAX_CLIP_WINDOWS} windows)"
+    events_notes = _grid_notes(notes, codec, most, limit)
+    last_onset = max((n.start for n in events_notes), default=0)
+    n_steps = max(steps, (last_onset // meter.steps_per_bar + 1) * meter.steps_per_bar)
+    return _melody_of(events_notes, min(n_steps, most), codec, meter, bpm, program)
+
+
+def _melody_of(notes: list[Note], n_steps: int, codec: EventCodec, meter: Meter, bpm: float, program: int
+               ) -> Melody:
+    """The notes' median velocity is the melody's single velocity."""
+    velocity = int(round(float(np.median([n.velocity for n in notes])))) if notes else 80
+    return Melody(codec.notes_to_events(notes, n_steps), meter=meter, bpm=float(bpm), program=int(program),
+                  velocity=velocity, codec=codec)
+
+
+def _grid_notes(notes: Sequence[Sequence[float]], codec: EventCodec, steps: int, limit: str) -> list[Note]:
+    """Checked (pitch, start_beat, duration_beats, velocity) tuples on the 16th grid, starting before `steps`."""
+    window_beats = steps / STEPS_PER_QUARTER
     events_notes: list[Note] = []
-    velocities: list[int] = []
     for index, item in enumerate(notes):
         try:
             pitch, start_beat, dur_beats, velocity = item
@@ -278,8 +343,8 @@ def melody_from_notes(notes: Sequence[Sequence[float]], steps: int, codec: Event
             raise ValueError(f"note {index + 1}: pitch {pitch} is outside {codec.min_pitch}..{codec.max_pitch}")
         if not (np.isfinite(start_f) and 0.0 <= start_f < window_beats):
             raise ValueError(
-                f"note {index + 1}: start beat {start_beat} is outside this model's window of {window_beats:g} beats "
-                f"({steps} 16th steps): send starts from 0 up to below {window_beats:g}"
+                f"note {index + 1}: start beat {start_beat} is outside {limit}: send starts from 0 up to below "
+                f"{window_beats:g}"
             )
         if not (np.isfinite(dur_f) and dur_f > 0):
             raise ValueError(f"note {index + 1}: duration {dur_beats} beats must be a positive number of beats")
@@ -290,7 +355,4 @@ def melody_from_notes(notes: Sequence[Sequence[float]], steps: int, codec: Event
             start = steps - 1
         end = max(int(round((start_f + dur_f) * STEPS_PER_QUARTER)), start + 1)
         events_notes.append(Note(pitch_i, start, end, vel_i))
-        velocities.append(vel_i)
-    velocity = int(round(float(np.median(velocities)))) if velocities else 80
-    return Melody(codec.notes_to_events(events_notes, steps), meter=meter, bpm=float(bpm), program=int(program),
-                  velocity=velocity, codec=codec)
+    return events_notes

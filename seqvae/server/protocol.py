@@ -7,6 +7,10 @@ answers at once (a list of reply messages) or returns work for the inference wor
 Latent blending (morph, XY pad, variations, attribute shifts, interpolation paths) is numpy on
 the loop; only decoding goes to the worker, where concurrent decodes share one forward pass.
 
+A slot may hold a clip longer than the model's window (`encode` with notes past it, `encode_file`
+without a bar): its latent is then [windows, Z], every operation on it runs window by window, and
+the decoded windows are joined back into one melody by the tie rule of engine/clips.py.
+
 server/PROTOCOL.md documents this table for people; a test keeps the two in step.
 """
 
@@ -24,6 +28,7 @@ import numpy as np
 
 import seqvae
 from seqvae.codec import Melody, write_midi
+from seqvae.engine import clips
 from seqvae.engine.latent import blend_corners, path_positions, slerp, variations
 from seqvae.engine.personalize import MIN_WINDOWS, PersonalModel, personal_engine, save_personal_model
 from seqvae.server.clients import Client, Slot
@@ -169,6 +174,43 @@ def _decode_into(session: Session, out: str, z: np.ndarray, temperature: float =
     return DecodeWork(z, finish, temperature, seed, writes=(out,))
 
 
+def _is_clip(z: np.ndarray) -> bool:
+    return np.ndim(z) == 2
+
+
+def _slot_latent(z: np.ndarray) -> np.ndarray:
+    """What a slot keeps: [Z] for one window, [windows, Z] for a clip."""
+    z = np.asarray(z, dtype=np.float32)
+    return z[0] if z.ndim == 2 and len(z) == 1 else z
+
+
+def _latent_of(engine: Any, melody: Melody) -> np.ndarray:
+    """A melody's latent as a slot keeps it (runs the encoder: call it on the worker)."""
+    return engine.latent(melody) if melody.n_steps == engine.steps else _slot_latent(clips.encode(engine, melody))
+
+
+def _clip_work(session: Session, outs: list[str], zs: list[np.ndarray], likes: list[Melody],
+               layouts: list[clips.ClipLayout], then: Callable[[], None] | None = None) -> DecodeWork:
+    """Decode clips (each [windows, Z]) in one pass and join each one's windows into its slot (then `then()`)."""
+    session.client.check_room(outs)
+    rows = [np.atleast_2d(np.asarray(z, dtype=np.float32)) for z in zs]
+    codec = session.engine.codec
+
+    def finish(melodies: list[Melody]) -> list[Message]:
+        out: list[Message] = []
+        start = 0
+        for name, z, like, clip in zip(outs, rows, likes, layouts, strict=True):
+            tokens = np.stack([m.events for m in melodies[start:start + len(z)]])
+            melody = clips.as_clip_melody(clips.join_windows(tokens, clip, codec), like)
+            out += _stored(session, name, melody, _slot_latent(z))
+            start += len(z)
+        if then is not None:
+            then()
+        return out
+
+    return DecodeWork(np.concatenate(rows), finish, writes=tuple(outs))
+
+
 def _resolve_host(host: str) -> str:
     if host == "localhost":
         return "127.0.0.1"
@@ -222,13 +264,13 @@ def encode(session: Session, slot: str, n: int, values: tuple) -> Reply:
         ))
     session.client.check_room([slot])
     eng = session.engine
-    bpm = session.player.bpm
+    melody = eng.clip_from_notes(notes, bpm=session.player.bpm)  # one window, or a clip of whole bars past it
 
     def run() -> tuple[Melody, np.ndarray]:
-        melody = eng.melody_from_notes(notes, bpm=bpm)
-        return melody, eng.latent(melody)
+        return melody, _latent_of(eng, melody)
 
-    return CallWork(run, lambda result: _stored(session, slot, *result), writes=(slot,), heavy=False)
+    return CallWork(run, lambda result: _stored(session, slot, *result), writes=(slot,),
+                    heavy=melody.n_steps > eng.steps)
 
 
 def encode_file(session: Session, slot: str, path: str, track: Any, bar: int) -> Reply:
@@ -240,8 +282,11 @@ def encode_file(session: Session, slot: str, path: str, track: Any, bar: int) ->
     eng = session.engine
 
     def run() -> tuple[Melody, np.ndarray]:
-        melody = eng.melody_from_midi(resolved, track=chosen_track, bar=bar or None)
-        return melody, eng.latent(melody)
+        if bar:
+            melody = eng.melody_from_midi(resolved, track=chosen_track, bar=bar)
+        else:  # the whole line: one window when it fits in one, else a clip
+            melody = eng.clip_from_midi(resolved, track=chosen_track)
+        return melody, _latent_of(eng, melody)
 
     return CallWork(run, lambda result: _stored(session, slot, *result), writes=(slot,))
 
@@ -251,13 +296,24 @@ def interpolate(session: Session, a: str, b: str, points: int, prefix: str) -> R
     za, zb = client.latent(a), client.latent(b)
     names = [f"{prefix}_{i}" for i in range(points)]
     client.check_room(names)
+
+    def remember() -> None:
+        client.interpolations[prefix] = names
+
+    if _is_clip(za) or _is_clip(zb):
+        positions = [float(t) for t in path_positions(points)]
+        ma, mb = client.melody(a), client.melody(b)
+        la, lb = clips.layout(ma, session.engine.steps), clips.layout(mb, session.engine.steps)
+        layouts = [clips.morph_layout(la, lb, t) for t in positions]
+        return _clip_work(session, names, [clips.blend(za, zb, t) for t in positions],
+                          [ma if t < 0.5 else mb for t in positions], layouts, then=remember)
     z = slerp(za, zb, path_positions(points))
 
     def finish(melodies: list[Melody]) -> list[Message]:
         out: list[Message] = []
         for name, melody, zi in zip(names, melodies, z, strict=True):
             out += _stored(session, name, melody, zi)
-        client.interpolations[prefix] = names
+        remember()
         return out
 
     return DecodeWork(z, finish, writes=tuple(names))
@@ -265,24 +321,48 @@ def interpolate(session: Session, a: str, b: str, points: int, prefix: str) -> R
 
 def morph(session: Session, a: str, b: str, t: float, out: str) -> Reply:
     client = session.client
-    return _decode_into(session, out, slerp(client.latent(a), client.latent(b), t))
+    za, zb = client.latent(a), client.latent(b)
+    if _is_clip(za) or _is_clip(zb):
+        ma, mb = client.melody(a), client.melody(b)
+        steps = session.engine.steps
+        return _clip_work(session, [out], [clips.blend(za, zb, t)], [ma if t < 0.5 else mb],
+                          [clips.morph_layout(clips.layout(ma, steps), clips.layout(mb, steps), t)])
+    return _decode_into(session, out, slerp(za, zb, t))
 
 
 def morph_xy(session: Session, a: str, b: str, c: str, d: str, x: float, y: float, out: str) -> Reply:
-    corners = [session.client.latent(name) for name in (a, b, c, d)]
+    names = (a, b, c, d)
+    corners = [session.client.latent(name) for name in names]
+    if any(_is_clip(z) for z in corners):
+        melodies = [session.client.melody(name) for name in names]
+        nearest = clips.nearest_corner(x, y)
+        layouts = [clips.layout(m, session.engine.steps) for m in melodies]
+        return _clip_work(session, [out], [clips.blend_corners(corners, x, y)], [melodies[nearest]],
+                          [clips.blend_layout(layouts, nearest)])
     return _decode_into(session, out, blend_corners(*corners, x, y))
+
+
+def _clip_of(session: Session, slot: str, out: str, z: np.ndarray) -> DecodeWork:
+    """Decode a clip slot's changed latents [windows, Z] into `out`, joined by the slot's own ties."""
+    melody = session.client.melody(slot)
+    return _clip_work(session, [out], [z], [melody], [clips.layout(melody, session.engine.steps)])
 
 
 def similar(session: Session, slot: str, amount: float, out: str, seed: int) -> Reply:
     seed_or_none = _seed(seed)
     rng = np.random.default_rng(seed_or_none) if seed_or_none is not None else session.rng
-    z = variations(session.client.latent(slot), 1, amount, rng, session.engine.draw_prior)[0]
-    return _decode_into(session, out or slot, z)
+    z = session.client.latent(slot)
+    if _is_clip(z):
+        return _clip_of(session, slot, out or slot, clips.variation_latents(z, 1, amount, rng,
+                                                                            session.engine.draw_prior)[0])
+    return _decode_into(session, out or slot, variations(z, 1, amount, rng, session.engine.draw_prior)[0])
 
 
 def shift(session: Session, slot: str, attribute: str, amount: float, out: str) -> Reply:
     z = session.client.latent(slot)
     vector = session.engine.attribute_vector(attribute)  # ValueError names the attributes, or how to compute them
+    if _is_clip(z):
+        return _clip_of(session, slot, out or slot, z + np.float32(amount) * vector)
     return _decode_into(session, out or slot, z + np.float32(amount) * vector)
 
 
@@ -291,11 +371,18 @@ def infill(session: Session, slot: str, first_bar: int, last_bar: int, out: str,
     target = out or slot
     session.client.check_room([target])
     eng = session.engine
-    eng.bar_span(melody, first_bar, last_bar)  # bad bars are refused before queueing
+    whole = melody.n_steps > eng.steps  # a clip: its bars, window by window
+    if whole:  # bad bars are refused before queueing
+        clips.check_bars(melody, first_bar, last_bar)
+    else:
+        eng.bar_span(melody, first_bar, last_bar)
 
     def run() -> tuple[Melody, np.ndarray]:
-        result = eng.infill(melody, first_bar, last_bar, seed=_seed(seed))
-        return result, eng.latent(result)
+        if whole:
+            result = clips.infill(eng, melody, first_bar, last_bar, seed=_seed(seed))
+        else:
+            result = eng.infill(melody, first_bar, last_bar, seed=_seed(seed))
+        return result, _latent_of(eng, result)
 
     return CallWork(run, lambda result: _stored(session, target, *result), writes=(target,))
 
@@ -303,7 +390,8 @@ def infill(session: Session, slot: str, first_bar: int, last_bar: int, out: str,
 def novelty(session: Session, slot: str) -> Reply:
     melody = session.client.melody(slot)
     eng = session.engine
-    return CallWork(lambda: float(eng.novelty([melody])[0]), lambda score: [("/seqvae/novelty", [slot, score])])
+    windows = clips.window_melodies(eng, melody) if melody.n_steps > eng.steps else [melody]
+    return CallWork(lambda: float(np.mean(eng.novelty(windows))), lambda score: [("/seqvae/novelty", [slot, score])])
 
 
 def export(session: Session, slot: str, filename: str) -> Reply:
