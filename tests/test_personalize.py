@@ -205,9 +205,13 @@ def test_osc_personalize_switches_only_that_client(tmp_path, tiny_dir):
                 me.one("/seqvae/sample", f"s{i}", 0.5, i)
             before = other.one("/seqvae/sample", "x", 0.5, 7)
             error = me.one("/seqvae/personalize", "mine", "s0")
-            assert error[0] == "/seqvae/error" and "at least 2 slots" in error[1][1]
+            assert error[0] == "/seqvae/error" and "at least 2 windows" in error[1][1]
             assert me.one("/seqvae/personalize", "mine", "s0", "nope")[0] == "/seqvae/error"
             assert me.one("/seqvae/personalize_save", "early")[0] == "/seqvae/error"
+            clip_notes = [v for k in range(16) for v in (60 + k % 5, 2.0 * k, 1.0, 90)]  # 8 bars: 4 windows
+            assert me.one("/seqvae/encode", "clip", 16, *clip_notes)[0] == "/seqvae/notes"
+            from_clip = me.one("/seqvae/personalize", "mine", "clip")
+            assert from_clip[0] == "/seqvae/personalized" and from_clip[1][:2] == ["mine", 4]
             reply = me.one("/seqvae/personalize", "mine", "s0", "s1", "s2", "s3")
             assert reply[0] == "/seqvae/personalized" and reply[1][:2] == ["mine", 4]
             assert me.one("/seqvae/status")[1][0] == "mine"

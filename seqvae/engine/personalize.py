@@ -26,6 +26,7 @@ import numpy as np
 from seqvae.codec import Melody, MidiReadError, read_midi
 from seqvae.codec.atomic_files import atomic_write_bytes
 from seqvae.codec.midi import is_midi_path
+from seqvae.engine.clips import split_windows
 from seqvae.engine.engine import SAMPLE_TEMPERATURE, Engine
 from seqvae.engine.inputs import shipped_models_for
 from seqvae.evaluate.attributes import compute_attribute_vectors
@@ -207,7 +208,8 @@ def personal_engine(engine: Engine, melodies: Sequence[Melody], name: str, sourc
     """A view of `engine`'s model (see `Engine.with_priors`) with a prior and vectors fitted to `melodies`, for one
     server client; always fitted against the loaded model's own prior and vectors, never a previous view's."""
     base = engine.base_engine or engine
-    events = np.stack([m.events for m in melodies]) if melodies else np.zeros((0, base.steps), np.int64)
+    rows = [split_windows(m, base.steps) for m in melodies]  # a clip slot gives each of its windows
+    events = np.concatenate(rows) if rows else np.zeros((0, base.steps), np.int64)
     fit = fit_personal(base, events, base.latent_prior, base.attribute_vectors, seed=seed)
     return PersonalModel(base.with_priors(fit.prior, fit.vectors, name), fit, list(sources))
 

@@ -492,9 +492,9 @@ def personalize(session: Session, name: str, slots: tuple) -> Reply:
         base = session.engine.base_engine or session.engine
         return [("/seqvae/personalized", [PERSONAL_OFF, 0, f"the server's model {base.model_name}"])]
     names = list(dict.fromkeys(as_slot(value, f"slot {i + 1}") for i, value in enumerate(slots)))
-    if len(names) < MIN_WINDOWS:
-        raise RequestError(f"a personal model needs the melodies of at least {MIN_WINDOWS} slots, got {len(names)}: "
-                           f"send e.g. /seqvae/personalize {name} a b c d")
+    if not names:
+        raise RequestError(f"a personal model needs the melodies of at least {MIN_WINDOWS} windows (slots, or a clip "
+                           f"slot's windows): send e.g. /seqvae/personalize {name} a b c d")
     melodies = [client.melody(slot) for slot in names]
     eng = session.engine
 
