@@ -1,4 +1,4 @@
-"""Infill by search: regenerate a span of bars in two batched decodes, keeping the other bars as they sound.
+"""Infill by search: regenerate a span of bars in two small batched decodes, keeping the other bars as they sound.
 
 Fitting z to the kept bars by gradient descent (the method this replaces) took ~60 teacher-forced backward
 passes and held the model for over half a second. A search does as well in two rounds of one encode and
@@ -8,9 +8,9 @@ one decode of a few rows each, the decode forcing the kept steps and scoring the
 1. Explore: latents between the posterior of the melody with its gap blanked to a rest and draws from the
    model's latent prior (`PRIOR_BLEND` of the way), decoded with the kept steps forced. The posterior mean
    alone will not do: it encodes "this bar is silent", and its draws decode an empty gap 96% of the time.
-2. Refine: the `FILLERS` results whose kept steps the model finds likeliest are encoded whole, so each
-   posterior explains the kept bars and a real gap; candidates around those means are decoded again, and
-   the one with the likeliest kept steps wins.
+2. Refine: the `FILLERS` results (with a note starting in the gap) whose kept steps the model finds likeliest are
+   encoded whole, so each posterior explains the kept bars and a real gap; latents around those means are
+   decoded again, and the one with the likeliest kept steps wins.
 
 Every model call goes through the engine's per-call lock, in pieces a server's short requests can run
 between. A kept bar must sound as it did, not only be spelt the same: in this codec a held note is
@@ -27,10 +27,12 @@ from typing import Protocol
 import numpy as np
 
 from seqvae.codec import NO_EVENT, NOTE_OFF, EventCodec
+from seqvae.codec.events import FIRST_NOTE_ON
 from seqvae.engine.latent import variations
 
-CANDIDATES = 16  # rows decoded per round (benchmarks/bench_infill.py weighs quality against time)
-FILLERS = 4  # explored gaps refined in round 2
+EXPLORE = 12  # latents decoded in round 1; these sizes weigh quality against time (benchmarks/bench_infill.py)
+REFINE = 8  # latents decoded in round 2
+FILLERS = 2  # explored gaps refined in round 2
 PRIOR_BLEND = 0.8  # round 1 latents: slerp from the blanked melody's posterior mean towards prior draws
 POSTERIOR_SCALE = 1.0  # round 2 latents around each filler: mu + POSTERIOR_SCALE * sigma * eps
 SAMPLED_ROWS = 4  # rows per seeded sampled decode: the seed's notes must not depend on the engine's pieces
@@ -83,27 +85,30 @@ def around(mu: np.ndarray, sigma: np.ndarray, counts: list[int], rng: np.random.
 
 
 def infill_events(model: InfillModel, events: np.ndarray, start: int, end: int, temperature: float,
-                  seed: int | None, candidates: int = CANDIDATES) -> np.ndarray:
+                  seed: int | None, explore: int = EXPLORE, refine: int = REFINE) -> np.ndarray:
     """Event row [steps]: `events` with steps start..end-1 regenerated (greedy at temperature 0, else sampled;
-    repeatable for a seed) and the rest sounding as before (`keep_sound`)."""
+    repeatable for a seed) and the rest sounding as before (`keep_sound`). `explore` and `refine` are the
+    latents tried in each round."""
     if not 0 <= start < end <= model.steps or (start == 0 and end == model.steps):
         raise ValueError(f"gap steps {start}..{end - 1} must lie inside the {model.steps}-step window and leave "
                          "some steps kept")
-    if isinstance(candidates, bool) or not isinstance(candidates, (int, np.integer)) or candidates < 1:
-        raise ValueError(f"candidates={candidates!r}: send a whole number of latents to try, 1 or more")
+    for name, count in (("explore", explore), ("refine", refine)):
+        if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count < 1:
+            raise ValueError(f"{name}={count!r}: send a whole number of latents to try, 1 or more")
     rng = np.random.default_rng(seed)
     codec = model.codec
     blank = blank_gap(events, start, end, codec)
     keep = np.ones(model.steps, dtype=bool)
     keep[start:end] = False
     mu, _ = model.encode_events(blank[None])
-    explore = variations(mu[0], int(candidates), PRIOR_BLEND, rng, model.draw_prior)
-    tokens, likelihood = _decode_ranked(model, explore, blank, keep, temperature, rng)
-    fillers = min(FILLERS, int(candidates))
-    best = np.argsort(-likelihood, kind="stable")[:fillers]
+    explored = variations(mu[0], int(explore), PRIOR_BLEND, rng, model.draw_prior)
+    tokens, likelihood = _decode_ranked(model, explored, blank, keep, temperature, rng)
+    silent = ~(tokens[:, start:end] >= FIRST_NOTE_ON).any(axis=1)  # a silent gap would only encode the blank again
+    fillers = min(FILLERS, int(explore), int(refine))
+    best = np.lexsort((-likelihood, silent))[:fillers]
     filled = np.stack([keep_sound(events, tokens[i], start, end, codec) for i in best])
     mu, sigma = model.encode_events(filled)
-    counts = [len(part) for part in np.array_split(np.arange(int(candidates)), fillers)]
+    counts = [len(part) for part in np.array_split(np.arange(int(refine)), fillers)]
     tokens, likelihood = _decode_ranked(model, around(mu, sigma, counts, rng), blank, keep, temperature, rng)
     return keep_sound(events, tokens[int(np.argmax(likelihood))], start, end, codec)
 
