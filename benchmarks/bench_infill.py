@@ -207,8 +207,9 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     engine = Engine.load(args.model, device="cpu")
     windows = held_out_windows(args.data, args.tunes, args.windows, engine.steps)
+    held = int((windows[:, engine.meter.steps_per_bar] == NO_EVENT).sum())
     print(f"{engine}; {len(windows)} held-out windows x bars 1 and 2, temperature {args.temperature:g}, "
-          f"{args.threads} threads")
+          f"{args.threads} threads; {held} windows hold a note or a rest over the bar line into bar 2")
 
     def search(explore: int, refine: int):
         return lambda events, start, end, seed, t: infill_events(engine, events, start, end, t, seed, explore, refine)
@@ -239,6 +240,7 @@ def main(argv: list[str] | None = None) -> int:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"model": args.model, "windows": len(windows),
                                          "temperature": args.temperature, "threads": args.threads,
+                                         "held_into_bar_2": held,
                                          "results": [asdict(r) for r in results]}, indent=2))
     return 0
 

@@ -460,8 +460,9 @@ class Engine:
                temperature: float = 0.5) -> Melody:
         """Regenerate bars first..last (1-based, inclusive); every other bar sounds exactly as before.
 
-        A search over latents near the melody with the gap blanked, decoded in one batch with the kept steps
-        forced and ranked by their likelihood (infill.py). Greedy at temperature 0; a seed makes it repeatable.
+        A search (infill.py): latents near the melody with the gap blanked, then near the best gaps found,
+        each decoded with the kept steps forced and ranked by their likelihood; a note held into a kept bar is
+        struck again where the new gap ends on another pitch. Greedy at temperature 0; a seed makes it repeatable.
         """
         events = self._events_one(melody)
         start, end = self.bar_span(melody, first_bar, last_bar)
