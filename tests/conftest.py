@@ -23,6 +23,17 @@ def tiny_engine(tmp_path_factory):
     return Engine.load(make_tiny_checkpoint(tmp_path_factory.mktemp("tiny_ckpt")), device="cpu")
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny models gain nothing from threads, and on a shared machine extra threads only wait."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture
 def jack_server():
     """A JACK server on the dummy backend (no sound card), the default server while the test runs."""

@@ -1,4 +1,5 @@
-"""Every Engine operation on tiny (untrained) models: shapes, determinism, endpoints, corners, infill, errors."""
+"""Every Engine operation on tiny (untrained) models: shapes, determinism, endpoints, corners, errors (infill:
+test_engine_infill.py)."""
 
 import threading
 
@@ -13,14 +14,7 @@ from seqvae.engine import AttributeVectors, Engine
 from seqvae.models import build_model, get_config, save_model
 from seqvae.models.attribute_vectors import AttributeInfo
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models gain nothing from threads, and on a shared machine extra threads only wait."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _engine(name: str = "tiny_lstm", seed: int = 0) -> Engine:
@@ -120,24 +114,6 @@ def test_similar_distance_grows_with_amount(engine, melodies):
     assert near < far
 
 
-def test_infill_keeps_untouched_bars_exactly(engine, melodies):
-    for melody in melodies[:3]:
-        for first, last in ((1, 1), (2, 2)):
-            for seed in (0, 1):
-                out = engine.infill(melody, first, last, seed=seed, iterations=5, rounds=1)
-                keep = np.ones(32, bool)
-                keep[(first - 1) * 16:last * 16] = False
-                np.testing.assert_array_equal(out.events[keep], melody.events[keep])
-                assert _same(out, engine.infill(melody, first, last, seed=seed, iterations=5, rounds=1))
-
-
-def test_infill_fit_improves_the_kept_bars(melodies):
-    engine = _engine("tiny_lstm")
-    _, losses = engine._infill(melodies[0], 2, 2, seed=0, temperature=0.5, iterations=25, rounds=1,
-                               prior_weight=0.0)
-    assert losses[-1] < losses[0]
-
-
 def test_novelty_is_per_melody_and_repeatable(engine, melodies):
     scores = engine.novelty(melodies)
     assert scores.shape == (6,) and np.all(np.isfinite(scores)) and np.all(scores > 0)
@@ -193,7 +169,6 @@ def test_checkpoint_round_trip_and_triple_meter(tmp_path):
 
     triple = Engine(build_model(dataclasses.replace(get_config("tiny_lstm"), steps=24, family="triple")))
     assert triple.meter == Meter(3, 4) and triple.sample(1)[0].n_steps == 24
-    assert triple.infill(triple.sample(1, seed=0)[0], 2, 2, iterations=2, rounds=1).n_steps == 24
 
 
 def test_threads_share_one_engine(melodies):

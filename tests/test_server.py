@@ -145,7 +145,12 @@ def test_novelty_infill_and_shift(udp, tiny_engine):
     original = notes_of(udp.one("/seqvae/morph", "a", "a", 0.0, "orig"))
     filled = notes_of(udp.one("/seqvae/infill", "orig", 2, 2, "filled", 3, timeout=60))
     per_bar_beats = tiny_engine.meter.steps_per_bar / 4
-    assert [n for n in filled if n[1] < per_bar_beats] == [n for n in original if n[1] < per_bar_beats]
+
+    def bar_one(notes):  # what sounds in bar 1: a note held over the bar line is cut there
+        return [(p, start, min(start + length, per_bar_beats), v) for p, start, length, v in notes
+                if start < per_bar_beats]
+
+    assert bar_one(filled) == bar_one(original)
     vector = np.linspace(-1, 1, tiny_engine.z_size, dtype=np.float32)
     tiny_engine.set_attribute_vectors(AttributeVectors(["density"], vector[None]))
     try:

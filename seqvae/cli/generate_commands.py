@@ -119,7 +119,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--amount", type=float, default=1.0,
                    help="how far: 1 = the gap between the top and bottom quartiles (default: 1; negative = less)")
 
-    p = _generating_parser(subparsers, "infill", "regenerate some bars of a melody, keeping the others exactly",
+    p = _generating_parser(subparsers, "infill", "regenerate some bars of a melody; the others sound exactly as before",
                            cmd_infill, one_file, temperature=0.5)
     p.add_argument("--bars", required=True, help="bars to regenerate, 1-based inclusive: e.g. 2 or 2-3")
 
@@ -369,7 +369,7 @@ def cmd_infill(args: argparse.Namespace) -> int:
     result = _operation(engine, args, "infill")(melody, first, last, seed=args.seed, temperature=args.temperature)
     n_bars = int(np.ceil(melody.n_bars))
     kept = [b for b in range(1, n_bars + 1) if not first <= b <= last]
-    print(f"regenerated bars {first}-{last}; kept bars {', '.join(map(str, kept))} exactly")
+    print(f"regenerated bars {first}-{last}; kept bars {', '.join(map(str, kept))} as they sounded")
     _write([result], args, rows=[[result], [melody]],
            row_titles=[f"bars {first}-{last} regenerated", "input"])
     return 0

@@ -92,6 +92,20 @@ class EventCodec:
                 events[note.end] = NOTE_OFF
         return self.canonical(events)
 
+    def sounding_pitches(self, events: np.ndarray) -> np.ndarray:
+        """The MIDI pitch sounding at each step (-1 for silence): what a listener hears, however it is spelt
+        (a held note is NO_EVENT steps after its onset)."""
+        arr = self.check(events)
+        out = np.full(len(arr), -1, dtype=np.int64)
+        pitch = -1
+        for step, ev in enumerate(arr.tolist()):
+            if ev == NOTE_OFF:
+                pitch = -1
+            elif ev >= FIRST_NOTE_ON:
+                pitch = self.class_to_pitch(ev)
+            out[step] = pitch
+        return out
+
     def canonical(self, events: np.ndarray) -> np.ndarray:
         """Drop note-offs that end nothing; the form every round trip returns."""
         arr = self.check(events).copy()

@@ -21,10 +21,10 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from seqvae.codec import NO_EVENT, NOTE_OFF, EventCodec, Melody, Meter
+from seqvae.codec import EventCodec, Melody, Meter
 from seqvae.engine import latent as lat
+from seqvae.engine.infill import infill_events
 from seqvae.engine.inputs import (
     MidiWindow,
     clip_from_midi,
@@ -91,7 +91,7 @@ class Engine:
     Heavy work takes the model in pieces of at most `piece_rows` rows (None: as many as one call
     holds, for the CLI; a server sets a few) unless it runs inside `urgent()`. The
     engine owns the model it is given: it moves it to the device, puts it in eval mode and
-    switches off its parameters' gradients (infill optimises z alone).
+    switches off its parameters' gradients (nothing here trains it).
     """
 
     def __init__(self, model: torch.nn.Module, directory: str | Path | None = None,
@@ -477,55 +477,17 @@ class Engine:
         return (first_bar - 1) * per_bar, last_bar * per_bar
 
     def infill(self, melody: Melody, first_bar: int, last_bar: int, seed: int | None = None,
-               temperature: float = 0.5, iterations: int = 30, rounds: int = 2,
-               prior_weight: float = 0.1) -> Melody:
-        """Regenerate bars first..last (1-based, inclusive), keeping every other step exactly.
+               temperature: float = 0.5) -> Melody:
+        """Regenerate bars first..last (1-based, inclusive); every other bar sounds exactly as before.
 
-        The gap is first blanked to a rest and encoded; z is then fitted (Adam) to the kept bars'
-        teacher-forced likelihood plus a Gaussian prior term, alternating with decoding a new gap;
-        the final decode forces the kept steps, so they come back identical.
+        A search (infill.py): latents near the melody with the gap blanked, then near the best gaps found,
+        each decoded with the kept steps forced and ranked by their likelihood; a note held into a kept bar is
+        struck again where the new gap ends on another pitch. Greedy at temperature 0; a seed makes it repeatable.
         """
-        return self._infill(melody, first_bar, last_bar, seed, temperature, iterations, rounds, prior_weight)[0]
-
-    def _infill(self, melody: Melody, first_bar: int, last_bar: int, seed: int | None, temperature: float,
-                iterations: int, rounds: int, prior_weight: float) -> tuple[Melody, list[float]]:
         events = self._events_one(melody)
         start, end = self.bar_span(melody, first_bar, last_bar)
-        temperature = _check_temperature(temperature)
-        seed = _check_seed(seed)
-        keep = np.ones(self.steps, dtype=bool)
-        keep[start:end] = False
-        blank = events.copy()
-        blank[start:end] = NO_EVENT
-        blank[start] = NOTE_OFF
-        blank = self.codec.canonical(blank)
-        (z0,) = self.encode_events(blank[None])[0]
-        forced = events[None].copy()
-        mask = keep[None].copy()
-        keep_t = torch.from_numpy(keep).to(self.device_obj)
-        losses: list[float] = []
-        with self._lock:
-            generator = self._generator(seed) if temperature > 0 else None
-            z = torch.tensor(z0[None], device=self.device_obj, requires_grad=True)
-
-            def decode_now() -> torch.Tensor:
-                return self._decode(z.detach(), temperature, generator, forced, mask)
-
-            tokens = decode_now()
-            for _ in range(max(int(rounds), 0)):
-                optimiser = torch.optim.Adam([z], lr=0.05)
-                for _ in range(max(int(iterations), 0)):
-                    with torch.enable_grad():
-                        logits = self.model.logits(tokens, z)[0]
-                        nll = F.cross_entropy(logits[keep_t].float(), tokens[0][keep_t], reduction="sum")
-                        loss = nll + prior_weight * 0.5 * (z * z).sum()
-                        optimiser.zero_grad(set_to_none=True)
-                        loss.backward()
-                    optimiser.step()
-                    losses.append(float(nll.detach()))
-                tokens = decode_now()
-            out = tokens.cpu().numpy()
-        return self._melodies(out, like=melody)[0], losses
+        tokens = infill_events(self, events, start, end, _check_temperature(temperature), _check_seed(seed))
+        return self._melodies(tokens[None], like=melody)[0]
 
     # ----------------------------------------------------------------- scoring
     def novelty(self, melodies: Melody | Iterable[Melody], samples: int = NOVELTY_SAMPLES,
