@@ -4,7 +4,7 @@ client A loops each heavy request.
     python benchmarks/bench_stalls.py                      # the shipped default model, 10 s per condition
     python benchmarks/bench_stalls.py --seconds 20 --only infill,novelty --json runs/stalls.json
 
-The server is a real `seqvae serve` subprocess (2 torch threads). A and B are separate processes on
+The server is a real `seqvae serve` subprocess (--threads torch threads, 2 by default). A and B are separate processes on
 UDP. B turns a morph knob at --knob-hz, one request in flight at a time, and times each round trip;
 A sends its heavy request, waits for the reply and sends it again. Target (issue 17): B's p99 <= 5 ms
 on the 2-bar model whatever A runs.
@@ -103,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=10.0, help="per condition")
     parser.add_argument("--knob-hz", type=float, default=100.0)
     parser.add_argument("--only", default="", help="comma-separated heavy requests (default: all)")
+    parser.add_argument("--threads", type=int, default=2, help="the server's torch threads")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
 
@@ -116,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"--only {','.join(sorted(unknown))}: choose from {','.join(requests)}")
 
-    server = ServerProcess(model, scratch / "exports")
+    server = ServerProcess(model, scratch / "exports", threads=args.threads)
     print(f"model {described}; {server.banner}")
     print(f"B: morph at {args.knob_hz:g} Hz, {args.seconds:g} s per condition; target p99 <= 5 ms\n")
     print(f"{'A loops':<16}{'A p50 ms':>10}{'B p50':>9}{'B p99':>9}{'B max':>9}{'B errors':>10}")

@@ -35,7 +35,8 @@ REFINE = 8  # latents decoded in round 2
 FILLERS = 2  # explored gaps refined in round 2
 PRIOR_BLEND = 0.8  # round 1 latents: slerp from the blanked melody's posterior mean towards prior draws
 POSTERIOR_SCALE = 1.0  # round 2 latents around each filler: mu + POSTERIOR_SCALE * sigma * eps
-SAMPLED_ROWS = 4  # rows per seeded sampled decode: the seed's notes must not depend on the engine's pieces
+SAMPLED_ROWS = 2  # rows per seeded sampled decode, each its own seed, so the notes never depend on the engine's
+# pieces; 2, not more, so a knob beside an infill waits for little (benchmarks/bench_stalls.py)
 
 
 class InfillModel(Protocol):

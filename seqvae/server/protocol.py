@@ -20,7 +20,7 @@ import ipaddress
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,7 @@ from seqvae.engine import clips
 from seqvae.engine.latent import blend_corners, path_positions, slerp, variations
 from seqvae.engine.personalize import MIN_WINDOWS, PersonalModel, personal_engine, save_personal_model
 from seqvae.server.clients import Client, Slot
+from seqvae.server.file_jobs import FileJobs, read_line
 from seqvae.server.params import Param, RequestError, as_float, as_int, as_slot
 from seqvae.server.paths import export_path, midi_input_path, new_export_folder
 from seqvae.server.player import Player
@@ -86,6 +87,7 @@ class Session:
     knobs: Any = None  # the server's Knobs (mappings.py)
     midi_in: Any = None  # the server's MidiIn (midi_in.py), None without --midi-in
     parked: Any = None  # the server's ParkedSlots (parking.py): slots of clients a full table let go
+    files: FileJobs = field(default_factory=FileJobs)  # the server's helper process for MIDI files (file_jobs.py)
 
     def store(self, name: str, melody: Melody, z: np.ndarray) -> Melody:
         """Put a melody (at the server tempo) and its latent in a slot; a playing voice switches at the next bar."""
@@ -281,11 +283,8 @@ def encode_file(session: Session, slot: str, path: str, track: Any, bar: int) ->
     session.client.check_room([slot])
     eng = session.engine
 
-    def run() -> tuple[Melody, np.ndarray]:
-        if bar:
-            melody = eng.melody_from_midi(resolved, track=chosen_track, bar=bar)
-        else:  # the whole line: one window when it fits in one, else a clip
-            melody = eng.clip_from_midi(resolved, track=chosen_track)
+    def run() -> tuple[Melody, np.ndarray]:  # bar 0: the whole line, one window when it fits in one, else a clip
+        melody = session.files.run(read_line, resolved, eng.steps, eng.codec, chosen_track, bar)
         return melody, _latent_of(eng, melody)
 
     return CallWork(run, lambda result: _stored(session, slot, *result), writes=(slot,))
@@ -397,7 +396,7 @@ def novelty(session: Session, slot: str) -> Reply:
 def export(session: Session, slot: str, filename: str) -> Reply:
     melody = session.client.melody(slot)
     target = export_path(session.export_dir, filename)
-    return CallWork(lambda: str(write_midi(melody, target, keep_existing=True)),
+    return CallWork(lambda: str(session.files.run(write_midi, melody, target, keep_existing=True)),
                     lambda path: [("/seqvae/exported", [slot, path])])
 
 
@@ -411,7 +410,7 @@ def export_all(session: Session, prefix: str, filename: str) -> Reply:
         )
     melodies = [client.melody(name) for name in names]
     target = export_path(session.export_dir, filename)
-    return CallWork(lambda: str(write_midi(melodies, target, keep_existing=True)),
+    return CallWork(lambda: str(session.files.run(write_midi, melodies, target, keep_existing=True)),
                     lambda path: [("/seqvae/exported", [prefix, path])])
 
 

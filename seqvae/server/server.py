@@ -19,6 +19,7 @@ from seqvae.codec.meter import STEPS_PER_QUARTER
 from seqvae.server import protocol
 from seqvae.server.clients import Client, ClientRegistry, TooManyClients
 from seqvae.server.clock import Clock, make_clock
+from seqvae.server.file_jobs import FileJobs
 from seqvae.server.mappings import Knobs
 from seqvae.server.midi_in import MidiIn, Take, TakeNote, take_messages
 from seqvae.server.midi_ports import open_rtmidi_input
@@ -93,6 +94,7 @@ class SeqvaeServer:
                                       self.config.max_packet, tcp=self.config.tcp, limits=limits)
         self.order = RequestOrder(self.transport, self.worker, self._session)
         self.parked = ParkedSlots(self.config.max_parked_slots)
+        self.files = FileJobs()
         self.clients = ClientRegistry(self._in_use, self.config.max_clients, self.config.max_slots,
                                       self.config.reply_port, self.parked)
         # The house client owns the --config mappings and their slots; it has no address, so replies go nowhere.
@@ -140,6 +142,7 @@ class SeqvaeServer:
             self.midi_in.close()
         self.player.close()
         self.worker.close()
+        self.files.close()
 
     # ---- what the transport hands over ---------------------------------------------------------
 
@@ -263,7 +266,8 @@ class SeqvaeServer:
     def _session(self, client: Client) -> protocol.Session:
         engine = self.engine if client.personal is None else client.personal.engine  # /seqvae/personalize
         return protocol.Session(engine, client, self.player, self.rng, self.export_dir, self.config.page_bytes,
-                                len(self.clients), self.allow_list.allows, self.knobs, self.midi_in, self.parked)
+                                len(self.clients), self.allow_list.allows, self.knobs, self.midi_in, self.parked,
+                                self.files)
 
     def _in_use(self) -> set[Hashable]:
         """Clients a full registry must keep: those with requests in flight, voices playing, mappings or takes."""

@@ -33,7 +33,7 @@ log = logging.getLogger("seqvae.server")
 
 _STOP = object()
 SHORT_ROWS = 4  # a decode of up to this many rows takes the fast lane
-PIECE_ROWS = 4  # rows per model call of heavy work: about one short decode
+PIECE_ROWS = 1  # rows per model call of heavy work: a knob waits for at most one row (bench_stalls.py)
 CLIENTS_PER_LANE = 16  # a lane holds this many clients' full shares of jobs
 
 
