@@ -4,8 +4,8 @@ client A loops each heavy request.
     python benchmarks/bench_stalls.py                      # the shipped default model, 10 s per condition
     python benchmarks/bench_stalls.py --seconds 20 --only infill,novelty --json runs/stalls.json
 
-The server is a real `seqvae serve` subprocess (--threads torch threads, 2 by default). A and B are separate processes on
-UDP. B turns a morph knob at --knob-hz, one request in flight at a time, and times each round trip;
+The server is a real `seqvae serve` subprocess (--threads torch threads, 2 by default). A and B are separate
+processes on UDP. B turns a morph knob at --knob-hz, one request in flight at a time, and times each round trip;
 A sends its heavy request, waits for the reply and sends it again. Target (issue 17): B's p99 <= 5 ms
 on the 2-bar model whatever A runs.
 """
