@@ -211,6 +211,22 @@ def test_decoding_scores_every_token_as_the_teacher_forced_logits_do(name, backe
         model.decode(z, log_probs=torch.zeros(4, steps + 1))
 
 
+@pytest.mark.parametrize("name", TINY)
+def test_draws_taken_first_give_the_same_notes_in_any_pieces(name):
+    """Row b's notes depend only on column b of the sampling draws: decoding rows in pieces with their columns
+    gives the notes of one call, for every decoder."""
+    model = sharpened(name, seed=7)
+    steps = model.config.steps
+    z = torch.randn(5, model.config.z_size)
+    draws = torch.rand(steps, 5, generator=torch.Generator().manual_seed(2))
+    whole = model.decode(z, temperature=0.9, uniforms=draws)
+    assert torch.equal(whole, model.decode(z, temperature=0.9, generator=torch.Generator().manual_seed(2)))
+    pieces = torch.cat([model.decode(z[i:i + 2], temperature=0.9, uniforms=draws[:, i:i + 2]) for i in (0, 2, 4)])
+    assert torch.equal(pieces, whole)
+    with pytest.raises(ValueError, match="uniforms must be float32"):
+        model.decode(z, temperature=0.9, uniforms=draws[:, :4])
+
+
 def test_fast_path_matches_reference_at_full_size():
     torch.manual_seed(0)
     model = build_model(get_config("mel_2bar_small")).eval()

@@ -109,7 +109,12 @@ def test_heavy_work_takes_the_model_in_pieces_and_urgent_work_in_one(tiny_engine
     assert rows == [9]
     rows.clear()
     np.testing.assert_array_equal(tiny_engine.decode_events(z, temperature=0.8, seed=5), seeded)
-    assert rows == [9]  # a seeded sample is never cut: its notes don't depend on the pieces
+    assert rows == [4, 4, 1]  # a seeded sample is cut too: its draws are taken first, so its notes stay
+    rows.clear()
+    _, scores = tiny_engine.decode_scored(z, temperature=0.8, seed=5)
+    monkeypatch.setattr(tiny_engine, "piece_rows", None)
+    np.testing.assert_array_equal(tiny_engine.decode_scored(z, temperature=0.8, seed=5)[1], scores)
+    assert rows == [4, 4, 1, 9]
 
 
 def test_a_knob_is_answered_while_another_clients_heavy_request_runs(tiny_engine, tmp_path, monkeypatch):

@@ -38,6 +38,7 @@ from seqvae.engine.model_lock import ModelLock
 from seqvae.models.attribute_vectors import ATTRIBUTE_FILE, AttributeVectors
 from seqvae.models.latent_prior import LatentPrior
 from seqvae.models.precision import parse_precision
+from seqvae.models.sampling import draw_uniforms
 
 LatentLike = Melody | np.ndarray | Sequence[float]
 CACHE_SIZE = 512
@@ -253,30 +254,33 @@ class Engine:
                 raise ValueError(f"forced tokens {forced.shape} and mask {mask.shape} must both be "
                                  f"[{len(arr)}, {self.steps}], a row per latent")
         generator = self._generator(seed) if temperature > 0 else None
-        # A seeded sample's notes must not depend on how it is cut up: it goes in one call.
-        chunk = DECODE_CHUNK if generator is not None else self._rows_per_call(DECODE_CHUNK)
+        # The sampling draws of each block of rows are taken before it is cut into pieces, so a seeded sample's
+        # notes never depend on the pieces (nor on who else is waiting for the model).
+        chunk = self._rows_per_call(DECODE_CHUNK)
         parts, scores = [], []
-        for i in range(0, len(arr), chunk):
-            rows = arr[i:i + chunk]
-            score = torch.empty(len(rows), self.steps, dtype=torch.float32) if scored else None
-            with self._lock:
-                parts.append(self._decode(rows, temperature, generator,
-                                          None if forced is None else forced[i:i + chunk],
-                                          None if mask is None else mask[i:i + chunk], score).cpu().numpy())
-            if score is not None:
-                scores.append(score.numpy())
+        for block in range(0, len(arr), DECODE_CHUNK):
+            draws = draw_uniforms(self.steps, len(arr[block:block + DECODE_CHUNK]), temperature, generator)
+            for i in range(block, min(block + DECODE_CHUNK, len(arr)), chunk):
+                rows = arr[i:i + chunk]
+                score = torch.empty(len(rows), self.steps, dtype=torch.float32) if scored else None
+                with self._lock:
+                    parts.append(self._decode(rows, temperature, None if forced is None else forced[i:i + chunk],
+                                              None if mask is None else mask[i:i + chunk], score,
+                                              None if draws is None else draws[:, i - block:i - block + len(rows)]
+                                              ).cpu().numpy())
+                if score is not None:
+                    scores.append(score.numpy())
         return np.concatenate(parts), np.concatenate(scores) if scored else None
 
-    def _decode(self, z: np.ndarray | torch.Tensor, temperature: float, generator: torch.Generator | None,
-                forced: np.ndarray | None = None, mask: np.ndarray | None = None,
-                log_probs: torch.Tensor | None = None) -> torch.Tensor:
+    def _decode(self, z: np.ndarray | torch.Tensor, temperature: float, forced: np.ndarray | None,
+                mask: np.ndarray | None, log_probs: torch.Tensor | None, uniforms: torch.Tensor | None) -> torch.Tensor:
         """One decoder call on the engine's device, in its precision (the caller holds the lock)."""
         zt = torch.as_tensor(z, dtype=torch.float32, device=self.device_obj)
         if forced is not None:
             forced = torch.as_tensor(forced, device=self.device_obj)
             mask = torch.as_tensor(mask, device=self.device_obj)
-        return self.model.decode(zt, temperature=temperature, generator=generator, forced=forced,
-                                 forced_mask=mask, precision=self.precision, log_probs=log_probs)
+        return self.model.decode(zt, temperature=temperature, forced=forced, forced_mask=mask,
+                                 precision=self.precision, log_probs=log_probs, uniforms=uniforms)
 
     def _check_event_rows(self, events: np.ndarray, what: str = "events") -> np.ndarray:
         arr = np.asarray(events)

@@ -35,8 +35,6 @@ REFINE = 8  # latents decoded in round 2
 FILLERS = 2  # explored gaps refined in round 2
 PRIOR_BLEND = 0.8  # round 1 latents: slerp from the blanked melody's posterior mean towards prior draws
 POSTERIOR_SCALE = 1.0  # round 2 latents around each filler: mu + POSTERIOR_SCALE * sigma * eps
-SAMPLED_ROWS = 2  # rows per seeded sampled decode, each its own seed, so the notes never depend on the engine's
-# pieces; 2, not more, so a knob beside an infill waits for little (benchmarks/bench_stalls.py)
 
 
 class InfillModel(Protocol):
@@ -120,13 +118,6 @@ def _decode_ranked(model: InfillModel, z: np.ndarray, blank: np.ndarray, keep: n
     log-likelihood per row (float64 [n])."""
     forced = np.repeat(blank[None], len(z), axis=0)
     mask = np.repeat(keep[None], len(z), axis=0)
-    if temperature > 0:
-        pieces = range(0, len(z), SAMPLED_ROWS)
-        seeds = rng.integers(0, 2**63, size=len(pieces))
-        parts = [model.decode_scored(z[i:i + SAMPLED_ROWS], temperature, int(s), forced[i:i + SAMPLED_ROWS],
-                                     mask[i:i + SAMPLED_ROWS]) for i, s in zip(pieces, seeds, strict=True)]
-        tokens = np.concatenate([p[0] for p in parts])
-        log_probs = np.concatenate([p[1] for p in parts])
-    else:
-        tokens, log_probs = model.decode_scored(z, 0.0, None, forced, mask)
+    seed = int(rng.integers(0, 2**63)) if temperature > 0 else None
+    tokens, log_probs = model.decode_scored(z, temperature, seed, forced, mask)
     return tokens, np.where(keep, log_probs.astype(np.float64), 0.0).sum(axis=1)

@@ -187,12 +187,15 @@ class SequenceVAE(nn.Module):
         fast: bool | None = None,
         precision: str = "float32",
         log_probs: torch.Tensor | None = None,
+        uniforms: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Free-running generation [B, steps]; temperature 0 is greedy; forced tokens are kept (and fed back)
         where forced_mask is True. `fast` (default: on CPU) runs recurrent decoders through a step plan (the C
         kernel, else numpy); precision "bfloat16" runs its per-step matrices in bfloat16 arithmetic where
         `bf16_decoding_available()` says so. `log_probs` (float32 [B, steps] on the CPU) receives each emitted
-        token's log-probability under the model, forced ones included."""
+        token's log-probability under the model, forced ones included. `uniforms` (float32 [steps, B] on the
+        CPU) are the sampling draws in place of drawing them from `generator`: row b's notes depend only on
+        column b, so a caller that draws them once can decode the rows in any pieces and get the same notes."""
         z = self._check_z(z)
         if precision not in ("float32", "bfloat16"):
             raise ValueError(f"precision {precision!r}: decode in 'float32' or 'bfloat16' (decoding_precision "
@@ -222,7 +225,12 @@ class SequenceVAE(nn.Module):
         core = self.decoder.step_core
         plan = plans.plan_for(core) if fast and core is not None else None
         temperature = float(temperature)
-        uniforms = draw_uniforms(self.config.steps, z.shape[0], temperature, generator)
+        if uniforms is None:
+            uniforms = draw_uniforms(self.config.steps, z.shape[0], temperature, generator)
+        elif temperature <= 0:
+            uniforms = None  # greedy takes no draws
+        elif uniforms.shape != (self.config.steps, z.shape[0]) or uniforms.dtype != torch.float32:
+            raise ValueError(f"uniforms must be float32 [{self.config.steps}, {z.shape[0]}], a column per row of z")
         if log_probs is not None and (log_probs.shape != (z.shape[0], self.config.steps)
                                       or log_probs.dtype != torch.float32 or log_probs.device.type != "cpu"):
             raise ValueError(f"log_probs must be a float32 CPU tensor [{z.shape[0]}, {self.config.steps}]")
