@@ -1,8 +1,9 @@
 """The decoder interface every decoder (flat, hierarchical, transformer) implements, and the one description of
 a free-running decode that every backend reads.
 
-A decode-time feature (forced steps today; a key mask or a chord input tomorrow) is a field of `Generation`,
-read in `Generation.choose` by the torch paths and by each step plan, so no decoder special-cases it.
+A decode-time feature (forced steps, the allowed-class mask of a key and range; a chord input tomorrow) is a
+field of `Generation`, read in `Generation.choose` by the torch paths and by each step plan, so no decoder
+special-cases it.
 """
 
 from __future__ import annotations
@@ -24,7 +25,9 @@ class Generation:
     `uniforms` [steps, B] are the sampling draws (None: greedy); `forced` and `mask` [B, steps] keep the forced
     tokens where mask is True; `bfloat16` runs a step plan's matrices in bfloat16 arithmetic. `log_probs`
     [B, steps] float32 on the CPU, when given, receives each chosen token's log-probability (temperature 1):
-    forced steps are scored in the pass that decodes the free ones. Step indices are the window's, so a
+    forced steps are scored in the pass that decodes the free ones. `allowed` (bool [C]) is the classes a free
+    step may choose: the others' logits are -inf before the choice (and in its log-probability), so a key is
+    obeyed inside the model's distribution; forced steps are never masked. Step indices are the window's, so a
     hierarchical decoder's segment reads them from its own offset.
     """
 
@@ -34,9 +37,13 @@ class Generation:
     mask: torch.Tensor | None = None
     bfloat16: bool = False
     log_probs: torch.Tensor | None = None
+    allowed: torch.Tensor | None = None
 
     def choose(self, step: int, logits: torch.Tensor) -> torch.Tensor:
         """The token at window step `step` from its logits [B, C]: argmax or a draw, then the forced token if any."""
+        if self.allowed is not None:
+            masked = logits.masked_fill(~self.allowed.to(logits.device), float("-inf"))
+            logits = masked if self.forced is None else torch.where(self.mask[:, step, None], logits, masked)
         token = choose_tokens(logits, self.temperature, None if self.uniforms is None else self.uniforms[step])
         if self.forced is not None:
             token = torch.where(self.mask[:, step], self.forced[:, step], token)

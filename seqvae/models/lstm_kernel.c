@@ -344,6 +344,7 @@ typedef struct {
     const float *cond, *uniforms;
     const int64_t *prev0, *forced;
     const uint8_t *mask;
+    const uint8_t *allowed; /* [C]: classes a free step may choose, or NULL for all */
     float temperature;
     int dot; /* bfloat16 dot products for the per-step matrices */
     int64_t *out;
@@ -468,8 +469,12 @@ static void *generate_member(void *arg) {
         for (int b = r_lo; b < r_hi; b++) {
             int64_t token;
             float *row = logits + (size_t)b * Cp, chosen = 0.0f, lse = 0.0f;
+            int forced = job->mask && job->mask[(size_t)b * steps + t];
+            if (job->allowed && !forced) /* a free step chooses, and is scored, among the allowed classes only */
+                for (int i = 0; i < C; i++)
+                    if (!job->allowed[i]) row[i] = -INFINITY;
             if (job->logp) lse = log_sum_exp(row, C);
-            if (job->mask && job->mask[(size_t)b * steps + t]) {
+            if (forced) {
                 token = job->forced[(size_t)b * steps + t];
                 chosen = row[token];
             } else {
@@ -496,7 +501,8 @@ static void *generate_member(void *arg) {
 /* Generate `steps` tokens for each of `batch` conditioning rows. The initial state is
  * tanh(dense(cond)) laid out [h0, c0, h1, c1, ...]; prev0 is the token before the first step
  * (C = START). uniforms [steps][batch] drive sampling when temperature > 0; where mask[b][t] is
- * set, forced[b][t] is emitted and fed back instead of the model's choice. With `logp` (or NULL) each
+ * set, forced[b][t] is emitted and fed back instead of the model's choice; elsewhere only classes with
+ * allowed[c] set (allowed NULL: all) can be chosen, the others' logits being -inf. With `logp` (or NULL) each
  * emitted token's log-probability under the model (temperature 1) is written [batch][steps], which scores
  * forced steps in the same pass that decodes the free ones. With threads > 1 the
  * gate columns are split between threads (each thread's share of the weights stays in its core's
@@ -504,7 +510,7 @@ static void *generate_member(void *arg) {
  * the per-step matrices run in bfloat16 arithmetic (gemm_dot); returns -3 where that is unavailable. */
 int lstm_generate(const LSTMWeights *w, int batch, int steps, const float *cond, const int64_t *prev0,
                   float temperature, const float *uniforms, const int64_t *forced, const uint8_t *mask,
-                  int64_t *out, float *logp, float *work, int64_t work_size, int threads, int dot) {
+                  const uint8_t *allowed, int64_t *out, float *logp, float *work, int64_t work_size, int threads, int dot) {
     if (work_size < lstm_generate_workspace(w, batch) || w->layers < 1 || w->layers > MAX_LAYERS) return -1;
     if (dot && (!HAVE_DOT || !w->dot_out)) return -3;
     int team = threads < 1 ? 1 : threads > MAX_THREADS ? MAX_THREADS : threads;
@@ -514,8 +520,8 @@ int lstm_generate(const LSTMWeights *w, int batch, int steps, const float *cond,
         if (team > w->chunks[l]) team = w->chunks[l];
     }
     Barrier barrier = {0, 0, team};
-    GenerateJob job = {w, batch, steps, batch, team, cond, uniforms, prev0, forced, mask, temperature, dot, out, logp,
-                       work, &barrier, 0};
+    GenerateJob job = {w, batch, steps, batch, team, cond, uniforms, prev0, forced, mask, allowed, temperature,
+                       dot, out, logp, work, &barrier, 0};
     Member members[MAX_THREADS];
     pthread_t handles[MAX_THREADS];
     for (int i = 0; i < team; i++) members[i] = (Member){&job, i};

@@ -119,7 +119,7 @@ def library() -> ctypes.CDLL | None:
                           "(set SEQVAE_CACHE to a writable folder to enable it)", RuntimeWarning, stacklevel=2)
             return None
         vp, i32, i64, f32 = ctypes.c_void_p, ctypes.c_int, ctypes.c_int64, ctypes.c_float
-        lib.lstm_generate.argtypes = [vp, i32, i32, vp, vp, f32, vp, vp, vp, vp, vp, vp, i64, i32, i32]
+        lib.lstm_generate.argtypes = [vp, i32, i32, vp, vp, f32, vp, vp, vp, vp, vp, vp, vp, i64, i32, i32]
         lib.lstm_generate.restype = i32
         lib.lstm_generate_workspace.argtypes = [vp, i32]
         lib.lstm_generate_workspace.restype = i64
@@ -315,6 +315,7 @@ class NativeLSTMPlan:
         if forced is not None:
             forced_np = np.ascontiguousarray(forced.detach().cpu().numpy()[:, offset:offset + steps], dtype=np.int64)
             mask_np = np.ascontiguousarray(mask.detach().cpu().numpy()[:, offset:offset + steps], dtype=np.uint8)
+        allowed = None if generation.allowed is None else np.ascontiguousarray(generation.allowed.numpy(), np.uint8)
         out = np.empty((batch, steps), np.int64)
         logp = None if generation.log_probs is None else np.empty((batch, steps), np.float32)
         ref = ctypes.byref(self.weights)
@@ -322,8 +323,8 @@ class NativeLSTMPlan:
         work = np.empty(size, np.float32)
         threads = torch.get_num_threads()  # the kernel caps it at what the layers' chunks allow
         code = self.lib.lstm_generate(ref, batch, steps, _ptr(cond_np), _ptr(prev_np), float(temperature), _ptr(u_np),
-                                      _ptr(forced_np), _ptr(mask_np), _ptr(out), _ptr(logp), _ptr(work), size,
-                                      max(1, threads), int(bf16))
+                                      _ptr(forced_np), _ptr(mask_np), _ptr(allowed), _ptr(out), _ptr(logp), _ptr(work),
+                                      size, max(1, threads), int(bf16))
         if code:
             raise RuntimeError(f"C decoding kernel failed (code {code})")
         if logp is not None:

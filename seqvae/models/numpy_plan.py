@@ -119,6 +119,9 @@ class NumpyLSTMPlan:
             forced_np = forced.detach().cpu().numpy()[:, offset:offset + steps].astype(np.int64)
             mask_np = mask.detach().cpu().numpy()[:, offset:offset + steps].astype(bool)
         u_np = None if uniforms is None else uniforms.numpy()[offset:offset + steps]
+        penalty = None  # -inf on the classes a free step may not choose, 0 elsewhere
+        if generation.allowed is not None:
+            penalty = np.where(generation.allowed.numpy(), 0.0, -np.inf).astype(np.float32)
         out = np.empty((batch, steps), np.int64)
         log_probs = None if generation.log_probs is None else generation.log_probs.numpy()
         top = buf.hidden[-1]
@@ -147,12 +150,17 @@ class NumpyLSTMPlan:
                     buf.own[i][...] = buf.hidden[i]
             np.matmul(top, self.w_out, out=buf.logits)
             np.add(buf.logits, self.b_out, out=buf.logits)
-            token = choose_tokens_numpy(buf.logits, temperature, None if u_np is None else u_np[t], buf.scratch)
+            logits = buf.logits
+            if penalty is not None:
+                logits = logits + penalty
+                if forced_np is not None:
+                    np.copyto(logits, buf.logits, where=mask_np[:, t, None])
+            token = choose_tokens_numpy(logits, temperature, None if u_np is None else u_np[t], buf.scratch)
             if forced_np is not None:
                 token = np.where(mask_np[:, t], forced_np[:, t], token)
             out[:, t] = token
             if log_probs is not None:
-                log_probs[:, offset + t] = token_log_probs_numpy(buf.logits, token)
+                log_probs[:, offset + t] = token_log_probs_numpy(logits, token)
             prev_np = token
         return torch.from_numpy(out)
 

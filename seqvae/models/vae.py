@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from seqvae.codec.events import FIRST_NOTE_ON
 from seqvae.models import native, plans
 from seqvae.models.decoder import Decoder, Generation
 from seqvae.models.lstm import BidirectionalLSTMEncoder, HierarchicalDecoder, HierarchicalLSTMEncoder, LSTMDecoder
@@ -188,6 +189,7 @@ class SequenceVAE(nn.Module):
         precision: str = "float32",
         log_probs: torch.Tensor | None = None,
         uniforms: torch.Tensor | None = None,
+        allowed: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Free-running generation [B, steps]; temperature 0 is greedy; forced tokens are kept (and fed back)
         where forced_mask is True. `fast` (default: on CPU) runs recurrent decoders through a step plan (the C
@@ -195,7 +197,9 @@ class SequenceVAE(nn.Module):
         `bf16_decoding_available()` says so. `log_probs` (float32 [B, steps] on the CPU) receives each emitted
         token's log-probability under the model, forced ones included. `uniforms` (float32 [steps, B] on the
         CPU) are the sampling draws in place of drawing them from `generator`: row b's notes depend only on
-        column b, so a caller that draws them once can decode the rows in any pieces and get the same notes."""
+        column b, so a caller that draws them once can decode the rows in any pieces and get the same notes.
+        `allowed` (bool [num_classes]) masks the classes free steps may choose (a key and range: see
+        seqvae.codec.scales); forced steps are kept whatever it says."""
         z = self._check_z(z)
         if precision not in ("float32", "bfloat16"):
             raise ValueError(f"precision {precision!r}: decode in 'float32' or 'bfloat16' (decoding_precision "
@@ -234,7 +238,16 @@ class SequenceVAE(nn.Module):
         if log_probs is not None and (log_probs.shape != (z.shape[0], self.config.steps)
                                       or log_probs.dtype != torch.float32 or log_probs.device.type != "cpu"):
             raise ValueError(f"log_probs must be a float32 CPU tensor [{z.shape[0]}, {self.config.steps}]")
-        generation = Generation(temperature, uniforms, forced, forced_mask, bf16, log_probs)
+        if allowed is not None:
+            allowed = torch.as_tensor(allowed).cpu()
+            if allowed.shape != (self.config.num_classes,) or allowed.dtype != torch.bool:
+                raise ValueError(f"allowed must be a bool mask of {self.config.num_classes} classes, got "
+                                 f"{allowed.dtype} {tuple(allowed.shape)}")
+            if not allowed[FIRST_NOTE_ON:].any():
+                raise ValueError("allowed leaves no note-on: allow at least one pitch")
+            allowed = allowed.clone()
+            allowed[:FIRST_NOTE_ON] = True  # holding and resting (NO_EVENT, NOTE_OFF) stay in every key
+        generation = Generation(temperature, uniforms, forced, forced_mask, bf16, log_probs, allowed)
         with torch.inference_mode():  # tokens never need autograd; inference mode skips its bookkeeping
             return self.decoder.generate(z, generation, plan).to(self.device)
 
