@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from seqvae.codec import EventCodec, Melody, Meter
+from seqvae.codec.scales import Key, PitchRange, allowed_classes
 from seqvae.engine import latent as lat
 from seqvae.engine.infill import infill_events
 from seqvae.engine.inputs import (
@@ -120,7 +121,10 @@ class Engine:
         if self.directory is not None and (self.directory / ATTRIBUTE_FILE).is_file():
             self._attributes = AttributeVectors.load(self.directory, self.z_size)
         self._prior = LatentPrior.load(self.directory, self.z_size) if self.directory is not None else None
-        self.base_engine: Engine | None = None  # the engine a `with_priors` view was made from
+        self.base_engine: Engine | None = None  # the engine a `with_priors` or `constrained` view was made from
+        self.key: Key | None = None  # the constraints of a `constrained` view
+        self.pitch_range: PitchRange | None = None
+        self._allowed: torch.Tensor | None = None  # their allowed-class mask, read by every decode
 
     # ----------------------------------------------------------------- loading
     @classmethod
@@ -149,6 +153,21 @@ class Engine:
         view.set_attribute_vectors(vectors)
         return view
 
+    def constrained(self, key: Key | str | None = None, pitch_range: PitchRange | str | None = None) -> Engine:
+        """A view whose every melody is decoded in `key` and `pitch_range` (None: unconstrained), sharing this
+        engine's model, lock, caches and priors: the masks act inside decoding, so a note-on outside is never
+        chosen (seqvae.codec.scales). Strings parse as "D dorian" and "57-76"; a pair that leaves no pitch is
+        a clear ValueError."""
+        key = Key.parse(key) if isinstance(key, str) else key
+        pitch_range = PitchRange.parse(pitch_range) if isinstance(pitch_range, str) else pitch_range
+        allowed = None
+        if key is not None or pitch_range is not None:
+            allowed = torch.from_numpy(allowed_classes(self.codec, key, pitch_range))
+        view = copy.copy(self)
+        view.base_engine = self.base_engine or self
+        view.key, view.pitch_range, view._allowed = key, pitch_range, allowed
+        return view
+
     @property
     def device(self) -> str:
         return str(self.device_obj)
@@ -163,8 +182,10 @@ class Engine:
         return max(1, min(most, self.piece_rows))
 
     def __repr__(self) -> str:
+        constraints = "".join(f", {what}={value}" for what, value in (("key", self.key), ("range", self.pitch_range))
+                              if value is not None)
         return (f"Engine({self.model_name!r}, {self.steps} steps, z={self.z_size}, device={self.device}, "
-                f"precision={self.precision})")
+                f"precision={self.precision}{constraints})")
 
     # ------------------------------------------------------------ conversions
     def _events_of(self, melodies: Melody | Iterable[Melody]) -> np.ndarray:
@@ -280,7 +301,8 @@ class Engine:
             forced = torch.as_tensor(forced, device=self.device_obj)
             mask = torch.as_tensor(mask, device=self.device_obj)
         return self.model.decode(zt, temperature=temperature, forced=forced, forced_mask=mask,
-                                 precision=self.precision, log_probs=log_probs, uniforms=uniforms)
+                                 precision=self.precision, log_probs=log_probs, uniforms=uniforms,
+                                 allowed=self._allowed)
 
     def _check_event_rows(self, events: np.ndarray, what: str = "events") -> np.ndarray:
         arr = np.asarray(events)
