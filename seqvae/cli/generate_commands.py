@@ -2,7 +2,8 @@
 attributes`: the musician's commands, each a thin layer over `seqvae.engine.Engine`.
 
 Every generating command writes MIDI into --out (one file with all results back to back, plus
-one per result when there are several) and, with --png, a piano roll beside it. Without --bar,
+one per result when there are several) and, with --png, a piano roll beside it; --key and --range
+constrain every note it decodes (Engine.constrained). Without --bar,
 reconstruct, interpolate, morph, similar, shift and infill take each input line whole,
 window by window (seqvae/engine/clips.py); --bar N picks one window, as before.
 """
@@ -63,6 +64,32 @@ def _add_temperature(p: argparse.ArgumentParser, default: float) -> None:
                    help=f"0 = greedy (most likely), higher = more adventurous (default: {default:g})")
 
 
+def _key(text: str):
+    from seqvae.codec.scales import Key
+
+    try:
+        return Key.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _range(text: str):
+    from seqvae.codec.scales import PitchRange
+
+    try:
+        return PitchRange.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _add_constraints(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--key", type=_key, default=None,
+                   help="decode in this key: a root and a mode (major, minor, harmonic minor, dorian, mixolydian, "
+                        "pentatonic major, pentatonic minor), e.g. 'D dorian' (default: off)")
+    p.add_argument("--range", dest="pitch_range", type=_range, default=None,
+                   help="decode within these MIDI pitches, lowest-highest: e.g. 57-76 or A3-E5 (default: off)")
+
+
 def _generating_parser(subparsers: argparse._SubParsersAction, name: str, summary: str, handler,
                        inputs: Sequence[tuple[str, str]] = (), temperature: float = 0.0,
                        **input_options) -> argparse.ArgumentParser:
@@ -75,6 +102,7 @@ def _generating_parser(subparsers: argparse._SubParsersAction, name: str, summar
     if inputs:
         _add_selection(p)
     _add_temperature(p, temperature)
+    _add_constraints(p)
     p.set_defaults(handler=handler)
     return p
 
@@ -169,7 +197,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _engine(args: argparse.Namespace) -> Engine:
     from seqvae.engine import Engine
 
-    return Engine.load(args.model, device=args.device, threads=args.threads, precision=args.precision)
+    engine = Engine.load(args.model, device=args.device, threads=args.threads, precision=args.precision)
+    key, pitch_range = getattr(args, "key", None), getattr(args, "pitch_range", None)
+    if key is None and pitch_range is None:
+        return engine
+    return engine.constrained(key, pitch_range)  # every melody the command writes is decoded under both
 
 
 def _per_input(value: str | None, count: int, option: str) -> list[str | None]:
