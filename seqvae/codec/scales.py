@@ -141,3 +141,20 @@ def allowed_classes(codec: EventCodec, key: Key | None = None, pitch_range: Pitc
     allowed[FIRST_NOTE_ON:] = keep
     return allowed
 
+
+
+def transpose_events(events: np.ndarray, codec: EventCodec, semitones: int) -> np.ndarray:
+    """Events with every note moved by `semitones`; a clear error when a note would leave the codec's range."""
+    arr = codec.check(events).copy()
+    onsets = arr >= FIRST_NOTE_ON
+    if onsets.any() and semitones:
+        low = codec.class_to_pitch(int(arr[onsets].min())) + semitones
+        high = codec.class_to_pitch(int(arr[onsets].max())) + semitones
+        if low < codec.min_pitch or high > codec.max_pitch:
+            down = codec.min_pitch - (low - semitones)
+            up = codec.max_pitch - (high - semitones)
+            raise ValueError(f"moved by {semitones:+d} semitones the notes would span {low}-{high}, outside the "
+                             f"model's pitches {codec.min_pitch}-{codec.max_pitch}: send a move from {down:+d} "
+                             f"to {up:+d}")
+        arr[onsets] += semitones
+    return arr

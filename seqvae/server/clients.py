@@ -47,6 +47,8 @@ class Client:
     fixed_reply: bool = False  # reply port set by --reply-port: reply_to cannot move it
     max_slots: int = 256
     personal: Any = None  # this client's PersonalModel (/seqvae/personalize): its engine serves this client
+    music_key: Any = None  # this client's Key (/seqvae/key): every melody made for it is decoded in it
+    pitch_range: Any = None  # this client's PitchRange (/seqvae/range), likewise
 
     def slot(self, name: str) -> Slot:
         found = self.slots.get(name)

@@ -166,7 +166,8 @@ class RequestOrder:
             pending = self.queues[client].pending_writes
             if pending and self._waits(route, values, pending):
                 return False
-            reply = route.handler(self.session_for(client), *values)
+            session = self.session_for(client)
+            reply = route.handler(session, *values)
         except ValueError as exc:  # RequestError, or an engine check with its own message
             self._finish(client, ticket, [protocol.error_message(address, str(exc))])
             return True
@@ -177,7 +178,7 @@ class RequestOrder:
         if isinstance(reply, list):
             self._finish(client, ticket, reply)
         else:
-            self._submit(client, ticket, address, reply)
+            self._submit(client, ticket, address, reply, session.engine)
         return True
 
     @staticmethod
@@ -186,8 +187,9 @@ class RequestOrder:
             return True
         return any(values[i] in pending for i, param in enumerate(route.params) if param.name in route.reads)
 
-    def _submit(self, client: Client, ticket: Ticket, address: str, work: protocol.DecodeWork | protocol.CallWork
-                ) -> None:
+    def _submit(self, client: Client, ticket: Ticket, address: str, work: protocol.DecodeWork | protocol.CallWork,
+                engine: Any) -> None:
+        """Queue the work; a decode runs on `engine`, the request's (a client's personal or constrained view)."""
         loop = self.transport.loop
         assert loop is not None
 
@@ -198,7 +200,8 @@ class RequestOrder:
                 pass
 
         if isinstance(work, protocol.DecodeWork):
-            job: DecodeJob | CallJob = DecodeJob(work.z, work.temperature, work.seed, done, owner=client.key)
+            job: DecodeJob | CallJob = DecodeJob(work.z, work.temperature, work.seed, done, owner=client.key,
+                                                 engine=engine)
         else:
             job = CallJob(work.fn, done, owner=client.key, heavy=work.heavy)
         refused = self.worker.submit(job)

@@ -28,6 +28,7 @@ import numpy as np
 
 import seqvae
 from seqvae.codec import Melody, write_midi
+from seqvae.codec.scales import OFF, Key, PitchRange, allowed_classes, transpose_events
 from seqvae.engine import clips
 from seqvae.engine.latent import blend_corners, path_positions, slerp, variations
 from seqvae.engine.personalize import MIN_WINDOWS, PersonalModel, personal_engine, save_personal_model
@@ -495,7 +496,7 @@ def personalize(session: Session, name: str, slots: tuple) -> Reply:
         raise RequestError(f"a personal model needs the melodies of at least {MIN_WINDOWS} windows (slots, or a clip "
                            f"slot's windows): send e.g. /seqvae/personalize {name} a b c d")
     melodies = [client.melody(slot) for slot in names]
-    eng = session.engine
+    eng = session.engine.constrained()  # fitted and kept free of your key and range, which apply on top of it
 
     def finish(personal: PersonalModel) -> list[Message]:
         client.personal = personal
@@ -555,6 +556,65 @@ def map_cc(session: Session, channel: int, cc: int, words: tuple) -> Reply:
 def unmap_cc(session: Session, channel: int, cc: int) -> Reply:
     session.knobs.unmap_cc(session.client, channel, cc)
     return [("/seqvae/unmapped_cc", [channel, cc])]
+
+
+def _constrain(session: Session, key: Key | None, pitch_range: PitchRange | None) -> None:
+    """Set the client's key and range, refusing a pair that leaves the model no pitch to play."""
+    try:
+        allowed_classes(session.engine.codec, key, pitch_range)
+    except ValueError as exc:
+        raise RequestError(str(exc)) from None
+    session.client.music_key, session.client.pitch_range = key, pitch_range
+
+
+def music_key(session: Session, words: tuple) -> Reply:
+    client = session.client
+    if words:
+        text = " ".join(str(word) for word in words)
+        try:
+            chosen = Key.parse(text)
+        except ValueError as exc:
+            raise RequestError(str(exc)) from None
+        _constrain(session, chosen, client.pitch_range)
+    if client.music_key is None:
+        return [("/seqvae/key", [OFF])]
+    root, mode = str(client.music_key).split(" ", 1)
+    return [("/seqvae/key", [root, mode])]
+
+
+def pitch_range(session: Session, words: tuple) -> Reply:
+    client = session.client
+    if words:
+        if len(words) > 2:
+            raise RequestError(f"/seqvae/range takes low high (e.g. 57 76 or A3 E5), one text (57-76) or off; got "
+                               f"{len(words)} values")
+        ends = [as_int(word, name, 0, 127) if isinstance(word, (int, float)) else str(word)
+                for word, name in zip(words, ("low", "high"), strict=False)]
+        try:
+            chosen = PitchRange.parse("-".join(str(end) for end in ends))
+        except ValueError as exc:
+            raise RequestError(str(exc)) from None
+        _constrain(session, client.music_key, chosen)
+    if client.pitch_range is None:
+        return [("/seqvae/range", [OFF])]
+    return [("/seqvae/range", [client.pitch_range.low, client.pitch_range.high])]
+
+
+def transpose(session: Session, slot: str, semitones: int, out: str) -> Reply:
+    melody = session.client.melody(slot)
+    target = out or slot
+    session.client.check_room([target])
+    eng = session.engine
+    try:
+        moved = replace(melody, events=transpose_events(melody.events, melody.codec, semitones))
+    except ValueError as exc:
+        raise RequestError(f"slot {slot!r}: {exc}") from None
+
+    def run() -> tuple[Melody, np.ndarray]:
+        return moved, _latent_of(eng, moved)
+
+    return CallWork(run, lambda result: _stored(session, target, *result), writes=(target,),
+                    heavy=moved.n_steps > eng.steps)
 
 
 def map_osc(session: Session, address: str, words: tuple) -> Reply:
@@ -623,6 +683,10 @@ ROUTES: dict[str, Route] = {route.address: route for route in (
     Route("/seqvae/map_osc", (Param("address", "text"),), map_osc, "/seqvae/mapped_osc address arg_index request...",
           variadic=True),
     Route("/seqvae/unmap_osc", (Param("address", "text"),), unmap_osc, "/seqvae/unmapped_osc address"),
+    Route("/seqvae/key", (), music_key, "/seqvae/key root mode, or /seqvae/key off", variadic=True),
+    Route("/seqvae/range", (), pitch_range, "/seqvae/range low high, or /seqvae/range off", variadic=True),
+    Route("/seqvae/transpose", (SLOT, Param("semitones", "int", low=-48, high=48), OUT), transpose, NOTES,
+          reads=("slot",)),
     Route("/seqvae/personalize", (Param("name", "slot"),), personalize, "/seqvae/personalized name windows prior",
           variadic=True, barrier=True),
     Route("/seqvae/personalize_save", (Param("name", "slot"),), personalize_save,

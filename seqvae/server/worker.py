@@ -4,7 +4,7 @@ The receiving loop only parses, checks and blends latents; anything that runs th
 on a bounded queue. Short jobs (decodes of a few rows: morph, sample, similar, shift; encoding one
 window) go to the fast lane. When its thread comes back for work it takes everything already
 waiting, and decode jobs that can share a pass (greedy, or sampled without a seed, at the same
-temperature) go through `engine.decode` as one stacked batch: a batch of 4 costs little more than a
+temperature, key and range) go through `engine.decode` as one stacked batch: a batch of 4 costs little more than a
 batch of 1 on a CPU, so 4 busy clients get nearly 4x the throughput without waiting for each other.
 Nothing waits to fill a batch, so a lone client pays no latency.
 
@@ -46,10 +46,15 @@ class DecodeJob:
     seed: int | None
     done: Callable[[Any], None]
     owner: Hashable = None  # whose request: heavy work takes turns between owners
+    engine: Any = None  # the engine the request was made with (a client's view: its key and range); None: the worker's
 
     @property
     def heavy(self) -> bool:
         return len(self.z) > SHORT_ROWS
+
+    def constraints(self) -> tuple:
+        """What must match for two jobs to share a pass: jobs in one key and range decode alike on any view."""
+        return (None, None) if self.engine is None else (self.engine.key, self.engine.pitch_range)
 
     @property
     def batchable(self) -> bool:
@@ -206,10 +211,10 @@ class InferenceWorker:
                 return
 
     def _run_jobs(self, jobs: list[DecodeJob | CallJob]) -> None:
-        groups: dict[float, list[DecodeJob]] = {}
+        groups: dict[tuple, list[DecodeJob]] = {}
         for job in jobs:
             if isinstance(job, DecodeJob) and self.batching and job.batchable:
-                groups.setdefault(job.temperature, []).append(job)
+                groups.setdefault((job.temperature, *job.constraints()), []).append(job)
             elif isinstance(job, DecodeJob):
                 self._decode([job])
             else:
@@ -234,7 +239,8 @@ class InferenceWorker:
         try:
             z = jobs[0].z if len(jobs) == 1 else np.concatenate([job.z for job in jobs])
             stats.decoded_rows += len(z)
-            melodies = self.engine.decode(z, temperature=jobs[0].temperature, seed=jobs[0].seed)
+            engine = jobs[0].engine or self.engine
+            melodies = engine.decode(z, temperature=jobs[0].temperature, seed=jobs[0].seed)
         except Exception as exc:  # every job of the batch learns of the failure
             for job in jobs:
                 _deliver(job, exc)
