@@ -2,7 +2,7 @@
 
     python benchmarks/bench_constraints.py                                  # every shipped model, D dorian 57-76
     python benchmarks/bench_constraints.py --models default --n 16 --json runs/constraints.json
-    python benchmarks/bench_constraints.py --key "Bb minor" --range 55-79 --data datasets/built/folk32
+    python benchmarks/bench_constraints.py --key "Bb minor" --range 55-79 --data built/folk32 built/folk24
 
 Three figures per model, all from one sitting:
 - inside: the share of note-ons inside --key and --range among everything sample, morph, similar, shift and
@@ -93,20 +93,21 @@ def own_key(events: np.ndarray, engine: Engine) -> Key | None:
     return next((key for key in OWN_KEYS if pitches <= key.pitch_classes), None)
 
 
-def test_melodies(engine: Engine, data: Path | None, n: int) -> tuple[np.ndarray, str]:
-    if data is not None:
-        from seqvae.data.corpus import load_corpus
+def test_melodies(engine: Engine, data: list[Path], n: int) -> tuple[np.ndarray, str]:
+    """Held-out windows of the first corpus in `data` with the model's window (up to 16 n), else its samples."""
+    from seqvae.data.corpus import load_corpus
 
-        corpus = load_corpus(data)
+    for folder in data:
+        corpus = load_corpus(folder)
         if corpus.steps == engine.steps:
             rows = np.concatenate([np.asarray(corpus.split(s).events, dtype=np.int64) for s in HELD_OUT])
-            picks = np.unique(np.linspace(0, len(rows) - 1, min(4 * n, len(rows))).round().astype(int))
-            return rows[picks], f"held-out windows of {data}"
+            picks = np.unique(np.linspace(0, len(rows) - 1, min(16 * n, len(rows))).round().astype(int))
+            return rows[picks], f"held-out windows of {folder}"
     melodies = engine.sample(4 * n, temperature=0.5, seed=0)
     return np.stack([m.events for m in melodies]), "the model's own samples (T=0.5, seed 0)"
 
 
-def reconstruction(engine: Engine, data: Path | None, n: int) -> dict[str, float | int | str]:
+def reconstruction(engine: Engine, data: list[Path], n: int) -> dict[str, float | int | str]:
     """Greedy reconstruction accuracy of in-key melodies: unconstrained against under their own key."""
     events, source = test_melodies(engine, data, n)
     keyed = [(row, key) for row in events if (key := own_key(row, engine)) is not None]
@@ -129,7 +130,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--range", dest="pitch_range", default="57-76", help="range (default: 57-76)")
     p.add_argument("--n", type=int, default=8, help="melodies per operation; decode timing uses 8x this (default 8)")
     p.add_argument("--repeats", type=int, default=5, help="timed rounds of each decode (default: 5)")
-    p.add_argument("--data", type=Path, default=None, help="built corpus for the reconstruction melodies")
+    p.add_argument("--data", type=Path, nargs="*", default=[],
+                   help="built corpora for the reconstruction melodies: each model uses the one with its window")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
     p.add_argument("--json", default=None, help="also write the results to this JSON file")
     args = p.parse_args(argv)

@@ -42,7 +42,7 @@ class Generation:
     def choose(self, step: int, logits: torch.Tensor) -> torch.Tensor:
         """The token at window step `step` from its logits [B, C]: argmax or a draw, then the forced token if any."""
         if self.allowed is not None:
-            masked = logits.masked_fill(~self.allowed.to(logits.device), float("-inf"))
+            masked = logits.masked_fill(~self.allowed, float("-inf"))
             logits = masked if self.forced is None else torch.where(self.mask[:, step, None], logits, masked)
         token = choose_tokens(logits, self.temperature, None if self.uniforms is None else self.uniforms[step])
         if self.forced is not None:

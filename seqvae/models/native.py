@@ -315,7 +315,9 @@ class NativeLSTMPlan:
         if forced is not None:
             forced_np = np.ascontiguousarray(forced.detach().cpu().numpy()[:, offset:offset + steps], dtype=np.int64)
             mask_np = np.ascontiguousarray(mask.detach().cpu().numpy()[:, offset:offset + steps], dtype=np.uint8)
-        allowed = None if generation.allowed is None else np.ascontiguousarray(generation.allowed.numpy(), np.uint8)
+        allowed = None
+        if generation.allowed is not None:
+            allowed = np.ascontiguousarray(generation.allowed.cpu().numpy(), np.uint8)
         out = np.empty((batch, steps), np.int64)
         logp = None if generation.log_probs is None else np.empty((batch, steps), np.float32)
         ref = ctypes.byref(self.weights)

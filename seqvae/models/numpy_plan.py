@@ -121,7 +121,7 @@ class NumpyLSTMPlan:
         u_np = None if uniforms is None else uniforms.numpy()[offset:offset + steps]
         penalty = None  # -inf on the classes a free step may not choose, 0 elsewhere
         if generation.allowed is not None:
-            penalty = np.where(generation.allowed.numpy(), 0.0, -np.inf).astype(np.float32)
+            penalty = np.where(generation.allowed.cpu().numpy(), 0.0, -np.inf).astype(np.float32)
         out = np.empty((batch, steps), np.int64)
         log_probs = None if generation.log_probs is None else generation.log_probs.numpy()
         top = buf.hidden[-1]

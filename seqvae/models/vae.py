@@ -247,6 +247,7 @@ class SequenceVAE(nn.Module):
                 raise ValueError("allowed leaves no note-on: allow at least one pitch")
             allowed = allowed.clone()
             allowed[:FIRST_NOTE_ON] = True  # holding and resting (NO_EVENT, NOTE_OFF) stay in every key
+            allowed = allowed.to(self.device)
         generation = Generation(temperature, uniforms, forced, forced_mask, bf16, log_probs, allowed)
         with torch.inference_mode():  # tokens never need autograd; inference mode skips its bookkeeping
             return self.decoder.generate(z, generation, plan).to(self.device)
