@@ -162,3 +162,32 @@ def test_decode_refuses_a_bad_mask():
     nothing = torch.zeros(model.config.num_classes, dtype=torch.bool)
     with pytest.raises(ValueError, match="no note-on"):
         model.decode(z, allowed=nothing)
+
+
+@pytest.mark.parametrize("name", ["tiny_lstm", "tiny_hier"])
+def test_bfloat16_kernel_decodes_inside_the_mask(name, tmp_path):
+    from seqvae.models import load_model, save_model
+
+    save_model(_model(name, seed=5), tmp_path / "m", storage_dtype="bfloat16")
+    model = load_model(tmp_path / "m", device="cpu").model
+    if not model.bf16_decoding_available():
+        pytest.skip("this CPU or build has no bfloat16 dot products")
+    allowed = _key_mask(model)
+    z = torch.randn(16, model.config.z_size, generator=torch.Generator().manual_seed(2))
+    for temperature in (0.0, 1.0):
+        tokens = model.decode(z, temperature, torch.Generator().manual_seed(3), precision="bfloat16", allowed=allowed)
+        onsets = tokens[tokens >= FIRST_NOTE_ON]
+        assert len(onsets) and allowed[onsets].all()
+
+
+def test_transpose_moves_note_ons_only_and_refuses_leaving_the_codec():
+    from seqvae.codec.scales import transpose_events
+
+    codec = EventCodec(48, 84)
+    events = np.array([codec.pitch_to_class(60), NO_EVENT, NOTE_OFF, codec.pitch_to_class(67), NO_EVENT])
+    moved = transpose_events(events, codec, -5)
+    assert [codec.class_to_pitch(e) for e in moved if e >= FIRST_NOTE_ON] == [55, 62]
+    assert list(moved[[1, 2, 4]]) == [NO_EVENT, NOTE_OFF, NO_EVENT]
+    assert np.array_equal(transpose_events(events, codec, 0), events)
+    with pytest.raises(ValueError, match=r"span 78-85, outside the model.s pitches 48-84: send a move from -12 to"):
+        transpose_events(events, codec, 18)
