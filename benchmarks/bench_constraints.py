@@ -58,18 +58,19 @@ def generated_inside(view: Engine, engine: Engine, key: Key, pitch_range: PitchR
                      ) -> dict[str, float | int]:
     seeds = engine.sample(4, temperature=0.5, seed=1)  # inputs, from the unconstrained model
     shift = engine.attributes[0] if engine.attributes else None
+    per_bar = seeds[0].meter.steps_per_bar
+    gap = max(1, engine.steps // per_bar // 4)  # infill regenerates bars 1..gap: 1 of 2 bars, 4 of 16
     results = {
         "sample": view.sample(n, temperature=1.0, seed=2),
         "morph": [view.morph(seeds[0], seeds[1], t, temperature=1.0, seed=3) for t in np.linspace(0, 1, 5)],
         "similar": view.similar(seeds[2], n, amount=0.5, seed=4, temperature=1.0),
         "shift": [] if shift is None else [view.shift(seeds[3], shift, 1.0, temperature=1.0, seed=5)],
-        "infill": [view.infill(seeds[0], 1, 1, seed=6, temperature=1.0)],
+        "infill": [view.infill(melody, 1, gap, seed=6 + i, temperature=1.0) for i, melody in enumerate(seeds)],
     }
-    per_bar = seeds[0].meter.steps_per_bar
     out: dict[str, float | int] = {}
     for name, melodies in results.items():
-        if name == "infill":  # only the regenerated bar is the model's; the kept bars are the input's
-            melodies = [Melody(m.events[:per_bar], meter=m.meter, codec=m.codec) for m in melodies]
+        if name == "infill":  # only the regenerated bars are the model's; the kept ones are the input's
+            melodies = [Melody(m.events[:gap * per_bar], meter=m.meter, codec=m.codec) for m in melodies]
         pitches = note_ons(melodies)
         good = sum(pitch_range.low <= p <= pitch_range.high and key.contains(p) for p in pitches)
         out[f"{name}_notes"] = len(pitches)
