@@ -301,7 +301,7 @@ class BlockedDecodes:
 
 def test_a_burst_from_one_sender_does_not_make_another_clients_knob_busy(tiny_engine, monkeypatch):
     blocked = BlockedDecodes(tiny_engine.decode)
-    monkeypatch.setattr(tiny_engine, "decode", blocked)
+    monkeypatch.setitem(vars(tiny_engine), "decode", blocked)  # undone by deleting it, not by pinning a bound method
     worker = InferenceWorker(tiny_engine, max_queue=4)
     z = np.zeros((1, tiny_engine.z_size), np.float32)
     results: list = []
