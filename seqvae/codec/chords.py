@@ -23,7 +23,7 @@ _TRIAD_INTERVALS = ((0, 4, 7), (0, 3, 7), (0, 4, 8), (0, 3, 6))
 _LETTERS = {"C": 0, "D": 2, "E": 4, "F": 5, "G": 7, "A": 9, "B": 11}
 _NO_CHORD_SYMBOLS = {"n.c.", "nc", "n.c", "none"}
 _SYMBOL = re.compile(r"^([A-Ga-g])([#b♯♭]*)(.*?)(?:/([A-Ga-g][#b♯♭]*))?$")
-# Quality words after the root, longest first so "maj7" is not read as "m" + "aj7".
+# Quality words after the root, matched longest first so "maj7" is not read as "m" + "aj7".
 _QUALITY_WORDS = (
     ("maj", 0), ("major", 0), ("M", 0), ("Δ", 0),
     ("min", 1), ("minor", 1), ("mi", 1), ("m", 1), ("-", 1),
@@ -31,6 +31,7 @@ _QUALITY_WORDS = (
     ("dim", 3), ("o", 3), ("°", 3), ("ø", 3),
     ("sus", 0),
 )
+_QUALITY_WORDS_LONGEST_FIRST = sorted(_QUALITY_WORDS, key=lambda w: -len(w[0]))
 _ACCEPTED = ("a root A-G with optional # or b, then an optional quality (m, min, dim, aug, +, sus) and "
              "extensions (7, maj7, m7b5, 9, add9 ...), optionally /bass; or N.C. for no chord — e.g. Am, F#m7, "
              "Bb, G7, Bm7b5, C/E")
@@ -55,12 +56,8 @@ def parse_chord(symbol: str) -> int:
 def _quality(rest: str, symbol: str) -> int:
     if rest.startswith(("m7b5", "m7-5", "min7b5")) or rest.startswith("ø"):
         return 3  # half-diminished: its triad is diminished
-    for word, quality in sorted(_QUALITY_WORDS, key=lambda w: -len(w[0])):
-        if rest.startswith(word):
-            tail = rest[len(word):]
-            break
-    else:
-        quality, tail = 0, rest
+    word, quality = next((w for w in _QUALITY_WORDS_LONGEST_FIRST if rest.startswith(w[0])), ("", 0))
+    tail = rest[len(word):]
     if not _only_extensions(tail):
         raise ValueError(f"chord {symbol!r} has an unknown quality {rest!r}: send {_ACCEPTED}")
     return quality
