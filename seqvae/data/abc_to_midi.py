@@ -51,7 +51,7 @@ def convert_abc_text(text: str, path: str | Path, name: str = "", expand_repeats
     if min(pitches) < 0 or max(pitches) > 127:
         raise TuneSkipped("pitch_out_of_range")
     notes = [(start, end, pitch, VELOCITY) for start, end, pitch in layout.notes]
-    write_notes(notes, layout.meters, path, BPM, PROGRAM, name)
+    write_notes(notes, layout.meters, path, BPM, PROGRAM, name, layout.chords)
     return {
         "bars": layout.bars,
         "notes": len(layout.notes),
@@ -59,4 +59,5 @@ def convert_abc_text(text: str, path: str | Path, name: str = "", expand_repeats
         "pickup_quarters": float(layout.pickup),
         "repeats": repeats,
         "pitch_range": [min(pitches), max(pitches)],
+        "chord_symbols": len(layout.chords),
     }
