@@ -21,9 +21,9 @@ FIXTURES = Path(__file__).parent.parent / "datasets" / "fixtures"
 
 
 def write_arpeggio_tune(path: Path, progression: str, bars: int, written: str | None, transpose: int = 0) -> None:
-    """A 4/4 tune arpeggiating `progression` (eighths); with `written`, those chord symbols go in the file, a bar each."""
+    """A 4/4 tune arpeggiating `progression` in eighths; `written` chord symbols go in the file, a bar each."""
     chords = parse_progression(progression, Meter(4, 4), 16 * bars)
-    notes = [((s) / 4, (s + 2) / 4, 60 + transpose + triad_pitch_classes(chords[s])[(s // 2) % 3], 80)
+    notes = [(s / 4, (s + 2) / 4, 60 + transpose + triad_pitch_classes(chords[s])[(s // 2) % 3], 80)
              for s in range(0, 16 * bars, 2)]
     symbols = [(4 * bar, written.split()[bar % len(written.split())]) for bar in range(bars)] if written else []
     write_notes(notes, [(0, Meter(4, 4))], path, chords=symbols)
