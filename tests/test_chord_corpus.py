@@ -99,3 +99,14 @@ def test_cli_build_chords_reports_sources(tmp_path, capsys):
     write_arpeggio_tune(midi / "bare.mid", "C G", 4, written=None)
     assert main(["data", "build", str(midi), "--out", str(tmp_path / "b"), "--workers", "1", "--chords"]) == 0
     assert "chords: abc 0 windows, inferred 3 windows" in capsys.readouterr().out
+
+
+def test_a_few_capitals_at_strain_starts_are_labels_not_chords(tmp_path):
+    pytest.importorskip("music21")
+    from seqvae.data.abc_to_midi import convert_abc_text
+
+    strains = "|".join(["cdef gabc'"] * 7)
+    text = f'X:1\nT:Labels\nM:4/4\nL:1/8\nK:C\n"A"{strains}|"B"{strains}|]\n'
+    facts = convert_abc_text(text, tmp_path / "t.mid")
+    assert facts["chord_symbols"] == 0 and facts["chord_symbols_dropped_as_labels"] == 2
+    assert read_midi(tmp_path / "t.mid").chords == []
