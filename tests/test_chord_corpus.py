@@ -110,3 +110,13 @@ def test_a_few_capitals_at_strain_starts_are_labels_not_chords(tmp_path):
     facts = convert_abc_text(text, tmp_path / "t.mid")
     assert facts["chord_symbols"] == 0 and facts["chord_symbols_dropped_as_labels"] == 2
     assert read_midi(tmp_path / "t.mid").chords == []
+
+
+def test_flats_come_back_from_music21s_spelling(tmp_path):
+    pytest.importorskip("music21")
+    from seqvae.data.abc_to_midi import convert_abc_text
+
+    text = 'X:1\nT:Flats\nM:4/4\nL:1/4\nK:F\n"Bb"B4|"Ebm7"e4|"Gm/Bb"G4|"F#dim"f4|]\n'
+    convert_abc_text(text, tmp_path / "t.mid")
+    chords = [parse_chord(s) for _, s in read_midi(tmp_path / "t.mid").chords]
+    assert chords == [parse_chord(s) for s in ("Bb", "Ebm", "Gm", "F#dim")]  # not B minor, E minor

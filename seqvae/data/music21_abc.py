@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import contextlib
 import io
+import re
 import warnings
 from fractions import Fraction
 
 from seqvae.codec.chords import parse_chord
 from seqvae.codec.meter import Meter
 from seqvae.data.bar_layout import Bar, Tone
+
+_MUSIC21_FLAT = re.compile(r"(^|/)([A-G])-")  # music21 spells ABC's "Bb" as "B-" (and "Gm/Bb" as "Gm/B-")
 
 
 @contextlib.contextmanager
@@ -100,12 +103,12 @@ def score_bars(score, expand_repeats: bool = True) -> tuple[list[Bar], str]:
 
 
 def abc_chord_symbol(element) -> str | None:
-    """A music21 Harmony's symbol when it is a real chord symbol ('N.C.' for none), else None."""
+    """A music21 Harmony's symbol when it is a real chord symbol ('N.C.' for none, flats as 'b'), else None."""
     from music21 import harmony
 
     if isinstance(element, harmony.NoChord):
         return "N.C."
-    figure = str(getattr(element, "figure", "") or "").strip()
+    figure = _MUSIC21_FLAT.sub(r"\1\2b", str(getattr(element, "figure", "") or "").strip())
     if not figure or figure[0] not in "ABCDEFG":
         return None
     try:
