@@ -30,6 +30,8 @@ def arpeggio(progression: str, meter: Meter, steps: int, base: int = 60) -> tupl
     ("Em D", Meter(6, 8), 24),
     ("Bdim:2 C:2 Caug:2 F#m:2", Meter(4, 4), 32),
     ("Bb Eb F Bb", Meter(2, 4), 32),
+    ("Am Dm E Am", Meter(4, 4), 64),
+    ("Gm:2 Cm:2 D:2 Gm:2 Eb:2 F:2 D:2 Gm:2", Meter(4, 4), 64),
 ])
 def test_arpeggios_give_back_their_progression(progression, meter, steps):
     melody, truth = arpeggio(progression, meter, steps)
@@ -74,6 +76,16 @@ def test_corpus_chords_batch_per_meter_and_match_single_windows():
     assert (got[0] == duple_truth).all() and (got[2] == duple_truth).all()
     assert (got[1] == infer_window_chords(windows[1:2], Meter(3, 4))[0]).all()
     assert infer_corpus_chords(np.zeros((0, 32), dtype=np.int8), np.zeros((0, 2))).shape == (0, 32)
+
+
+def test_a_minor_tune_with_its_leading_tone_stays_in_a_minor():
+    codec = EventCodec()
+    # "A G# A B | c B c d | e d# e f | e2 A2": chromatic neighbours, one harmony
+    pitches = [69, 68, 69, 71, 72, 71, 72, 74, 76, 75, 76, 77]
+    notes = [Note(p, 4 * i, 4 * i + 4) for i, p in enumerate(pitches)] + [Note(76, 48, 56), Note(69, 56, 64)]
+    chords = infer_chords(Melody(codec.notes_to_events(notes, 64)))
+    assert chords[0] == parse_chord("Am") and chords[-1] == parse_chord("Am")
+    assert parse_chord("A") not in set(chords.tolist())
 
 
 def test_bad_input_is_named():

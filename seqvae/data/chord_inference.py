@@ -1,10 +1,11 @@
 """Chords for melodies that have none written: an HMM over (key, chord), decoded with Viterbi.
 
 The design follows note_seq's chord_inference (our own code): the hidden state of each chord span is
-a major key (its relative minor included) and one of the 48 triads. A span emits how well its sounding
-notes fit the triad (the share of its sounding time, by pitch class, on triad tones); the key makes its
-diatonic triads likelier; and between spans the key nearly always stays and the chord often does, so a
-passing tone does not flip the harmony. Spans are a half bar in 4/4 and 2/2 (two chords a bar), a whole
+one of 24 keys (major and minor) and one of the 48 triads. A span emits how well its sounding notes fit
+the triad and the key's scale (the share of its sounding time, by pitch class, on triad tones and on
+scale tones: the scale is what tells A minor from A major and C major over "A G# A B"); the key makes its
+own triads likelier, tonic and dominant most; and between spans the key nearly always stays and the chord
+often does, so a passing tone does not flip the harmony. Spans are a half bar in 4/4 and 2/2 (two chords a bar), a whole
 bar in 2/4 and in triple meters (3/4, 6/8: one a bar).
 
 A span where nothing sounds (a rest) says nothing about the harmony: it keeps the chord before it (a
@@ -22,13 +23,15 @@ from seqvae.codec.events import EventCodec
 from seqvae.codec.melody import Melody
 from seqvae.codec.meter import Meter
 
-N_KEYS = 12
+N_KEYS = 24  # 12 major keys, then 12 minor keys (tonic C first)
 N_TRIADS = NUM_CHORD_CLASSES - 1  # the HMM's chords: every class but "no chord"
-# Triads a major key (root 0) makes likely: I ii iii IV V vi vii°, and V of the relative minor (III in C:
-# E major), which minor-mode folk tunes use at every cadence.
-_KEY_TRIADS = ((0, "major"), (2, "minor"), (4, "minor"), (5, "major"), (7, "major"), (9, "minor"),
-               (11, "diminished"), (4, "major"))
-_BATCH = 4096  # windows decoded at once: a few hundred MB of Viterbi tables at most
+# The triads a key (tonic 0) uses, weighted as folk and song harmony leans: the tonic and dominant most, then the
+# subdominant, the rest less. A minor key has both its harmonic V (E in A minor) and its natural v and VII.
+_MAJOR_KEY_TRIADS = {(0, "major"): 3.0, (2, "minor"): 1.0, (4, "minor"): 0.5, (5, "major"): 2.0, (7, "major"): 3.0,
+                     (9, "minor"): 1.5, (11, "diminished"): 0.25, (2, "major"): 0.5, (4, "major"): 0.5}
+_MINOR_KEY_TRIADS = {(0, "minor"): 3.0, (2, "diminished"): 0.25, (3, "major"): 1.5, (5, "minor"): 2.0,
+                     (7, "major"): 2.5, (7, "minor"): 1.0, (8, "major"): 1.0, (10, "major"): 1.5}
+_BATCH = 1024  # windows decoded at once: Viterbi tables stay near 200 MB even for 16-bar windows
 
 
 @dataclass(frozen=True)
@@ -39,14 +42,16 @@ class ChordHmm:
     chord_change_prob: float = 0.5
     in_key_prob: float = 0.9  # the share of chord probability on a key's own triads
     note_concentration: float = 20.0  # how sharply emission prefers the triad holding more of the sounding time
+    scale_concentration: float = 10.0  # how sharply a span prefers the keys whose scale holds its notes
 
     def __post_init__(self) -> None:
         for name in ("key_change_prob", "chord_change_prob", "in_key_prob"):
             value = getattr(self, name)
             if not 0 < value < 1:
                 raise ValueError(f"{name} {value} must lie strictly between 0 and 1")
-        if self.note_concentration <= 0:
-            raise ValueError(f"note_concentration {self.note_concentration} must be positive")
+        if self.note_concentration <= 0 or self.scale_concentration < 0:
+            raise ValueError(f"note_concentration {self.note_concentration} must be positive and "
+                             f"scale_concentration {self.scale_concentration} not negative")
 
 
 def span_steps(meter: Meter) -> int:
@@ -55,6 +60,15 @@ def span_steps(meter: Meter) -> int:
     if meter.family == "duple" and bar >= 16 and bar % 2 == 0:
         return bar // 2
     return bar
+
+
+def _scale_matrix() -> np.ndarray:
+    """[key, pitch class] 1 on the key's scale: major, or minor with both its sixth and seventh degrees."""
+    out = np.zeros((N_KEYS, 12))
+    for key in range(N_KEYS):
+        degrees = (0, 2, 4, 5, 7, 9, 11) if key < 12 else (0, 2, 3, 5, 7, 8, 9, 10, 11)
+        out[key, [(key + d) % 12 for d in degrees]] = 1.0
+    return out
 
 
 def _triad_matrix() -> np.ndarray:
@@ -69,10 +83,12 @@ def _chord_given_key(in_key_prob: float) -> np.ndarray:
     """[key, triad] log P(chord | key)."""
     logp = np.zeros((N_KEYS, N_TRIADS))
     for key in range(N_KEYS):
-        members = {chord_class(key + root, quality) - 1 for root, quality in _KEY_TRIADS}
-        inside = np.zeros(N_TRIADS, dtype=bool)
-        inside[list(members)] = True
-        logp[key] = np.where(inside, np.log(in_key_prob / inside.sum()),
+        weights = np.zeros(N_TRIADS)
+        triads = _MAJOR_KEY_TRIADS if key < 12 else _MINOR_KEY_TRIADS
+        for (root, quality), weight in triads.items():
+            weights[chord_class(key % 12 + root, quality) - 1] = weight
+        inside = weights > 0
+        logp[key] = np.where(inside, np.log(in_key_prob * weights / weights.sum() + 1e-300),
                              np.log((1 - in_key_prob) / (~inside).sum()))
     return logp
 
@@ -94,7 +110,7 @@ def viterbi_chords(profiles: np.ndarray, hmm: ChordHmm = ChordHmm()) -> np.ndarr
     """[windows, spans, 12] pitch-class time -> [windows, spans] chord class (NO_CHORD for silent windows).
 
     Batched over windows. The transition factorises (key stays or jumps anywhere, chord stays or jumps
-    anywhere), so each step's max over 576 previous states is four maxima, not 576 x 576 sums; since staying
+    anywhere), so each step's max over 1152 previous states is four maxima, not 1152 x 1152 sums; since staying
     is likelier than moving, including the staying state in a "move" maximum never changes the result.
     """
     n, n_spans, _ = profiles.shape
@@ -103,11 +119,13 @@ def viterbi_chords(profiles: np.ndarray, hmm: ChordHmm = ChordHmm()) -> np.ndarr
     totals = profiles.sum(axis=2, keepdims=True)
     share = np.divide(profiles, totals, out=np.zeros_like(profiles), where=totals > 0)
     fit = share @ _triad_matrix().T  # [n, spans, triads] share of sounding time on triad tones
-    emission = hmm.note_concentration * fit  # a silent span fits every triad equally (zero): it decides nothing
+    in_scale = share @ _scale_matrix().T  # [n, spans, keys] share of sounding time on the key's scale
+    # a silent span fits every state equally (zero): it decides nothing
+    emission = hmm.note_concentration * fit[:, :, None, :] + hmm.scale_concentration * in_scale[:, :, :, None]
     prior = _chord_given_key(hmm.in_key_prob)[None]  # [1, keys, triads]
     key_stay, key_move = np.log(1 - hmm.key_change_prob), np.log(hmm.key_change_prob / (N_KEYS - 1))
     chord_stay, chord_move = np.log(1 - hmm.chord_change_prob), np.log(hmm.chord_change_prob / (N_TRIADS - 1))
-    delta = prior + emission[:, 0, None, :] - np.log(N_KEYS)
+    delta = prior + emission[:, 0] - np.log(N_KEYS)
     n_states = N_KEYS * N_TRIADS
     back = np.zeros((n, n_spans, n_states), dtype=np.int32)
     state = np.arange(n_states).reshape(N_KEYS, N_TRIADS)
@@ -130,7 +148,7 @@ def viterbi_chords(profiles: np.ndarray, hmm: ChordHmm = ChordHmm()) -> np.ndarr
         ))
         pick = candidates.argmax(axis=0)
         back[:, t] = np.take_along_axis(sources, pick[None], axis=0)[0].reshape(n, n_states)
-        delta = np.take_along_axis(candidates, pick[None], axis=0)[0] + prior + emission[:, t, None, :]
+        delta = np.take_along_axis(candidates, pick[None], axis=0)[0] + prior + emission[:, t]
     path = np.zeros((n, n_spans), dtype=np.int64)
     path[:, -1] = delta.reshape(n, n_states).argmax(axis=1)
     for t in range(n_spans - 1, 0, -1):
