@@ -120,3 +120,18 @@ def test_flats_come_back_from_music21s_spelling(tmp_path):
     convert_abc_text(text, tmp_path / "t.mid")
     chords = [parse_chord(s) for _, s in read_midi(tmp_path / "t.mid").chords]
     assert chords == [parse_chord(s) for s in ("Bb", "Ebm", "Gm", "F#dim")]  # not B minor, E minor
+
+
+def test_folk_index_counts_tunes_with_chord_symbols(tmp_path, monkeypatch):
+    pytest.importorskip("music21")
+    from seqvae.data import folk
+    from seqvae.data.abc_tunes import split_abc_tunes
+
+    text = ('X:1\nT:Chorded\nM:4/4\nL:1/4\nK:C\n"C"c e g c|"F"f a c f|"G"g b d g|"C"c4|]\n'
+            'X:2\nT:Bare\nM:4/4\nL:1/4\nK:C\nc e g c|f a c f|g b d g|c4|]\n')
+    tunes = split_abc_tunes(text, "misc/t.abc", "miscFolk")
+    monkeypatch.setattr(folk, "find_folk_tunes", lambda collections: tunes)
+    result = folk.convert_folk(tmp_path / "out", workers=1, progress=False)
+    index = json.loads(result.index_path.read_text())
+    assert index["counts"]["with_chord_symbols"] == 1
+    assert [t["chord_symbols"] for t in index["tunes"]] == [4, 0]

@@ -10,6 +10,7 @@ from seqvae.codec.chords import (
     chord_name,
     parse_chord,
     parse_progression,
+    transpose_chords,
     triad_pitch_classes,
 )
 from seqvae.codec.meter import Meter
@@ -69,3 +70,14 @@ def test_progression_in_beats_and_in_compound_meter():
 def test_bad_progressions_say_what_to_send(bad):
     with pytest.raises(ValueError, match="Am|N.C."):
         parse_progression(bad, Meter(4, 4), 32)
+
+
+def test_transpose_chords_moves_roots_keeps_quality_and_silence():
+    chords = np.array([[parse_chord("Am"), parse_chord("G"), NO_CHORD], [parse_chord("Bdim"), 0, parse_chord("C+")]])
+    moved = transpose_chords(chords, np.array([3, -2]))
+    assert moved.dtype == np.uint8
+    assert [chord_name(c) for c in moved[0]] == ["Cm", "Bb", "N.C."]
+    assert [chord_name(c) for c in moved[1]] == ["Adim", "N.C.", "Bbaug"]
+    assert (transpose_chords(chords, 12) == chords).all()
+    with pytest.raises(ValueError, match="0..48"):
+        transpose_chords(np.array([49]), 1)

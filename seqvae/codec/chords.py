@@ -101,6 +101,20 @@ def chord_class(root: int, quality: str) -> int:
     return 1 + (int(root) % 12) * len(QUALITIES) + QUALITIES.index(quality)
 
 
+def transpose_chords(chords: np.ndarray, semitones: int | np.ndarray) -> np.ndarray:
+    """Chord classes moved by `semitones` (one shift, or one per row of a [rows, steps] batch), as a melody
+    transposed for augmentation must carry its chords; no chord stays no chord."""
+    arr = np.asarray(chords).astype(np.int64)
+    shift = np.asarray(semitones, dtype=np.int64)
+    if shift.ndim == 1:
+        shift = shift.reshape((-1,) + (1,) * (arr.ndim - 1))
+    if arr.size and (arr.min() < 0 or arr.max() >= NUM_CHORD_CLASSES):
+        raise ValueError(f"chord classes must lie in 0..{NUM_CHORD_CLASSES - 1}")
+    root, quality = (arr - 1) // len(QUALITIES), (arr - 1) % len(QUALITIES)
+    moved = 1 + ((root + shift) % 12) * len(QUALITIES) + quality
+    return np.where(arr == NO_CHORD, NO_CHORD, moved).astype(np.uint8)
+
+
 def parse_progression(text: str, meter: Meter, steps: int) -> np.ndarray:
     """'Am F' (a bar each) or 'Am:2 F:2' (beats) -> uint8 chord class per step for a `steps` window.
 

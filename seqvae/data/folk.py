@@ -133,6 +133,7 @@ def convert_folk(
             "converted": len(converted),
             "skipped": dict(sorted(skipped.items())),
             "repeats": dict(sorted(Counter(e["repeats"] for e in converted).items())),
+            "with_chord_symbols": sum(e["chord_symbols"] > 0 for e in converted),
             "per_collection": per_collection,
         },
         "seconds": round(seconds, 1),
