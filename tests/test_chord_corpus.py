@@ -135,3 +135,14 @@ def test_folk_index_counts_tunes_with_chord_symbols(tmp_path, monkeypatch):
     index = json.loads(result.index_path.read_text())
     assert index["counts"]["with_chord_symbols"] == 1
     assert [t["chord_symbols"] for t in index["tunes"]] == [4, 0]
+
+
+def test_chord_symbols_follow_expanded_repeats(tmp_path):
+    pytest.importorskip("music21")
+    from seqvae.data.abc_to_midi import convert_abc_text
+
+    text = ('X:1\nT:Rep\nM:4/4\nL:1/4\nK:C\n|:"C"c e g c|"F"f a c f|"G"g b d g|"C"c4:|\n'
+            '"Am"A c e a|"G7"g b d g|"C"c4|]\n')
+    facts = convert_abc_text(text, tmp_path / "t.mid")
+    assert facts["repeats"] == "expanded"
+    assert [s for _, s in read_midi(tmp_path / "t.mid").chords] == ["C", "F", "G", "C"] * 2 + ["Am", "G7", "C"]
