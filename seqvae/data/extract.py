@@ -144,7 +144,6 @@ def extract_windows(score: MidiScore, rules: WindowRules) -> Extraction:
     n_steps = max([score.n_steps] + [n.end for line in melodic for n in line.notes])
     segments = _meter_segments(score, n_steps)
     written = chords_per_step(score.chords, n_steps) if rules.chords else None
-    has_written = written is not None and bool((written != NO_CHORD).any())
     chord_rows: list[np.ndarray] = []
     all_events = []
     for line in melodic:
@@ -182,7 +181,7 @@ def extract_windows(score: MidiScore, rules: WindowRules) -> Extraction:
         chords = given = None
     else:
         chords = np.stack(chord_rows) if chord_rows else np.zeros((0, rules.steps), dtype=np.uint8)
-        given = (chords != NO_CHORD).any(axis=1) & has_written
+        given = (chords != NO_CHORD).any(axis=1)
         stacked, meter_arr, chords, given, n_dupes = unique_rows(stacked, meter_arr, chords, given)
         chords = fill_inferred(stacked, meter_arr, chords, given, rules.codec)
     if n_dupes:
