@@ -116,10 +116,10 @@ def test_flats_come_back_from_music21s_spelling(tmp_path):
     pytest.importorskip("music21")
     from seqvae.data.abc_to_midi import convert_abc_text
 
-    text = 'X:1\nT:Flats\nM:4/4\nL:1/4\nK:F\n"Bb"B4|"Ebm7"e4|"Gm/Bb"G4|"F#dim"f4|]\n'
+    text = 'X:1\nT:Flats\nM:4/4\nL:1/4\nK:F\n"Bb"B4|"Ebm7"e4|"Gm/Bb"G4|"F#dim"f4|"Co"c4|]\n'
     convert_abc_text(text, tmp_path / "t.mid")
     chords = [parse_chord(s) for _, s in read_midi(tmp_path / "t.mid").chords]
-    assert chords == [parse_chord(s) for s in ("Bb", "Ebm", "Gm", "F#dim")]  # not B minor, E minor
+    assert chords == [parse_chord(s) for s in ("Bb", "Ebm", "Gm", "F#dim", "Cdim")]  # not B minor, E minor
 
 
 def test_folk_index_counts_tunes_with_chord_symbols(tmp_path, monkeypatch):
