@@ -170,7 +170,8 @@ def notes_to_pretty_midi(
         for start, end, pitch, velocity in notes
     ]
     pm.instruments.append(instrument)
-    pm.text_events = [pretty_midi.Text(CHORD_TEXT_PREFIX + symbol, float(at) * seconds) for at, symbol in chords]
+    pm.text_events = [pretty_midi.Text(CHORD_TEXT_PREFIX + symbol.encode("latin-1", "replace").decode("latin-1"),
+                                       float(at) * seconds) for at, symbol in chords]
     return pm
 
 
