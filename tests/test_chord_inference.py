@@ -91,6 +91,8 @@ def test_a_minor_tune_with_its_leading_tone_stays_in_a_minor():
 def test_bad_input_is_named():
     with pytest.raises(ValueError, match="chord_change_prob"):
         ChordHmm(chord_change_prob=1.0)
+    with pytest.raises(ValueError, match="likelier than staying"):
+        ChordHmm(chord_change_prob=0.99)
     with pytest.raises(ValueError, match="windows"):
         infer_window_chords(np.zeros((2, 2, 2)), Meter(4, 4))
     with pytest.raises(ValueError, match="outside"):

@@ -49,6 +49,10 @@ class ChordHmm:
             value = getattr(self, name)
             if not 0 < value < 1:
                 raise ValueError(f"{name} {value} must lie strictly between 0 and 1")
+        for name, states in (("key_change_prob", N_KEYS), ("chord_change_prob", N_TRIADS)):
+            if getattr(self, name) > (states - 1) / states:  # staying must stay likelier than any one move
+                raise ValueError(f"{name} {getattr(self, name)} is above {(states - 1) / states:.3f}, where moving to "
+                                 "one other state would be likelier than staying: send a smaller probability")
         if self.note_concentration <= 0 or self.scale_concentration < 0:
             raise ValueError(f"note_concentration {self.note_concentration} must be positive and "
                              f"scale_concentration {self.scale_concentration} not negative")
