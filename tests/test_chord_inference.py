@@ -8,11 +8,15 @@ from seqvae.codec.events import EventCodec, Note
 from seqvae.codec.melody import Melody
 from seqvae.codec.meter import Meter
 from seqvae.data.chord_inference import (
+    N_KEYS,
+    N_TRIADS,
     ChordHmm,
     infer_chords,
     infer_corpus_chords,
     infer_window_chords,
     span_steps,
+    state_scores,
+    viterbi_chords,
 )
 
 
@@ -97,3 +101,33 @@ def test_bad_input_is_named():
         infer_window_chords(np.zeros((2, 2, 2)), Meter(4, 4))
     with pytest.raises(ValueError, match="outside"):
         infer_window_chords(np.full((1, 32), 500), Meter(4, 4))
+
+
+def brute_force_viterbi(profiles: np.ndarray, hmm: ChordHmm) -> np.ndarray:
+    """The textbook Viterbi over the full (key, chord) x (key, chord) transition matrix, for one window."""
+    keys, chords = np.divmod(np.arange(N_KEYS * N_TRIADS), N_TRIADS)
+    same_key, same_chord = keys[:, None] == keys[None], chords[:, None] == chords[None]
+    log_key = np.where(same_key, np.log(1 - hmm.key_change_prob), np.log(hmm.key_change_prob / (N_KEYS - 1)))
+    log_chord = np.where(same_chord, np.log(1 - hmm.chord_change_prob),
+                         np.log(hmm.chord_change_prob / (N_TRIADS - 1)))
+    transition = log_key + log_chord  # [from, to]
+    scores = state_scores(profiles[None], hmm)[0].reshape(len(profiles), -1)
+    delta, back = scores[0], []
+    for t in range(1, len(profiles)):
+        total = delta[:, None] + transition
+        back.append(total.argmax(axis=0))
+        delta = total.max(axis=0) + scores[t]
+    path = [int(delta.argmax())]
+    for pointers in reversed(back):
+        path.append(int(pointers[path[-1]]))
+    return np.array(path[::-1]) % N_TRIADS + 1
+
+
+@pytest.mark.parametrize("hmm", [ChordHmm(), ChordHmm(key_change_prob=0.3, chord_change_prob=0.9)])
+def test_factorised_viterbi_matches_the_full_transition_matrix(hmm):
+    rng = np.random.default_rng(7)
+    profiles = rng.random((3, 5, 12)) * (rng.random((3, 5, 12)) < 0.4)
+    profiles[0, 2] = 0.0  # a silent span in the middle
+    got = viterbi_chords(profiles, hmm)
+    for window in range(len(profiles)):
+        assert got[window].tolist() == brute_force_viterbi(profiles[window], hmm).tolist()

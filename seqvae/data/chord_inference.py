@@ -110,6 +110,18 @@ def span_pitch_classes(sounding: np.ndarray, span: int) -> np.ndarray:
     return out
 
 
+def state_scores(profiles: np.ndarray, hmm: ChordHmm = ChordHmm()) -> np.ndarray:
+    """[windows, spans, 12] pitch-class time -> [windows, spans, keys, triads] log score of each state in each span:
+    how the notes fit the triad and the key's scale, plus log P(chord | key). A silent span fits every triad and
+    scale equally (zero), so it decides nothing."""
+    totals = profiles.sum(axis=2, keepdims=True)
+    share = np.divide(profiles, totals, out=np.zeros_like(profiles, dtype=float), where=totals > 0)
+    fit = share @ _triad_matrix().T  # [n, spans, triads] share of sounding time on triad tones
+    in_scale = share @ _scale_matrix().T  # [n, spans, keys] share of sounding time on the key's scale
+    emission = hmm.note_concentration * fit[:, :, None, :] + hmm.scale_concentration * in_scale[:, :, :, None]
+    return emission + _chord_given_key(hmm.in_key_prob)[None, None]
+
+
 def viterbi_chords(profiles: np.ndarray, hmm: ChordHmm = ChordHmm()) -> np.ndarray:
     """[windows, spans, 12] pitch-class time -> [windows, spans] chord class (NO_CHORD for silent windows).
 
@@ -120,16 +132,10 @@ def viterbi_chords(profiles: np.ndarray, hmm: ChordHmm = ChordHmm()) -> np.ndarr
     n, n_spans, _ = profiles.shape
     if n == 0 or n_spans == 0:
         return np.zeros((n, n_spans), dtype=np.uint8)
-    totals = profiles.sum(axis=2, keepdims=True)
-    share = np.divide(profiles, totals, out=np.zeros_like(profiles), where=totals > 0)
-    fit = share @ _triad_matrix().T  # [n, spans, triads] share of sounding time on triad tones
-    in_scale = share @ _scale_matrix().T  # [n, spans, keys] share of sounding time on the key's scale
-    # a silent span fits every state equally (zero): it decides nothing
-    emission = hmm.note_concentration * fit[:, :, None, :] + hmm.scale_concentration * in_scale[:, :, :, None]
-    prior = _chord_given_key(hmm.in_key_prob)[None]  # [1, keys, triads]
+    scores = state_scores(profiles, hmm)
     key_stay, key_move = np.log(1 - hmm.key_change_prob), np.log(hmm.key_change_prob / (N_KEYS - 1))
     chord_stay, chord_move = np.log(1 - hmm.chord_change_prob), np.log(hmm.chord_change_prob / (N_TRIADS - 1))
-    delta = prior + emission[:, 0] - np.log(N_KEYS)
+    delta = scores[:, 0] - np.log(N_KEYS)
     n_states = N_KEYS * N_TRIADS
     back = np.zeros((n, n_spans, n_states), dtype=np.int32)
     state = np.arange(n_states).reshape(N_KEYS, N_TRIADS)
@@ -152,13 +158,13 @@ def viterbi_chords(profiles: np.ndarray, hmm: ChordHmm = ChordHmm()) -> np.ndarr
         ))
         pick = candidates.argmax(axis=0)
         back[:, t] = np.take_along_axis(sources, pick[None], axis=0)[0].reshape(n, n_states)
-        delta = np.take_along_axis(candidates, pick[None], axis=0)[0] + prior + emission[:, t]
+        delta = np.take_along_axis(candidates, pick[None], axis=0)[0] + scores[:, t]
     path = np.zeros((n, n_spans), dtype=np.int64)
     path[:, -1] = delta.reshape(n, n_states).argmax(axis=1)
     for t in range(n_spans - 1, 0, -1):
         path[:, t - 1] = back[rows, t, path[:, t]]
     chords = (path % N_TRIADS + 1).astype(np.uint8)
-    chords[totals[:, :, 0].sum(axis=1) == 0] = NO_CHORD
+    chords[profiles.sum(axis=(1, 2)) == 0] = NO_CHORD
     return chords
 
 
