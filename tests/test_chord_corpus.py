@@ -133,7 +133,7 @@ def test_folk_index_counts_tunes_with_chord_symbols(tmp_path, monkeypatch):
     monkeypatch.setattr(folk, "find_folk_tunes", lambda collections: tunes)
     result = folk.convert_folk(tmp_path / "out", workers=1, progress=False)
     index = json.loads(result.index_path.read_text())
-    assert index["counts"]["with_chord_symbols"] == 1
+    assert index["counts"]["with_chord_symbols"] == 1 == result.with_chord_symbols
     assert [t["chord_symbols"] for t in index["tunes"]] == [4, 0]
 
 
