@@ -29,6 +29,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     build.add_argument("--valid-fraction", type=float, default=0.05)
     build.add_argument("--test-fraction", type=float, default=0.05)
     build.add_argument("--force", action="store_true", help="replace an existing built corpus in --out")
+    build.add_argument("--chords", action="store_true",
+                       help="also write SPLIT_chords.npy: each window's chords, from the tune's chord symbols "
+                            "where it has them, else inferred from the melody")
     build.set_defaults(handler=_build)
     register_folk(data_sub)
     register_stats(data_sub)
@@ -46,11 +49,14 @@ def _build(args: argparse.Namespace) -> int:
     result = build_corpus(
         args.midi_dir, args.out, steps=args.steps, workers=args.workers, valid_fraction=args.valid_fraction,
         test_fraction=args.test_fraction, min_notes=args.min_notes, max_gap_steps=args.max_gap, force=args.force,
+        chords=args.chords,
     )
     print(f"built {result.out_dir}: {result.files_used}/{result.files} files used "
           f"in {result.seconds:.1f} s ({result.files_per_second:.0f} files/s)")
     for split, n in result.windows.items():
         print(f"  {split:5s} {n:8d} windows  {result.meta['splits'][split]['meters']}")
+    if "chords" in result.meta:
+        print("  chords: " + ", ".join(f"{k} {v} windows" for k, v in result.meta["chords"]["sources"].items()))
     if result.skipped:
         print("  skipped files: " + ", ".join(f"{k} {v}" for k, v in sorted(result.skipped.items())))
     if result.dropped_windows:

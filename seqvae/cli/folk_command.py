@@ -43,6 +43,8 @@ def _folk(args: argparse.Namespace) -> int:
           f"({result.tunes_per_second:.1f} tunes/s)")
     if result.skipped:
         print("  skipped: " + ", ".join(f"{reason} {n}" for reason, n in sorted(result.skipped.items())))
+    print(f"  with chord symbols: {result.with_chord_symbols} tunes (the others get inferred chords in "
+          "`data build --chords`)")
     print(f"  index: {result.index_path}")
     print(f"next: seqvae data build {result.out_dir} --out BUILT_DIR --steps 32")
     return 0

@@ -3,6 +3,8 @@
 Reading goes through mido in ticks, so quantization follows the file's own beat grid whatever
 its tempo map; writing goes through pretty_midi, which handles tempo, program and velocity.
 Writing takes times in quarter notes, so a tune off the 16th grid (triplets) keeps its timing.
+Chord symbols travel as MIDI text events "chord:SYMBOL" (SMF has no chord event), so the chords of an
+ABC tune reach the corpus build with its notes.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ WRITE_RESOLUTION = 480  # ticks per quarter: 16ths and triplets both land on who
 READABLE_SUFFIXES = (".mid", ".midi", ".kar", ".smf")  # what read_midi reads (standard MIDI files), any case
 WRITTEN_SUFFIXES = (".mid", ".midi")  # what the files this package writes are called
 MAX_TRACK_NAME = 120  # characters of a track name kept in a written file
+CHORD_TEXT_PREFIX = "chord:"  # a text event "chord:Am" is a chord symbol, one no other text can be mistaken for
 
 
 def is_midi_path(path: str | Path) -> bool:
@@ -53,6 +56,7 @@ class MidiScore:
     meters: list[tuple[int, Meter | None]]  # (first step, meter or None if unusable), sorted
     bpm: float
     n_steps: int
+    chords: list[tuple[int, str]] = field(default_factory=list)  # (step, chord symbol) from chord text events
 
 
 def read_midi(path: str | Path) -> MidiScore:
@@ -77,6 +81,7 @@ def read_midi(path: str | Path) -> MidiScore:
     lines: dict[tuple[int, int], Line] = {}
     programs: dict[int, int] = defaultdict(int)
     last_tick = 0
+    chords: list[tuple[int, str]] = []
     for track_index, track in enumerate(mid.tracks):
         tick = 0
         open_notes: dict[tuple[int, int], list[tuple[int, int]]] = defaultdict(list)
@@ -102,6 +107,8 @@ def read_midi(path: str | Path) -> MidiScore:
                     meters[step(tick)] = None  # an unusable meter stops windows until the next one
             elif kind == "set_tempo" and tempo is None:
                 tempo = mido.tempo2bpm(msg.tempo)
+            elif kind == "text" and msg.text.startswith(CHORD_TEXT_PREFIX):
+                chords.append((step(tick), msg.text[len(CHORD_TEXT_PREFIX):].strip()))
         for (channel, pitch), stack in open_notes.items():  # notes never released end with the track
             for start, velocity in stack:
                 line = _line_for(lines, programs, track_index, channel)
@@ -115,7 +122,8 @@ def read_midi(path: str | Path) -> MidiScore:
     ordered = [lines[k] for k in sorted(lines)]
     for line in ordered:
         line.notes.sort(key=lambda n: (n.start, -n.pitch))
-    return MidiScore(ordered, meter_list, float(tempo or 120.0), step(last_tick))
+    chords.sort(key=lambda c: c[0])
+    return MidiScore(ordered, meter_list, float(tempo or 120.0), step(last_tick), chords)
 
 
 def _line_for(lines: dict[tuple[int, int], Line], programs: dict[int, int], track: int, channel: int) -> Line:
@@ -141,8 +149,9 @@ def notes_to_pretty_midi(
     bpm: float = 120.0,
     program: int = 0,
     name: str = "",
+    chords: Iterable[tuple[float, str]] = (),
 ) -> pretty_midi.PrettyMIDI:
-    """One track of (start, end, pitch, velocity) notes and (at, meter) time signatures.
+    """One track of (start, end, pitch, velocity) notes, (at, meter) time signatures and (at, symbol) chords.
 
     Times are quarter notes (int, float or Fraction), so notes off the 16th grid keep their place.
 
@@ -161,6 +170,8 @@ def notes_to_pretty_midi(
         for start, end, pitch, velocity in notes
     ]
     pm.instruments.append(instrument)
+    pm.text_events = [pretty_midi.Text(CHORD_TEXT_PREFIX + symbol.encode("latin-1", "replace").decode("latin-1"),
+                                       float(at) * seconds) for at, symbol in chords]
     return pm
 
 
@@ -190,9 +201,10 @@ def write_notes(
     bpm: float = 120.0,
     program: int = 0,
     name: str = "",
+    chords: Iterable[tuple[float, str]] = (),
 ) -> Path:
-    """Write notes and time signatures timed in quarter notes (see notes_to_pretty_midi); returns the path."""
-    return _save(notes_to_pretty_midi(notes, meters, bpm, program, name), path)
+    """Write notes, time signatures and chord symbols timed in quarter notes (see notes_to_pretty_midi)."""
+    return _save(notes_to_pretty_midi(notes, meters, bpm, program, name, chords), path)
 
 
 def write_midi(melodies: Melody | list[Melody], path: str | Path, keep_existing: bool = False) -> Path:

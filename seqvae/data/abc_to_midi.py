@@ -12,6 +12,9 @@ from seqvae.data.music21_abc import parse_abc, score_bars
 BPM = 120.0
 PROGRAM = 0
 VELOCITY = 80
+# A tune's chord symbols are kept when there is at least one per MIN_BARS_PER_CHORD bars: a chorded tune has one
+# a bar or so, while a few capitals at strain starts ("A" ... "B" ... "C", as in miscFolk's fife tunes) are labels.
+MIN_BARS_PER_CHORD = 4
 
 
 class TuneSkipped(Exception):
@@ -51,7 +54,8 @@ def convert_abc_text(text: str, path: str | Path, name: str = "", expand_repeats
     if min(pitches) < 0 or max(pitches) > 127:
         raise TuneSkipped("pitch_out_of_range")
     notes = [(start, end, pitch, VELOCITY) for start, end, pitch in layout.notes]
-    write_notes(notes, layout.meters, path, BPM, PROGRAM, name)
+    chords = layout.chords if len(layout.chords) * MIN_BARS_PER_CHORD >= layout.bars else []
+    write_notes(notes, layout.meters, path, BPM, PROGRAM, name, chords)
     return {
         "bars": layout.bars,
         "notes": len(layout.notes),
@@ -59,4 +63,6 @@ def convert_abc_text(text: str, path: str | Path, name: str = "", expand_repeats
         "pickup_quarters": float(layout.pickup),
         "repeats": repeats,
         "pitch_range": [min(pitches), max(pitches)],
+        "chord_symbols": len(chords),
+        "chord_symbols_dropped_as_labels": len(layout.chords) - len(chords),
     }

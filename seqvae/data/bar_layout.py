@@ -34,6 +34,7 @@ class Bar:
     length: Fraction
     notated: Meter | None
     tones: list[Tone] = field(default_factory=list)
+    chords: list[tuple[Fraction, str]] = field(default_factory=list)  # (offset in the bar, chord symbol)
 
 
 @dataclass
@@ -45,6 +46,7 @@ class TuneLayout:
     length: Fraction  # the end of the last (padded) bar
     bars: int
     pickup: Fraction  # rest padded in front of an anacrusis
+    chords: list[tuple[Fraction, str]] = field(default_factory=list)  # (time, chord symbol), sorted
 
 
 def bar_quarters(meter: Meter) -> Fraction:
@@ -98,6 +100,7 @@ def layout_bars(bars: list[Bar]) -> TuneLayout:
     one) is right-aligned with a rest in front; any other short bar is left-aligned with a rest after.
     """
     notes: list[tuple[Fraction, Fraction, int, str | None]] = []
+    chords: list[tuple[Fraction, str]] = []
     meters: list[tuple[Fraction, Meter]] = []
     pos, grid, length = Fraction(0), Fraction(0), Fraction(0)
     current: Meter | None = None
@@ -137,6 +140,7 @@ def layout_bars(bars: list[Bar]) -> TuneLayout:
             advance = bar.length
         for tone in bar.tones:
             notes.append((start + tone.start, start + tone.end, tone.pitch, tone.tie))
+        chords += [(start + offset, symbol) for offset, symbol in bar.chords]
         pos = start + advance
         length = max(length, pos)
         fresh = False
@@ -145,7 +149,7 @@ def layout_bars(bars: list[Bar]) -> TuneLayout:
         length = _next_bar_line(max(pos, length), grid, bar_quarters(current))
     merged = _merge_ties(sorted(notes, key=lambda n: (n[0], -n[2])))
     n_bars = _count_bars(meters, length)
-    return TuneLayout(merged, meters, length, n_bars, pickup)
+    return TuneLayout(merged, meters, length, n_bars, pickup, sorted(chords, key=lambda c: c[0]))
 
 
 def _next_bar_line(pos: Fraction, grid: Fraction, full: Fraction) -> Fraction:

@@ -23,6 +23,7 @@ from seqvae.codec.events import EventCodec
 from seqvae.codec.midi import MidiReadError, is_midi_path, read_midi
 from seqvae.data.corpus import FORMAT_VERSION, META_NAME, SPLITS, save_index, save_split
 from seqvae.data.extract import WindowRules, extract_windows, unique_rows
+from seqvae.data.window_chords import CHORD_SOURCES
 
 
 @dataclass
@@ -94,13 +95,19 @@ def build_corpus(
     codec: EventCodec | None = None,
     force: bool = False,
     progress: bool = True,
+    chords: bool = False,
 ) -> BuildResult:
-    """Build a corpus of `steps`-step windows from every MIDI file under `midi_dir`."""
+    """Build a corpus of `steps`-step windows from every MIDI file under `midi_dir`.
+
+    With `chords`, each split also gets SPLIT_chords.npy: every window's chord per step, from the file's chord
+    symbols where it has them, else inferred from the melody; meta.json counts the windows of each source.
+    """
     midi_dir, out_dir = Path(midi_dir), Path(out_dir)
     if not 0 <= valid_fraction < 1 or not 0 <= test_fraction < 1 or valid_fraction + test_fraction >= 1:
         raise ValueError("valid and test fractions must each be in [0, 1) and leave room for train")
     _check_out_dir(out_dir, force)
-    rules = WindowRules(steps=steps, min_notes=min_notes, max_gap_steps=max_gap_steps, codec=codec or EventCodec())
+    rules = WindowRules(steps=steps, min_notes=min_notes, max_gap_steps=max_gap_steps, codec=codec or EventCodec(),
+                        chords=chords)
     files = find_midi_files(midi_dir)
     if not files:
         raise FileNotFoundError(f"no MIDI files (.mid, .midi) found under {midi_dir}")
@@ -128,7 +135,7 @@ def build_corpus(
     tmp.mkdir(parents=True)
     counts: dict[str, dict] = {}
     for split in SPLITS:
-        counts[split] = _write_split(tmp, split, per_split[split], rules.steps, dropped)
+        counts[split] = _write_split(tmp, split, per_split[split], rules.steps, dropped, chords)
         counts[split]["files"] = split_files[split]
     seconds = time.perf_counter() - started
     meta = {
@@ -149,6 +156,11 @@ def build_corpus(
         "windows_dropped": dict(sorted(dropped.items())),
         "build_seconds": round(seconds, 2),
     }
+    if chords:
+        meta["chords"] = {
+            "classes": "0 no chord, then root * 4 + (major, minor, augmented, diminished) + 1, roots from C",
+            "sources": {source: sum(counts[s]["chord_sources"][source] for s in SPLITS) for source in CHORD_SOURCES},
+        }
     save_index(tmp, meta, sources)
     if out_dir.exists():
         shutil.rmtree(out_dir)
@@ -168,20 +180,30 @@ def _run(jobs: list, workers: int):
         yield from pool.imap(_process_file, jobs, chunksize=8)
 
 
-def _write_split(tmp: Path, split: str, items: list, steps: int, dropped: Counter) -> dict:
+def _write_split(tmp: Path, split: str, items: list, steps: int, dropped: Counter, chords: bool) -> dict:
+    windows = np.zeros((0, steps), dtype=np.int8)
+    meters = np.zeros((0, 2), dtype=np.int8)
+    sources = np.zeros(0, dtype=np.int32)
+    chord_rows = np.zeros((0, steps), dtype=np.uint8)
+    given = np.zeros(0, dtype=bool)
     if items:
         windows = np.concatenate([e.windows for _, e in items])
         meters = np.concatenate([e.meters for _, e in items])
         sources = np.concatenate([np.full(len(e.windows), i, dtype=np.int32) for i, e in items])
-        windows, meters, sources, n_dupes = unique_rows(windows, meters, sources)
+        if chords:
+            chord_rows = np.concatenate([e.chords for _, e in items])
+            given = np.concatenate([e.chords_given for _, e in items])
+            windows, meters, sources, chord_rows, given, n_dupes = unique_rows(
+                windows, meters, sources, chord_rows, given)
+        else:
+            windows, meters, sources, n_dupes = unique_rows(windows, meters, sources)
         dropped["duplicate"] += n_dupes
-    else:
-        windows = np.zeros((0, steps), dtype=np.int8)
-        meters = np.zeros((0, 2), dtype=np.int8)
-        sources = np.zeros(0, dtype=np.int32)
-    save_split(tmp, split, windows, meters, sources)
+    save_split(tmp, split, windows, meters, sources, chord_rows if chords else None)
     meter_counts = Counter(f"{n}/{d}" for n, d in meters.tolist())
-    return {"windows": int(len(windows)), "meters": dict(sorted(meter_counts.items()))}
+    counts = {"windows": int(len(windows)), "meters": dict(sorted(meter_counts.items()))}
+    if chords:
+        counts["chord_sources"] = {"abc": int(given.sum()), "inferred": int(len(given) - given.sum())}
+    return counts
 
 
 def _check_out_dir(out_dir: Path, force: bool) -> None:

@@ -26,6 +26,7 @@ class Split:
     events: np.ndarray  # int8 [N, steps], memory-mapped
     meters: np.ndarray  # int8 [N, 2] (numerator, denominator)
     sources: np.ndarray  # int32 [N], index into Corpus.sources
+    chords: np.ndarray | None = None  # uint8 [N, steps] chord class per step, in a corpus built with --chords
 
     def __len__(self) -> int:
         return int(self.events.shape[0])
@@ -35,12 +36,19 @@ def _split_paths(directory: Path, split: str) -> tuple[Path, Path, Path]:
     return directory / f"{split}.npy", directory / f"{split}_meter.npy", directory / f"{split}_source.npy"
 
 
-def save_split(directory: Path, split: str, events: np.ndarray, meters: np.ndarray, sources: np.ndarray) -> None:
-    """Write one split's three arrays, in the dtypes the loader maps."""
+def chords_path(directory: Path, split: str) -> Path:
+    return directory / f"{split}_chords.npy"
+
+
+def save_split(directory: Path, split: str, events: np.ndarray, meters: np.ndarray, sources: np.ndarray,
+               chords: np.ndarray | None = None) -> None:
+    """Write one split's arrays, in the dtypes the loader maps (chords only when the build made them)."""
     events_path, meters_path, sources_path = _split_paths(directory, split)
     np.save(events_path, events.astype(np.int8))
     np.save(meters_path, meters.astype(np.int8))
     np.save(sources_path, sources.astype(np.int32))
+    if chords is not None:
+        np.save(chords_path(directory, split), chords.astype(np.uint8))
 
 
 def save_index(directory: Path, meta: dict, sources: list[str]) -> None:
@@ -72,7 +80,9 @@ class Corpus:
         if name not in SPLITS:
             raise ValueError(f"unknown split {name!r}: use one of {', '.join(SPLITS)}")
         if name not in self._splits:
-            self._splits[name] = Split(*(np.load(p, mmap_mode="r") for p in _split_paths(self.path, name)))
+            arrays = [np.load(p, mmap_mode="r") for p in _split_paths(self.path, name)]
+            chords = chords_path(self.path, name)
+            self._splits[name] = Split(*arrays, np.load(chords, mmap_mode="r") if chords.is_file() else None)
         return self._splits[name]
 
 

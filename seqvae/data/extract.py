@@ -13,9 +13,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from seqvae.codec.chords import NO_CHORD
 from seqvae.codec.events import FIRST_NOTE_ON, NO_EVENT, NOTE_OFF, EventCodec, Note
 from seqvae.codec.meter import Meter, family_for_window
 from seqvae.codec.midi import MidiScore
+from seqvae.data.window_chords import chords_per_step, fill_inferred
 
 SILENT = -1
 
@@ -28,6 +30,7 @@ class WindowRules:
     min_notes: int | None = None  # default: one note per 8 steps (4 in a 2-bar 4/4 window)
     max_gap_steps: int | None = None  # default: a silence of a whole bar of the window's meter drops it
     codec: EventCodec = field(default_factory=EventCodec)
+    chords: bool = False  # also give every window its chords (written where the file has them, else inferred)
 
     def __post_init__(self) -> None:
         family_for_window(self.steps)  # validates the window length
@@ -50,6 +53,8 @@ class Extraction:
     dropped: Counter
     tune_key: str  # transposition-invariant fingerprint of the file's melodic content
     n_lines: int
+    chords: np.ndarray | None = None  # uint8 [N, steps] chord class per step, when the rules ask for chords
+    chords_given: np.ndarray | None = None  # bool [N]: the file's own chord symbols (else inferred)
 
 
 def skyline(notes: list[Note], n_steps: int) -> tuple[np.ndarray, np.ndarray]:
@@ -138,6 +143,8 @@ def extract_windows(score: MidiScore, rules: WindowRules) -> Extraction:
     melodic = [line for line in score.lines if not line.is_drum and line.notes]
     n_steps = max([score.n_steps] + [n.end for line in melodic for n in line.notes])
     segments = _meter_segments(score, n_steps)
+    written = chords_per_step(score.chords, n_steps) if rules.chords else None
+    chord_rows: list[np.ndarray] = []
     all_events = []
     for line in melodic:
         top, struck = skyline(line.notes, n_steps)
@@ -165,12 +172,21 @@ def extract_windows(score: MidiScore, rules: WindowRules) -> Extraction:
                     continue
                 windows.append(fitted.astype(np.int8))
                 meters.append((meter.numerator, meter.denominator))
+                if written is not None:
+                    chord_rows.append(written[start : start + rules.steps])
     stacked = np.stack(windows) if windows else np.zeros((0, rules.steps), dtype=np.int8)
     meter_arr = np.array(meters, dtype=np.int8).reshape(-1, 2)
-    stacked, meter_arr, n_dupes = unique_rows(stacked, meter_arr)
+    if written is None:
+        stacked, meter_arr, n_dupes = unique_rows(stacked, meter_arr)
+        chords = given = None
+    else:
+        chords = np.stack(chord_rows) if chord_rows else np.zeros((0, rules.steps), dtype=np.uint8)
+        given = (chords != NO_CHORD).any(axis=1)
+        stacked, meter_arr, chords, given, n_dupes = unique_rows(stacked, meter_arr, chords, given)
+        chords = fill_inferred(stacked, meter_arr, chords, given, rules.codec)
     if n_dupes:
         dropped["duplicate"] += n_dupes
-    return Extraction(stacked, meter_arr, dropped, tune_key(all_events), len(melodic))
+    return Extraction(stacked, meter_arr, dropped, tune_key(all_events), len(melodic), chords, given)
 
 
 def unique_rows(windows: np.ndarray, *aligned: np.ndarray) -> tuple:

@@ -34,6 +34,7 @@ class FolkResult:
     skipped: dict[str, int]
     seconds: float
     index_path: Path
+    with_chord_symbols: int = 0  # converted tunes whose ABC holds chord symbols ("Am" in quotes)
 
     @property
     def tunes_per_second(self) -> float:
@@ -133,6 +134,7 @@ def convert_folk(
             "converted": len(converted),
             "skipped": dict(sorted(skipped.items())),
             "repeats": dict(sorted(Counter(e["repeats"] for e in converted).items())),
+            "with_chord_symbols": (chorded := sum(e["chord_symbols"] > 0 for e in converted)),
             "per_collection": per_collection,
         },
         "seconds": round(seconds, 1),
@@ -141,7 +143,7 @@ def convert_folk(
     }
     index_path = out_dir / INDEX_NAME
     index_path.write_text(json.dumps(index, indent=1, ensure_ascii=False) + "\n")
-    return FolkResult(out_dir, len(tunes), len(converted), dict(skipped), seconds, index_path)
+    return FolkResult(out_dir, len(tunes), len(converted), dict(skipped), seconds, index_path, chorded)
 
 
 def _run(jobs: list, workers: int):

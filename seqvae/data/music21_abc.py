@@ -1,5 +1,9 @@
 """music21's ABC parser -> the measures of a tune's melody as Bars (notated times, repeats expanded).
 
+A bar keeps the tune's chord symbols too ("Am" in quotes). music21 reads every quoted string as a chord
+symbol, dynamics ("f", "p") and fingerings ("4") included; only what ABC calls a chord symbol (a capital
+A-G root, or N.C.) that parse_chord reads is kept.
+
 music21 is imported only when a tune is parsed, and its warnings about ABC it tolerates are kept off
 the terminal: the folk index records what matters.
 """
@@ -8,11 +12,15 @@ from __future__ import annotations
 
 import contextlib
 import io
+import re
 import warnings
 from fractions import Fraction
 
+from seqvae.codec.chords import parse_chord
 from seqvae.codec.meter import Meter
 from seqvae.data.bar_layout import Bar, Tone
+
+_MUSIC21_FLAT = re.compile(r"(^|/)([A-G])-")  # music21 spells ABC's "Bb" as "B-" (and "Gm/Bb" as "Gm/B-")
 
 
 @contextlib.contextmanager
@@ -81,6 +89,8 @@ def score_bars(score, expand_repeats: bool = True) -> tuple[list[Bar], str]:
                 notated = None
         source = measure.voices[0] if measure.hasVoices() else measure
         tones = []
+        harmonies = source.getElementsByClass(harmony.Harmony)
+        chords = [(Fraction(h.offset), figure) for h in harmonies if (figure := abc_chord_symbol(h)) is not None]
         for element in source.notes:
             length = Fraction(element.quarterLength)
             if isinstance(element, harmony.Harmony) or element.duration.isGrace or length <= 0:
@@ -88,5 +98,21 @@ def score_bars(score, expand_repeats: bool = True) -> tuple[list[Bar], str]:
             pitch = max(p.midi for p in element.pitches) if element.isChord else element.pitch.midi
             offset = Fraction(element.offset)
             tones.append(Tone(offset, offset + length, int(pitch), element.tie.type if element.tie else None))
-        bars.append(Bar(Fraction(measure.duration.quarterLength), notated, tones))
+        bars.append(Bar(Fraction(measure.duration.quarterLength), notated, tones, sorted(chords)))
     return bars, repeats
+
+
+def abc_chord_symbol(element) -> str | None:
+    """A music21 Harmony's symbol when it is a real chord symbol ('N.C.' for none, flats as 'b'), else None."""
+    from music21 import harmony
+
+    if isinstance(element, harmony.NoChord):
+        return "N.C."
+    figure = _MUSIC21_FLAT.sub(r"\1\2b", str(getattr(element, "figure", "") or "").strip())
+    if not figure or figure[0] not in "ABCDEFG":
+        return None
+    try:
+        parse_chord(figure)
+    except ValueError:
+        return None
+    return figure
