@@ -1,9 +1,9 @@
 """The decoder interface every decoder (flat, hierarchical, transformer) implements, and the one description of
 a free-running decode that every backend reads.
 
-A decode-time feature (forced steps, the allowed-class mask of a key and range; a chord input tomorrow) is a
+A decode-time feature (forced steps, the allowed-class mask of a key and range, per-step chord inputs) is a
 field of `Generation`, read in `Generation.choose` by the torch paths and by each step plan, so no decoder
-special-cases it.
+special-cases it. Step features are read by the torch path only: a decoder with them has no step plan.
 """
 
 from __future__ import annotations
@@ -27,7 +27,8 @@ class Generation:
     [B, steps] float32 on the CPU, when given, receives each chosen token's log-probability (temperature 1):
     forced steps are scored in the pass that decodes the free ones. `allowed` (bool [C]) is the classes a free
     step may choose: the others' logits are -inf before the choice (and in its log-probability), so a key is
-    obeyed inside the model's distribution; forced steps are never masked. Step indices are the window's, so a
+    obeyed inside the model's distribution; forced steps are never masked. `features` [B, steps, F] are the
+    per-step inputs of a decoder that takes them (a chord one-hot per step). Step indices are the window's, so a
     hierarchical decoder's segment reads them from its own offset.
     """
 
@@ -38,6 +39,7 @@ class Generation:
     bfloat16: bool = False
     log_probs: torch.Tensor | None = None
     allowed: torch.Tensor | None = None
+    features: torch.Tensor | None = None
 
     def choose(self, step: int, logits: torch.Tensor) -> torch.Tensor:
         """The token at window step `step` from its logits [B, C]: argmax or a draw, then the forced token if any."""

@@ -21,13 +21,16 @@ class BidirectionalLSTMEncoder(nn.Module):
 
     `num_classes` is the input width: the event vocabulary for `forward`, a feature size for `summarize`.
     Without `sigma` there is no sigma head and the encoder gives (mu, None): a segment encoder's means are all
-    a two-level model reads.
+    a two-level model reads. `feature_size` > 0 widens the input by per-step features (a chord one-hot) that
+    `forward` concatenates after the events' one-hot, so a model without them is the same model with those
+    input weights zero.
     """
 
-    def __init__(self, num_classes: int, sizes: tuple[int, ...], z_size: int, sigma: bool = True) -> None:
+    def __init__(self, num_classes: int, sizes: tuple[int, ...], z_size: int, sigma: bool = True,
+                 feature_size: int = 0) -> None:
         super().__init__()
-        self.num_classes = num_classes
-        layers, width = [], num_classes
+        self.num_classes, self.feature_size = num_classes, feature_size
+        layers, width = [], num_classes + feature_size
         for size in sizes:
             layers.append(nn.LSTM(width, size, batch_first=True, bidirectional=True))
             width = 2 * size
@@ -35,8 +38,12 @@ class BidirectionalLSTMEncoder(nn.Module):
         self.mu = nn.Linear(width, z_size)
         self.sigma = nn.Linear(width, z_size) if sigma else None
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.summarize(F.one_hot(x, self.num_classes).to(self.mu.weight.dtype))
+    def forward(self, x: torch.Tensor, features: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """[B, T] events and, for an encoder with feature_size > 0, [B, T, feature_size] features -> (mu, sigma)."""
+        h = F.one_hot(x, self.num_classes).to(self.mu.weight.dtype)
+        if features is not None:
+            h = torch.cat([h, features.to(h.dtype)], dim=-1)
+        return self.summarize(h)
 
     def summarize(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """[B, T, num_classes] real-valued inputs -> (mu, sigma)."""
@@ -78,17 +85,21 @@ class HierarchicalLSTMEncoder(nn.Module):
 
 
 class ConditionedLSTM(nn.Module):
-    """LSTM decoder fed [previous one-hot, conditioning] at every step, initial state tanh(dense(cond)).
+    """LSTM decoder fed [previous one-hot, conditioning, step features] at every step, initial state
+    tanh(dense(cond)).
 
     `cond` is z for the flat model and a bar embedding for the hierarchical one. The previous token
-    of the first step is START (index num_classes), which is an all-zero one-hot.
+    of the first step is START (index num_classes), which is an all-zero one-hot. Step features
+    (`feature_size` > 0: a chord one-hot per step) come last, so their input weights are extra columns a
+    model without them starts from at zero.
     """
 
-    def __init__(self, num_classes: int, cond_size: int, sizes: tuple[int, ...]) -> None:
+    def __init__(self, num_classes: int, cond_size: int, sizes: tuple[int, ...], feature_size: int = 0) -> None:
         super().__init__()
         self.num_classes, self.cond_size, self.sizes = num_classes, cond_size, tuple(sizes)
+        self.feature_size = feature_size
         self.init_state = nn.Linear(cond_size, 2 * sum(sizes))
-        layers, width = [], num_classes + cond_size
+        layers, width = [], num_classes + cond_size + feature_size
         for size in sizes:
             layers.append(nn.LSTM(width, size, batch_first=True))
             width = size
@@ -107,23 +118,29 @@ class ConditionedLSTM(nn.Module):
             offset += 2 * size
         return states
 
-    def inputs(self, prev: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        """[B, T] previous tokens (START allowed) and [B, cond] -> [B, T, C + cond] LSTM inputs."""
+    def inputs(self, prev: torch.Tensor, cond: torch.Tensor, features: torch.Tensor | None = None) -> torch.Tensor:
+        """[B, T] previous tokens (START allowed), [B, cond] and [B, T, F] step features (None without them) ->
+        [B, T, C + cond + F] LSTM inputs."""
         one_hot = F.one_hot(prev, self.num_classes + 1)[..., : self.num_classes].to(cond.dtype)
-        return torch.cat([one_hot, cond.unsqueeze(1).expand(-1, prev.shape[1], -1)], dim=-1)
+        parts = [one_hot, cond.unsqueeze(1).expand(-1, prev.shape[1], -1)]
+        if features is not None:
+            parts.append(features.to(cond.dtype))
+        return torch.cat(parts, dim=-1)
 
-    def teacher_forced(self, prev: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+    def teacher_forced(self, prev: torch.Tensor, cond: torch.Tensor,
+                       features: torch.Tensor | None = None) -> torch.Tensor:
         """Logits [B, T, C] for the given previous tokens, all steps at once (fused LSTM)."""
-        h = self.inputs(prev, cond)
+        h = self.inputs(prev, cond, features)
         for layer, (h0, c0) in zip(self.layers, self.initial_states(cond), strict=True):
             h, _ = layer(h, (h0.unsqueeze(0).contiguous(), c0.unsqueeze(0).contiguous()))
         return self.output(h)
 
     def cell_step(
-        self, prev: torch.Tensor, cond: torch.Tensor, states: list[tuple[torch.Tensor, torch.Tensor]]
+        self, prev: torch.Tensor, cond: torch.Tensor, states: list[tuple[torch.Tensor, torch.Tensor]],
+        features: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, list[tuple[torch.Tensor, torch.Tensor]]]:
-        """One step with the fused layers' own weights: logits [B, C] and the new states."""
-        h = self.inputs(prev.unsqueeze(1), cond)[:, 0]
+        """One step with the fused layers' own weights: logits [B, C] and the new states; features [B, F]."""
+        h = self.inputs(prev.unsqueeze(1), cond, None if features is None else features.unsqueeze(1))[:, 0]
         new_states = []
         for layer, (hx, cx) in zip(self.layers, states, strict=True):
             hx, cx = torch.lstm_cell(h, (hx, cx), layer.weight_ih_l0, layer.weight_hh_l0, layer.bias_ih_l0,
@@ -139,11 +156,13 @@ class ConditionedLSTM(nn.Module):
         prev: torch.Tensor,
         steps: int,
         choose,
+        features: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Step loop: `choose(t, logits_t) -> token_t` decides what is fed back. Returns (logits, tokens)."""
+        """Step loop: `choose(t, logits_t) -> token_t` decides what is fed back; features [B, steps, F].
+        Returns (logits, tokens)."""
         all_logits, tokens = [], []
         for t in range(steps):
-            logits, states = self.cell_step(prev, cond, states)
+            logits, states = self.cell_step(prev, cond, states, None if features is None else features[:, t])
             prev = choose(t, logits)
             all_logits.append(logits)
             tokens.append(prev)
@@ -151,42 +170,51 @@ class ConditionedLSTM(nn.Module):
 
 
 class LSTMDecoder(Decoder):
-    """The flat decoder: one ConditionedLSTM over the whole window, conditioned on z."""
+    """The flat decoder: one ConditionedLSTM over the whole window, conditioned on z and, with
+    `feature_size` > 0, on step features [B, steps, F] (a chord one-hot per step) that every method takes
+    as `features` (`generate` reads them from `Generation.features`)."""
 
-    def __init__(self, num_classes: int, z_size: int, sizes: tuple[int, ...], steps: int) -> None:
+    def __init__(self, num_classes: int, z_size: int, sizes: tuple[int, ...], steps: int,
+                 feature_size: int = 0) -> None:
         super().__init__()
         self.steps = steps
-        self.core = ConditionedLSTM(num_classes, z_size, sizes)
+        self.core = ConditionedLSTM(num_classes, z_size, sizes, feature_size)
 
     @property
-    def step_core(self) -> ConditionedLSTM:
-        return self.core
+    def step_core(self) -> ConditionedLSTM | None:
+        """None with step features: the step plans (C kernel, numpy) do not read them."""
+        return None if self.core.feature_size else self.core
 
-    def teacher_forced(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        return self.core.teacher_forced(shift_right(x, self.core.start_token), z)
+    def teacher_forced(self, x: torch.Tensor, z: torch.Tensor, features: torch.Tensor | None = None) -> torch.Tensor:
+        return self.core.teacher_forced(shift_right(x, self.core.start_token), z, features)
 
     def scheduled(
-        self, x: torch.Tensor, z: torch.Tensor, prob: float, uniforms: torch.Tensor, mode: str
+        self, x: torch.Tensor, z: torch.Tensor, prob: float, uniforms: torch.Tensor, mode: str,
+        features: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Training logits with scheduled sampling; uniforms [B, T, 2] (coin, sample draw)."""
         coin = uniforms[..., 0] < prob
         if mode == "parallel":
-            prev = two_pass_previous(self.teacher_forced, x, z, coin, uniforms, self.core.start_token)
-            return self.core.teacher_forced(prev, z)
+            def teacher_forced(x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+                return self.teacher_forced(x, z, features)
+
+            prev = two_pass_previous(teacher_forced, x, z, coin, uniforms, self.core.start_token)
+            return self.core.teacher_forced(prev, z, features)
 
         def choose(t: int, logits: torch.Tensor) -> torch.Tensor:
             sampled = choose_tokens(logits.detach(), 1.0, uniforms[:, t, 1])
             return torch.where(coin[:, t], sampled, x[:, t])
 
         start = torch.full_like(x[:, 0], self.core.start_token)
-        logits, _ = self.core.run_cells(z, self.core.initial_states(z), start, x.shape[1], choose)
+        logits, _ = self.core.run_cells(z, self.core.initial_states(z), start, x.shape[1], choose, features)
         return logits
 
     def generate(self, z: torch.Tensor, generation: Generation, plan: StepPlan | None) -> torch.Tensor:
         if plan is not None:
             return plan.generate(z, generation, steps=self.steps).to(z.device)
         start = torch.full((z.shape[0],), self.core.start_token, dtype=torch.long, device=z.device)
-        _, tokens = self.core.run_cells(z, self.core.initial_states(z), start, self.steps, generation.choose)
+        _, tokens = self.core.run_cells(z, self.core.initial_states(z), start, self.steps, generation.choose,
+                                        generation.features)
         return tokens
 
 

@@ -10,6 +10,8 @@ import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from seqvae.codec.chords import NUM_CHORD_CLASSES
+
 ARCHITECTURES = ("lstm", "hier", "transformer")
 SCHEDULED_SAMPLING_MODES = ("exact", "parallel")
 
@@ -68,6 +70,9 @@ class ModelConfig:
     # schedules (learning rate, KL weight, scheduled sampling) go on from the step that model records it was trained
     # to, instead of restarting (models/warm_start.py).
     init_from: str = ""
+    # Chord conditioning (flat 'lstm' only): > 0 feeds a one-hot of this many chord classes per step to the encoder
+    # and the decoder (seqvae.codec.chords: 49, no chord then 12 roots x 4 triad qualities); 0 = unconditioned.
+    chord_classes: int = 0
     transpose_low: int = -5
     transpose_high: int = 6
     eval_every: int = 500
@@ -114,6 +119,9 @@ class ModelConfig:
                        "upper level to a trained, fixed segment level")
         if self.init_from and self.init_segments:
             out.append("init_from and init_segments exclude each other: start the whole model or its segment level")
+        if self.chord_classes < 0 or (self.chord_classes and (self.architecture != "lstm" or self.segment_z_size)):
+            out.append("chord_classes must be >= 0, and > 0 only for a flat 'lstm' model (the chord-conditioned "
+                       "encoder and decoder are the flat ones)")
         if self.architecture == "transformer" and self.d_model % self.n_heads:
             out.append(f"d_model={self.d_model} must be divisible by n_heads={self.n_heads}")
         if self.scheduled_sampling not in SCHEDULED_SAMPLING_MODES:
@@ -220,11 +228,27 @@ _BASE = [
     ),
 ]
 
+# mel_2bar_small reading a chord per step; it starts from `default` with its chord weights at zero
+# (models/warm_start.py), so at step 0 it is `default` whatever the chords, and learns to follow them.
+_CHORDS = [
+    dataclasses.replace(_BASE[0], name="mel_2bar_chords", chord_classes=NUM_CHORD_CLASSES, init_from="default",
+                        train_steps=5000,
+                        notes="mel_2bar_small conditioned on one triad per step (49 classes: no chord, 12 roots x "
+                        "major/minor/aug/dim) fed to encoder and decoder; warm-started from `default`. Needs a corpus "
+                        "built with `seqvae data build --chords`."),
+]
+
 _TINY = [
     ModelConfig(
         name="tiny_lstm", architecture="lstm", z_size=8, encoder_sizes=(32,), decoder_sizes=(32, 32),
         batch_size=16, learning_rate=1e-2, max_beta=0.05, beta_rate=0.99, free_bits=4.0, sampling_rate=100.0,
         eval_every=50, checkpoint_every=50, train_steps=300, notes="For tests: trains in seconds.",
+    ),
+    ModelConfig(
+        name="tiny_chords", architecture="lstm", z_size=8, encoder_sizes=(32,), decoder_sizes=(32, 32),
+        chord_classes=NUM_CHORD_CLASSES, batch_size=16, learning_rate=1e-2, max_beta=0.05, beta_rate=0.99,
+        free_bits=4.0, sampling_rate=100.0, eval_every=50, checkpoint_every=50, train_steps=300,
+        notes="For tests: tiny_lstm reading a chord per step.",
     ),
     ModelConfig(
         name="tiny_hier", architecture="hier", steps=32, segments=4, z_size=8, encoder_sizes=(32,),
@@ -258,7 +282,7 @@ for _config in _BASE:
     CONFIGS[_config.name] = _config
     _twin = _triple(_config)
     CONFIGS[_twin.name] = _twin
-for _config in _TINY:
+for _config in _CHORDS + _TINY:
     CONFIGS[_config.name] = _config
 
 

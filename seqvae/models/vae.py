@@ -81,6 +81,9 @@ class SequenceVAE(nn.Module):
 
     encode / decode / logits are inference entry points (they validate input and give clear errors, and pick the
     inference backend through plans.py); forward is the training pass.
+
+    A chord model (`config.chord_classes` > 0, flat LSTM only) reads a chord class per step [B, steps] in all of
+    them (`chords=`): its one-hot is concatenated to the encoder's and the decoder's input at every step.
     """
 
     decoder: Decoder
@@ -98,12 +101,13 @@ class SequenceVAE(nn.Module):
                 self.encoder = HierarchicalLSTMEncoder(classes, c.encoder_sizes, c.segment_z_size, c.conductor_sizes,
                                                        c.z_size, c.segments, segment_sigma=c.latent_train_steps > 0)
             else:
-                self.encoder = BidirectionalLSTMEncoder(classes, c.encoder_sizes, c.z_size)
+                self.encoder = BidirectionalLSTMEncoder(classes, c.encoder_sizes, c.z_size,
+                                                        feature_size=c.chord_classes)
             if c.architecture == "hier":
                 self.decoder = HierarchicalDecoder(classes, c.z_size, c.conductor_sizes, c.decoder_sizes, c.steps,
                                                    c.segments, c.segment_z_size)
             else:
-                self.decoder = LSTMDecoder(classes, c.z_size, c.decoder_sizes, c.steps)
+                self.decoder = LSTMDecoder(classes, c.z_size, c.decoder_sizes, c.steps, c.chord_classes)
 
     @property
     def device(self) -> torch.device:
@@ -123,6 +127,39 @@ class SequenceVAE(nn.Module):
         if x.numel() and (int(x.min()) < 0 or int(x.max()) >= self.config.num_classes):
             raise ValueError(f"{what} hold classes outside 0..{self.config.num_classes - 1} for this model")
         return x.to(device=self.device, dtype=torch.long)
+
+    def _chord_features(self, chords: torch.Tensor | None, rows: int) -> torch.Tensor | None:
+        """Chord classes [rows, steps] -> one-hot [rows, steps, chord_classes] inputs (None for a model without
+        chords, which must be sent none)."""
+        classes = self.config.chord_classes
+        if not classes:
+            if chords is not None:
+                raise ValueError(f"model {self.config.name!r} is not chord-conditioned: send no chords, or use a "
+                                 "chord model (e.g. mel_2bar_chords)")
+            return None
+        if chords is None:
+            raise ValueError(f"model {self.config.name!r} is chord-conditioned: send chords, a [batch, "
+                             f"{self.config.steps}] array of chord classes 0..{classes - 1} (0 = no chord)")
+        if not isinstance(chords, torch.Tensor):
+            chords = torch.as_tensor(chords)
+        if chords.dim() != 2 or tuple(chords.shape) != (rows, self.config.steps):
+            raise ValueError(f"chords must be a [{rows}, {self.config.steps}] array (a chord class per step of each "
+                             f"row), got shape {tuple(chords.shape)}")
+        if chords.dtype.is_floating_point or chords.dtype == torch.bool:
+            raise ValueError(f"chords must hold integer chord classes, got dtype {chords.dtype}")
+        chords = chords.to(device=self.device, dtype=torch.long)
+        if chords.numel() and (int(chords.min()) < 0 or int(chords.max()) >= classes):
+            raise ValueError(f"chords hold classes outside 0..{classes - 1} (0 = no chord)")
+        return F.one_hot(chords, classes).to(self.decoder_dtype)
+
+    def _check_fast(self, fast: bool | None) -> bool:
+        """Whether to run the fast CPU paths: a chord model has none (the plans and the C kernel read no chords)."""
+        if self.config.chord_classes:
+            if fast:
+                raise ValueError(f"model {self.config.name!r} reads chords, which the fast decoding paths do not: "
+                                 "leave fast=None or send fast=False")
+            return False
+        return fast if fast is not None else self.device.type == "cpu"
 
     def _check_z(self, z: torch.Tensor) -> torch.Tensor:
         if not isinstance(z, torch.Tensor):
@@ -168,15 +205,20 @@ class SequenceVAE(nn.Module):
         return next(self.decoder.parameters()).dtype
 
     # ------------------------------------------------------------------ inference
-    def encode(self, x: torch.Tensor, fast: bool | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Posterior (mu, sigma), each [B, z_size]. `fast` (default: on CPU) uses the C encoder when it applies."""
+    def encode(self, x: torch.Tensor, fast: bool | None = None,
+               chords: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Posterior (mu, sigma), each [B, z_size]. `fast` (default: on CPU) uses the C encoder when it applies;
+        a chord model (which needs `chords` [B, steps]) always encodes in torch."""
         x = self._check_events(x)
+        features = self._chord_features(chords, x.shape[0])
         with torch.no_grad():
-            if fast if fast is not None else self.device.type == "cpu":
+            if self._check_fast(fast):
                 plan = plans.encoder_plan_for(self.encoder)
                 if plan is not None:
                     return plan.encode(x)
-            return self.encoder(x)
+            if features is None:
+                return self.encoder(x)
+            return self.encoder(x, features)
 
     def decode(
         self,
@@ -190,6 +232,7 @@ class SequenceVAE(nn.Module):
         log_probs: torch.Tensor | None = None,
         uniforms: torch.Tensor | None = None,
         allowed: torch.Tensor | None = None,
+        chords: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Free-running generation [B, steps]; temperature 0 is greedy; forced tokens are kept (and fed back)
         where forced_mask is True. `fast` (default: on CPU) runs recurrent decoders through a step plan (the C
@@ -199,8 +242,11 @@ class SequenceVAE(nn.Module):
         CPU) are the sampling draws in place of drawing them from `generator`: row b's notes depend only on
         column b, so a caller that draws them once can decode the rows in any pieces and get the same notes.
         `allowed` (bool [num_classes]) masks the classes free steps may choose (a key and range: see
-        seqvae.codec.scales); forced steps are kept whatever it says."""
+        seqvae.codec.scales); forced steps are kept whatever it says. `chords` [B, steps] (chord classes) are what
+        a chord model decodes under, and it decodes in torch only: the step plans and the C kernel read no chords,
+        so fast=True is an error for it and bfloat16 is unavailable."""
         z = self._check_z(z)
+        features = self._chord_features(chords, z.shape[0])
         if precision not in ("float32", "bfloat16"):
             raise ValueError(f"precision {precision!r}: decode in 'float32' or 'bfloat16' (decoding_precision "
                              "resolves 'auto')")
@@ -222,8 +268,7 @@ class SequenceVAE(nn.Module):
             if forced.shape[0] != z.shape[0]:
                 raise ValueError(f"forced has {forced.shape[0]} rows but z has {z.shape[0]}")
             forced_mask = forced_mask.bool()
-        if fast is None:
-            fast = self.device.type == "cpu"
+        fast = self._check_fast(fast)
         if bf16 and not fast:
             raise ValueError("bfloat16 decoding is a feature of the fast path: leave fast=None or True")
         core = self.decoder.step_core
@@ -248,15 +293,19 @@ class SequenceVAE(nn.Module):
             allowed = allowed.clone()
             allowed[:FIRST_NOTE_ON] = True  # holding and resting (NO_EVENT, NOTE_OFF) stay in every key
             allowed = allowed.to(self.device)
-        generation = Generation(temperature, uniforms, forced, forced_mask, bf16, log_probs, allowed)
+        generation = Generation(temperature, uniforms, forced, forced_mask, bf16, log_probs, allowed, features)
         with torch.inference_mode():  # tokens never need autograd; inference mode skips its bookkeeping
             return self.decoder.generate(z, generation, plan).to(self.device)
 
-    def logits(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        """Teacher-forced logits [B, T, C]: the decoder's prediction of each step given the true previous ones."""
+    def logits(self, x: torch.Tensor, z: torch.Tensor, chords: torch.Tensor | None = None) -> torch.Tensor:
+        """Teacher-forced logits [B, T, C]: the decoder's prediction of each step given the true previous ones
+        (and, for a chord model, `chords` [B, steps])."""
         x = self._check_events(x)
         z = self._check_z(z)  # differentiable: latent optimisation backpropagates into z
-        return self.decoder.teacher_forced(x, z)
+        features = self._chord_features(chords, x.shape[0])
+        if features is None:
+            return self.decoder.teacher_forced(x, z)
+        return self.decoder.teacher_forced(x, z, features)
 
     # ------------------------------------------------------------------ training
     def forward(
@@ -266,28 +315,33 @@ class SequenceVAE(nn.Module):
         sampling_prob: float = 0.0,
         sampling_uniforms: torch.Tensor | None = None,
         segments: tuple[torch.Tensor, torch.Tensor] | None = None,
+        chords: torch.Tensor | None = None,
     ) -> VAEOutput | LatentOutput:
         """Training pass. `eps` [B, Z] is the reparameterisation noise and `sampling_uniforms` [B, T, 2] the
         scheduled-sampling draws; both are passed in so that data-parallel ranks can share one random
         stream and agree with a single process.
 
         With `segments` (segment posterior mu and sigma, [B, S, Zs]) in place of events `x`, a two-level model
-        runs its latent stage: upper encoder and conductor only, no pass over events."""
+        runs its latent stage: upper encoder and conductor only, no pass over events. A chord model takes the
+        batch's `chords` [B, T] (long chord classes) in both encoder and decoder."""
         if segments is not None:
             target_mu, target_sigma = segments
             mu, sigma = self.encoder.top.summarize(target_mu)
             z = mu + sigma * (torch.randn_like(mu) if eps is None else eps)
             return LatentOutput(self.decoder.segment_embeddings(z), target_mu, target_sigma, mu, sigma)
-        mu, sigma = self.encoder(x)
+        features = self._chord_features(chords, x.shape[0])
+        chord_args = () if features is None else (features,)
+        mu, sigma = self.encoder(x, *chord_args)
         if eps is None:
             eps = torch.randn_like(mu)
         z = mu + sigma * eps
         if sampling_prob > 0:
             if sampling_uniforms is None:
                 sampling_uniforms = torch.rand(*x.shape, 2, device=x.device)
-            logits = self.decoder.scheduled(x, z, sampling_prob, sampling_uniforms, self.config.scheduled_sampling)
+            logits = self.decoder.scheduled(x, z, sampling_prob, sampling_uniforms, self.config.scheduled_sampling,
+                                            *chord_args)
         else:
-            logits = self.decoder.teacher_forced(x, z)
+            logits = self.decoder.teacher_forced(x, z, *chord_args)
         return VAEOutput(logits, mu, sigma, z)
 
 
