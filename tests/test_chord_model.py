@@ -121,3 +121,48 @@ def test_unconditioned_models_build_exactly_as_before():
     assert model.decoder.core.layers[0].input_size == config.num_classes + config.z_size
     assert model.decoder.step_core is model.decoder.core
     assert np.isfinite(model.decode(torch.zeros(2, 8)).numpy()).all()
+
+
+def _copied_from_plain(tmp_path):
+    """A tiny_lstm checkpoint and a tiny_chords model started from it."""
+    from seqvae.models.warm_start import copy_weights
+
+    torch.manual_seed(5)
+    source = build_model(get_config("tiny_lstm")).eval()
+    save_model(source, tmp_path / "plain")
+    model = _chord_model(seed=9)
+    copy_weights(model, tmp_path / "plain")
+    return load_model(tmp_path / "plain", device="cpu").model.eval(), model.eval()
+
+
+def test_warm_start_leaves_the_chord_weights_zero_so_step_zero_is_the_source(tmp_path):
+    source, model = _copied_from_plain(tmp_path)
+    chord_columns = slice(model.config.num_classes + model.config.z_size, None)
+    assert not model.decoder.core.layers[0].weight_ih_l0[:, chord_columns].any()
+    assert not model.encoder.layers[0].weight_ih_l0[:, model.config.num_classes:].any()
+    x, chords, z = _inputs(model, rows=4)
+    with torch.no_grad():
+        expected = source.logits(x, z)
+        for progression in (chords, torch.zeros_like(chords), (chords * 7) % NUM_CHORD_CLASSES):
+            assert torch.allclose(model.logits(x, z, chords=progression), expected, atol=1e-6)
+            assert torch.allclose(model.encode(x, chords=progression)[0], source.encode(x, fast=False)[0], atol=1e-6)
+        assert torch.equal(model.decode(z, chords=chords), source.decode(z, fast=False))
+
+
+def test_warm_start_refuses_to_drop_chords(tmp_path):
+    from seqvae.models.warm_start import copy_weights
+
+    save_model(_chord_model(), tmp_path / "chords")
+    with pytest.raises(ValueError, match="reads chords"):
+        copy_weights(build_model(get_config("tiny_lstm")), tmp_path / "chords")
+
+
+def test_mel_2bar_chords_starts_as_the_shipped_default():
+    from seqvae.models.warm_start import copy_weights
+
+    default = load_model("default", device="cpu").model.float().eval()
+    model = build_model(get_config("mel_2bar_chords")).eval()
+    assert copy_weights(model, "default") > 0
+    x, chords, z = _inputs(model, rows=2)
+    with torch.no_grad():
+        assert torch.allclose(model.logits(x, z, chords=chords), default.logits(x, z), atol=1e-5)
