@@ -15,10 +15,11 @@ import torch
 from seqvae.models import LatentPrior, SequenceVAE
 
 
-def greedy_decode(model: SequenceVAE, z: torch.Tensor, precision: str) -> torch.Tensor:
+def greedy_decode(model: SequenceVAE, z: torch.Tensor, precision: str,
+                  chords: torch.Tensor | None = None) -> torch.Tensor:
     """Greedy tokens [B, steps] of latents z in 'float32' or 'bfloat16' (`SequenceVAE.decoding_precision` resolves
-    'auto')."""
-    return model.decode(z, precision=precision)
+    'auto'), under `chords` [B, steps] for a chord model."""
+    return model.decode(z, precision=precision, chords=chords)
 
 
 @dataclass

@@ -46,10 +46,11 @@ def reconstruction_metrics(
     greedy_limit: int | None = None,
     progress: bool = False,
     precision: str = "float32",
+    chords: np.ndarray | None = None,
 ) -> ReconstructionMetrics:
     """Measure a model on event windows [N, T]; greedy decoding runs on the first `greedy_limit` windows
     (all when None, none when 0), in `precision` ("auto", "float32" or "bfloat16": see
-    `SequenceVAE.decoding_precision`)."""
+    `SequenceVAE.decoding_precision`). A chord model reads each window's `chords` [N, T]."""
     from tqdm import tqdm
 
     events = np.asarray(events)
@@ -69,8 +70,10 @@ def reconstruction_metrics(
     with torch.no_grad():
         for start in tqdm(starts, desc="reconstruct", disable=not progress, leave=False):
             x = torch.as_tensor(np.asarray(events[start:start + batch_size], dtype=np.int64), device=device)
-            mu, sigma = model.encode(x)
-            logits = model.logits(x, mu).float()
+            c = None if chords is None else torch.as_tensor(np.asarray(chords[start:start + batch_size],
+                                                                       dtype=np.int64), device=device)
+            mu, sigma = model.encode(x, chords=c)
+            logits = model.logits(x, mu, chords=c).float()
             ce = torch.nn.functional.cross_entropy(logits.transpose(1, 2), x, reduction="none")
             recon_sum += float(ce.sum())
             tf_correct += (logits.argmax(-1) == x).double().sum(0).cpu().numpy()
@@ -80,7 +83,7 @@ def reconstruction_metrics(
             mus.append(mu.double().cpu())
             n_greedy = max(0, min(len(x), greedy_limit - start))
             if n_greedy:
-                decoded = greedy_decode(model, mu[:n_greedy], precision)
+                decoded = greedy_decode(model, mu[:n_greedy], precision, None if c is None else c[:n_greedy])
                 greedy_correct += (decoded == x[:n_greedy]).double().sum(0).cpu().numpy()
     model.train(was_training)
     n = len(events)

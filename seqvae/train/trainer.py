@@ -123,6 +123,7 @@ class _Run:
     events: BatchSource
     latents: SegmentLatents | None  # the latent stage's table; None once a run starts past that stage
     valid_events: np.ndarray
+    valid_chords: np.ndarray | None  # a chord model's validation chords, else None
 
     @property
     def rows(self) -> slice:
@@ -153,12 +154,13 @@ class _Run:
     def event_stage_loss(self, step: int, beta: float, sampling_prob: float) -> LossTerms:
         """The event stage: reconstruct windows, the decoder reading its own samples with `sampling_prob`."""
         device, rows = self.dist.device, self.rows
-        events, eps, uniforms = self.events.batch(step, sampling_prob)
+        events, chords, eps, uniforms = self.events.batch(step, sampling_prob)
         x = torch.as_tensor(events[rows], device=device)
+        chords = torch.as_tensor(chords[rows], device=device) if chords is not None else None
         eps = torch.as_tensor(eps[rows], device=device)
         uniforms = torch.as_tensor(uniforms[rows], device=device) if uniforms is not None else None
         with self.autocast():
-            out = self.net(x, eps=eps, sampling_prob=sampling_prob, sampling_uniforms=uniforms)
+            out = self.net(x, eps=eps, sampling_prob=sampling_prob, sampling_uniforms=uniforms, chords=chords)
         return vae_loss(out, x, beta, self.config.free_bits)
 
     def update(self, terms: LossTerms, step: int, lr: float) -> float:
@@ -181,7 +183,8 @@ class _Run:
         if not self.dist.is_main or len(self.valid_events) == 0:
             return None
         self.model.forget_inference_plans()  # fused Adam updates weights without bumping their versions
-        metrics = reconstruction_metrics(self.model, self.valid_events, batch_size=256, greedy_limit=256)
+        metrics = reconstruction_metrics(self.model, self.valid_events, batch_size=256, greedy_limit=256,
+                                         chords=self.valid_chords)
         self.model.train()
         beta = kl_weight(self.config, step, self.schedule_offset)
         row = {
@@ -227,6 +230,7 @@ def _start(options: TrainOptions, dist_info: Distributed) -> _Run:
     start_step = state.step if state else 0
     log = MetricsLog(run_dir, start_step if state else None, dist_info.is_main)
     train_events = corpus.split("train").events
+    chords = config.chord_classes > 0  # a chord model reads each split's chords (_check_corpus saw they exist)
     latents = None
     if start_step < config.latent_train_steps:  # the latent stage reads a table of segment posteriors, built at start
         latents = SegmentLatents(model, train_events, corpus.codec, seed,
@@ -238,8 +242,10 @@ def _start(options: TrainOptions, dist_info: Distributed) -> _Run:
         options=options, run_dir=run_dir, dist=dist_info, config=config, model=model, net=net, optimizer=optimizer,
         start_step=start_step, resumed=state is not None, total_steps=total_steps, batch_size=batch_size,
         schedule_offset=schedule_offset, info=info, log=log,
-        events=BatchSource(train_events, batch_size, seed, config, corpus.codec), latents=latents,
+        events=BatchSource(train_events, batch_size, seed, config, corpus.codec,
+                           corpus.split("train").chords if chords else None), latents=latents,
         valid_events=corpus.split("valid").events[: options.valid_limit],
+        valid_chords=corpus.split("valid").chords[: options.valid_limit] if chords else None,
     )
 
 
@@ -439,6 +445,9 @@ def _check_corpus(corpus, config: ModelConfig) -> None:
         )
     if len(corpus.split("train")) == 0:
         raise ValueError(f"the corpus at {corpus.path} has an empty train split: add MIDI files and rebuild it")
+    if config.chord_classes and any(corpus.split(name).chords is None for name in ("train", "valid")):
+        raise ValueError(f"{config.name!r} reads a chord per step but the corpus at {corpus.path} has no chords: "
+                         f"rebuild it with `seqvae data build MIDI_DIR --out DIR --chords`")
 
 
 def _record_command(model_dir: Path, command: str) -> None:
