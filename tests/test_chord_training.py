@@ -95,3 +95,24 @@ def test_a_chord_model_on_a_corpus_without_chords_names_the_build_flag(tmp_path)
     write_synthetic_corpus(tmp_path / "plain", 64, 16, 16, steps=32, seed=0)
     with pytest.raises(ValueError, match="seqvae data build MIDI_DIR --out DIR --chords"):
         train(_options(tmp_path / "plain", tmp_path / "run"))
+
+
+def test_warm_started_chord_weights_leave_zero_in_training(chord_corpus, tmp_path):
+    """init_from a model without chords: the chord columns start at zero and the batches' chords move them."""
+    import dataclasses
+
+    from seqvae.models import build_model, save_model
+    from seqvae.models import registry as model_registry
+
+    torch.manual_seed(2)
+    save_model(build_model(get_config("tiny_lstm")), tmp_path / "plain")
+    model_registry.CONFIGS["tiny_chords_warm"] = dataclasses.replace(
+        get_config("tiny_chords"), name="tiny_chords_warm", init_from=str(tmp_path / "plain"))
+    try:
+        train(_options(chord_corpus, tmp_path / "run", config="tiny_chords_warm", train_steps=3, eval_every=3))
+    finally:
+        del model_registry.CONFIGS["tiny_chords_warm"]
+    model = load_model(tmp_path / "run", device="cpu").model
+    chord_columns = slice(model.config.num_classes + model.config.z_size, None)
+    assert model.decoder.core.layers[0].weight_ih_l0[:, chord_columns].abs().sum() > 0
+    assert model.encoder.layers[0].weight_ih_l0[:, model.config.num_classes:].abs().sum() > 0
