@@ -208,7 +208,7 @@ class SequenceVAE(nn.Module):
     def encode(self, x: torch.Tensor, fast: bool | None = None,
                chords: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Posterior (mu, sigma), each [B, z_size]. `fast` (default: on CPU) uses the C encoder when it applies;
-        a chord model (which needs `chords` [B, steps]) always encodes in torch."""
+        a chord model (which needs `chords` [B, steps]) encodes in torch only (fast=True is an error for it)."""
         x = self._check_events(x)
         features = self._chord_features(chords, x.shape[0])
         with torch.no_grad():
