@@ -22,6 +22,11 @@ so a reconstruction keeps every tie the model reproduces.
 Clips of different lengths (morph, interpolate): the shorter clip's windows repeat, as a DAW loops a
 shorter clip, and the result has the longer clip's length. A clip not a whole number of windows loops
 with its padding rest.
+
+Chords (a chord model's `Engine.with_chords` view): the progression is laid over the clip from its first
+step, repeating as often as the clip needs, and window k hears steps k*W .. (k+1)*W - 1 of it. So a
+progression shorter than a window repeats inside every window, and one longer than a window goes on in
+the next window ("C F G Am" on a 2-bar model: window 1 hears C F, window 2 G Am, window 3 C F again).
 """
 
 from __future__ import annotations
@@ -191,10 +196,25 @@ def check_clip(engine: Engine, clip: Melody, what: str = "clip") -> None:
                          f"window: send a clip in e.g. {engine.meter}")
 
 
+def window_chords(engine: Engine, windows: int) -> np.ndarray | None:
+    """The chords [windows, steps] each window of a clip hears (module doc), or None when the engine has no
+    progression (a model without chords; a chord model then says what to send)."""
+    if engine.progression is None:
+        return None
+    return engine.chord_steps(windows * engine.steps).reshape(windows, engine.steps)
+
+
+def _chords_of(engine: Engine, window_counts: Sequence[int]) -> np.ndarray | None:
+    """The chords of several clips' windows, stacked as their windows are."""
+    parts = [window_chords(engine, count) for count in window_counts]
+    return None if parts[0] is None else np.concatenate(parts)  # type: ignore[arg-type]
+
+
 def encode(engine: Engine, clip: Melody) -> np.ndarray:
     """Posterior means [windows, Z], one per window of the clip."""
     check_clip(engine, clip)
-    return engine.encode_events(split_windows(clip, engine.steps))[0]
+    rows = split_windows(clip, engine.steps)
+    return engine.encode_events(rows, chords=window_chords(engine, len(rows)))[0]
 
 
 def decode(engine: Engine, z: np.ndarray, like: Melody, clip: ClipLayout | None = None, temperature: float = 0.0,
@@ -208,7 +228,8 @@ def decode_many(engine: Engine, zs: list[np.ndarray], likes: list[Melody], clips
     """Several clips' latents decoded in one call: each [windows, Z], joined as `decode` joins one."""
     layouts = clips or [layout(like, engine.steps) for like in likes]
     rows = [np.atleast_2d(np.asarray(z, dtype=np.float32)) for z in zs]
-    tokens = engine.decode_events(np.concatenate(rows), temperature, seed)
+    tokens = engine.decode_events(np.concatenate(rows), temperature, seed,
+                                  chords=_chords_of(engine, [len(z) for z in rows]))
     out, start = [], 0
     for z, like, clip in zip(rows, likes, layouts, strict=True):
         events = join_windows(tokens[start:start + len(z)], clip, engine.codec)
@@ -233,7 +254,7 @@ def _encode_all(engine: Engine, items: Sequence[Melody]) -> list[np.ndarray]:
     for name, clip in zip("abcd", items, strict=False):
         check_clip(engine, clip, f"clip {name}")
     rows = [split_windows(clip, engine.steps) for clip in items]
-    z = engine.encode_events(np.concatenate(rows))[0]
+    z = engine.encode_events(np.concatenate(rows), chords=_chords_of(engine, [len(r) for r in rows]))[0]
     bounds = np.cumsum([0] + [len(r) for r in rows])
     return [z[bounds[i]:bounds[i + 1]] for i in range(len(items))]
 
@@ -353,6 +374,7 @@ def infill(engine: Engine, clip: Melody, first_bar: int, last_bar: int, seed: in
     window_bars = engine.steps // per_bar
     held = layout(clip, per_bar).held  # the pitch held into each bar, for ties at the gap's edges
     events = _padded(clip.events, (n_bars + 2 * window_bars) * per_bar)
+    chords = None if engine.progression is None else engine.chord_steps(len(events) + engine.steps)
     for index, (start, low, high) in enumerate(infill_windows(first_bar, last_bar, window_bars)):
         begin = (start - 1) * per_bar
         window = events[begin:begin + engine.steps].copy()
@@ -361,7 +383,8 @@ def infill(engine: Engine, clip: Melody, first_bar: int, last_bar: int, seed: in
             window[0] = sounding
         melody = replace(clip, events=clip.codec.canonical(window))
         piece_seed = None if seed is None else (int(seed) + index) % 2**63
-        result = engine.infill(melody, low - start + 1, high - start + 1, seed=piece_seed,
+        player = engine if chords is None else engine.with_chords(chords[begin:begin + engine.steps])
+        result = player.infill(melody, low - start + 1, high - start + 1, seed=piece_seed,
                                temperature=temperature).events
         gap = slice((low - start) * per_bar, (high - start + 1) * per_bar)
         at = (low - 1) * per_bar

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from seqvae.codec import EventCodec, Melody, Meter
+from seqvae.codec.chords import PROGRESSION_FORMS, parse_progression
 from seqvae.codec.scales import Key, PitchRange, allowed_classes
 from seqvae.engine import latent as lat
 from seqvae.engine.infill import infill_events
@@ -125,6 +126,8 @@ class Engine:
         self.key: Key | None = None  # the constraints of a `constrained` view
         self.pitch_range: PitchRange | None = None
         self._allowed: torch.Tensor | None = None  # their allowed-class mask, read by every decode
+        self.chord_classes = int(getattr(config, "chord_classes", 0) or 0)
+        self.progression: str | np.ndarray | None = None  # the chords of a `with_chords` view, read by every call
 
     # ----------------------------------------------------------------- loading
     @classmethod
@@ -168,6 +171,50 @@ class Engine:
         view.key, view.pitch_range, view._allowed = key, pitch_range, allowed
         return view
 
+    def with_chords(self, progression: str | Sequence[int] | np.ndarray) -> Engine:
+        """A view of a chord model whose every encode and decode hears `progression`, sharing this engine's model,
+        lock, caches, priors and constraints. A string ("Am F", "Am:2 F:2") is read in the engine's meter from the
+        window's start; per-step classes (0 = no chord) are taken as they are. Either repeats when shorter than a
+        window and is cut when longer (a whole clip reads on: see `chord_steps`). A model without chords, or a bad
+        symbol, is a clear ValueError."""
+        if not self.chord_classes:
+            raise ValueError(f"model {self.model_name!r} takes no chords: use a chord model, e.g. --model chords "
+                             "(a checkpoint of mel_2bar_chords), or leave --chords out")
+        if isinstance(progression, str):
+            parse_progression(progression, self.meter, self.steps)  # a bad symbol fails here, not at the first call
+            spec: str | np.ndarray = progression
+        else:
+            spec = _check_chord_steps(progression, self.chord_classes)
+        view = copy.copy(self)
+        view.base_engine = self.base_engine or self
+        view.progression = spec
+        return view
+
+    def chord_steps(self, n_steps: int) -> np.ndarray:
+        """The view's chord class per step for `n_steps` steps from the window's (or clip's) start: the
+        progression repeats when shorter and is cut when longer."""
+        if self.progression is None:
+            raise ValueError(f"engine {self.model_name!r} has no progression: make a view with with_chords(\"Am F\")")
+        if isinstance(self.progression, str):
+            return parse_progression(self.progression, self.meter, int(n_steps))
+        return np.resize(self.progression, int(n_steps)).astype(np.uint8)
+
+    def _row_chords(self, rows: int, chords: np.ndarray | None) -> np.ndarray | None:
+        """Chord classes [rows, steps] for one model call: those given, else the view's progression on every row
+        (None for a model without chords)."""
+        if chords is not None:
+            arr = np.asarray(chords)
+            if arr.shape != (rows, self.steps) or not np.issubdtype(arr.dtype, np.integer):
+                raise ValueError(f"chords have shape {arr.shape} ({arr.dtype}); send [{rows}, {self.steps}] "
+                                 "integer chord classes, a row per window")
+            return np.ascontiguousarray(arr, dtype=np.int64)
+        if not self.chord_classes:
+            return None
+        if self.progression is None:
+            raise ValueError(f"model {self.model_name!r} is chord-conditioned: give it a progression with --chords, "
+                             f"e.g. --chords \"Am F\" ({PROGRESSION_FORMS}), or Engine.with_chords(\"Am F\")")
+        return np.ascontiguousarray(np.broadcast_to(self.chord_steps(self.steps), (rows, self.steps)), dtype=np.int64)
+
     @property
     def device(self) -> str:
         return str(self.device_obj)
@@ -182,8 +229,9 @@ class Engine:
         return max(1, min(most, self.piece_rows))
 
     def __repr__(self) -> str:
-        constraints = "".join(f", {what}={value}" for what, value in (("key", self.key), ("range", self.pitch_range))
-                              if value is not None)
+        chords = self.progression if isinstance(self.progression, str) or self.progression is None else "per-step"
+        constraints = "".join(f", {what}={value}" for what, value in (("key", self.key), ("range", self.pitch_range),
+                                                                         ("chords", chords)) if value is not None)
         return (f"Engine({self.model_name!r}, {self.steps} steps, z={self.z_size}, device={self.device}, "
                 f"precision={self.precision}{constraints})")
 
@@ -229,17 +277,20 @@ class Engine:
         return torch.Generator(device=self.device_obj).manual_seed(seed)
 
     # ------------------------------------------------------------- model calls
-    def encode_events(self, events: np.ndarray,
-                      progress: Callable[[int], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def encode_events(self, events: np.ndarray, progress: Callable[[int], None] | None = None,
+                      chords: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(mu, sigma), each float32 [n, Z], for event windows [n, steps]: the one place encoding is batched.
-        `progress` is called with the number of windows after each batch."""
+        `progress` is called with the number of windows after each batch. A chord model hears `chords` [n, steps]
+        (default: the view's progression on every window)."""
         events = self._check_event_rows(events)
+        row_chords = self._row_chords(len(events), chords)
         mu, sigma = [], []
         chunk = self._rows_per_call(ENCODE_CHUNK)
         for i in range(0, len(events), chunk):
             x = torch.from_numpy(events[i:i + chunk]).to(self.device_obj)
+            c = None if row_chords is None else torch.from_numpy(row_chords[i:i + chunk]).to(self.device_obj)
             with self._lock, torch.inference_mode():
-                m, s = self.model.encode(x)
+                m, s = self.model.encode(x) if c is None else self.model.encode(x, chords=c)
             mu.append(m.float().cpu().numpy())
             sigma.append(s.float().cpu().numpy())
             if progress is not None:
@@ -247,24 +298,28 @@ class Engine:
         return np.concatenate(mu), np.concatenate(sigma)
 
     def decode_events(self, z: np.ndarray, temperature: float = 0.0, seed: int | None = None,
-                      forced: np.ndarray | None = None, mask: np.ndarray | None = None) -> np.ndarray:
+                      forced: np.ndarray | None = None, mask: np.ndarray | None = None,
+                      chords: np.ndarray | None = None) -> np.ndarray:
         """Event windows [n, steps] for latents [n, Z]: the one place decoding is batched. Greedy unless
         `temperature` > 0 (then `seed` makes it repeatable); where `mask` [n, steps] is True the step is
-        `forced`'s token, kept and fed back."""
-        return self._decode_rows(z, temperature, seed, forced, mask, scored=False)[0]
+        `forced`'s token, kept and fed back. A chord model decodes under `chords` [n, steps] (default: the view's
+        progression on every row)."""
+        return self._decode_rows(z, temperature, seed, forced, mask, scored=False, chords=chords)[0]
 
     def decode_scored(self, z: np.ndarray, temperature: float = 0.0, seed: int | None = None,
-                      forced: np.ndarray | None = None, mask: np.ndarray | None = None
-                      ) -> tuple[np.ndarray, np.ndarray]:
+                      forced: np.ndarray | None = None, mask: np.ndarray | None = None,
+                      chords: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """As `decode_events`, plus each step's log-probability under the model (float32 [n, steps]): the
         likelihood of forced steps comes from the same pass that decodes the free ones."""
-        tokens, scores = self._decode_rows(z, temperature, seed, forced, mask, scored=True)
+        tokens, scores = self._decode_rows(z, temperature, seed, forced, mask, scored=True, chords=chords)
         assert scores is not None
         return tokens, scores
 
     def _decode_rows(self, z: np.ndarray, temperature: float, seed: int | None, forced: np.ndarray | None,
-                     mask: np.ndarray | None, scored: bool) -> tuple[np.ndarray, np.ndarray | None]:
+                     mask: np.ndarray | None, scored: bool, chords: np.ndarray | None = None
+                     ) -> tuple[np.ndarray, np.ndarray | None]:
         arr = self._check_latent_rows(z)
+        row_chords = self._row_chords(len(arr), chords)
         temperature, seed = _check_temperature(temperature), _check_seed(seed)
         if (forced is None) != (mask is None):
             raise ValueError("forced and mask go together: send both or neither")
@@ -287,22 +342,25 @@ class Engine:
                 with self._lock:
                     parts.append(self._decode(rows, temperature, None if forced is None else forced[i:i + chunk],
                                               None if mask is None else mask[i:i + chunk], score,
-                                              None if draws is None else draws[:, i - block:i - block + len(rows)]
+                                              None if draws is None else draws[:, i - block:i - block + len(rows)],
+                                              None if row_chords is None else row_chords[i:i + chunk]
                                               ).cpu().numpy())
                 if score is not None:
                     scores.append(score.numpy())
         return np.concatenate(parts), np.concatenate(scores) if scored else None
 
     def _decode(self, z: np.ndarray | torch.Tensor, temperature: float, forced: np.ndarray | None,
-                mask: np.ndarray | None, log_probs: torch.Tensor | None, uniforms: torch.Tensor | None) -> torch.Tensor:
+                mask: np.ndarray | None, log_probs: torch.Tensor | None, uniforms: torch.Tensor | None,
+                chords: np.ndarray | None = None) -> torch.Tensor:
         """One decoder call on the engine's device, in its precision (the caller holds the lock)."""
         zt = torch.as_tensor(z, dtype=torch.float32, device=self.device_obj)
         if forced is not None:
             forced = torch.as_tensor(forced, device=self.device_obj)
             mask = torch.as_tensor(mask, device=self.device_obj)
+        extra = {} if chords is None else {"chords": torch.as_tensor(chords, device=self.device_obj)}
         return self.model.decode(zt, temperature=temperature, forced=forced, forced_mask=mask,
                                  precision=self.precision, log_probs=log_probs, uniforms=uniforms,
-                                 allowed=self._allowed)
+                                 allowed=self._allowed, **extra)
 
     def _check_event_rows(self, events: np.ndarray, what: str = "events") -> np.ndarray:
         arr = np.asarray(events)
@@ -327,10 +385,12 @@ class Engine:
         out: list[np.ndarray | None] = [None] * len(items)
         missing: dict[bytes, list[int]] = {}
         rows: list[np.ndarray] = []
+        # Views share the cache: a melody's latent under one progression is not its latent under another.
+        heard = b"" if self.progression is None else b"chords:" + self.chord_steps(self.steps).tobytes()
         for i, item in enumerate(items):
             if isinstance(item, Melody):
                 events = self._events_one(item, i)
-                key = events.tobytes()
+                key = events.tobytes() + heard
                 with self._cache_lock:
                     hit = self._cache.get(key)
                     if hit is not None:
@@ -579,6 +639,16 @@ class Engine:
             raise ValueError(f"meter {chosen} does not fill this model's {self.steps}-step window; "
                              f"send e.g. {self.meter}")
         return chosen
+
+
+def _check_chord_steps(progression: Sequence[int] | np.ndarray, classes: int) -> np.ndarray:
+    arr = np.asarray(progression)
+    if arr.ndim != 1 or len(arr) < 1 or not np.issubdtype(arr.dtype, np.integer):
+        raise ValueError(f"chords {arr.shape} ({arr.dtype}) must be a progression string ({PROGRESSION_FORMS}) or a "
+                         "non-empty row of whole chord classes, one per step")
+    if arr.min() < 0 or arr.max() >= classes:
+        raise ValueError(f"chord classes must lie in 0..{classes - 1} (0 = no chord, see seqvae.codec.chords)")
+    return arr.astype(np.uint8)
 
 
 def _codec_for(config: Any, extra: dict) -> EventCodec:
