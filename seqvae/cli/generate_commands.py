@@ -3,7 +3,8 @@ attributes`: the musician's commands, each a thin layer over `seqvae.engine.Engi
 
 Every generating command writes MIDI into --out (one file with all results back to back, plus
 one per result when there are several) and, with --png, a piano roll beside it; --key and --range
-constrain every note it decodes (Engine.constrained). Without --bar,
+constrain every note it decodes (Engine.constrained), and a chord model plays under --chords
+(Engine.with_chords; whole clips lay the progression over their windows). Without --bar,
 reconstruct, interpolate, morph, similar, shift and infill take each input line whole,
 window by window (seqvae/engine/clips.py); --bar N picks one window, as before.
 """
@@ -82,12 +83,32 @@ def _range(text: str):
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _progression(text: str) -> str:
+    """A progression checked as the parser reads it (symbols and form, in 4/4); the engine reads it in its meter."""
+    from seqvae.codec import Meter
+    from seqvae.codec.chords import parse_progression
+
+    try:
+        parse_progression(text, Meter(4, 4), 1)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+def _add_chords(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--chords", type=_progression, default=None,
+                   help="chord model only: the progression it plays under, a symbol per bar ('Am F C G') or "
+                        "SYMBOL:BEATS ('Am:2 F:2'), repeating; a clip longer than the model's window reads on "
+                        "through it (default: none)")
+
+
 def _add_constraints(p: argparse.ArgumentParser) -> None:
     p.add_argument("--key", type=_key, default=None,
                    help="decode in this key: a root and a mode (major, minor, harmonic minor, dorian, mixolydian, "
                         "pentatonic major, pentatonic minor), e.g. 'D dorian' (default: off)")
     p.add_argument("--range", dest="pitch_range", type=_range, default=None,
                    help="decode within these MIDI pitches, lowest-highest: e.g. 57-76 or A3-E5 (default: off)")
+    _add_chords(p)
 
 
 def _generating_parser(subparsers: argparse._SubParsersAction, name: str, summary: str, handler,
@@ -155,6 +176,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("inputs", nargs="+", metavar="FILE", help="MIDI files (every window of every line is scored)")
     _add_model(p)
     p.add_argument("--track", default=None, help="score only this line of each file (number or part of the name)")
+    _add_chords(p)
     p.add_argument("--samples", type=int, default=8, help="posterior samples per melody (default: 8)")
     p.add_argument("--json", default=None, help="also write the scores to this JSON file")
     p.add_argument("--windows", action="store_true", help="print every window, not only the per-file summary")
@@ -168,6 +190,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="colour by 'file' or by an attribute: density, interval, syncopation_16th, "
                         "syncopation_8th, range, in_key (default: file)")
     p.add_argument("--limit", type=int, default=None, help="use at most this many files")
+    _add_chords(p)
     p.add_argument("--csv", default=None, help="also write the 2-D coordinates to this CSV file")
     p.set_defaults(handler=cmd_map)
 
@@ -199,9 +222,10 @@ def _engine(args: argparse.Namespace) -> Engine:
 
     engine = Engine.load(args.model, device=args.device, threads=args.threads, precision=args.precision)
     key, pitch_range = getattr(args, "key", None), getattr(args, "pitch_range", None)
-    if key is None and pitch_range is None:
-        return engine
-    return engine.constrained(key, pitch_range)  # every melody the command writes is decoded under both
+    if key is not None or pitch_range is not None:
+        engine = engine.constrained(key, pitch_range)  # every melody the command writes is decoded under both
+    chords = getattr(args, "chords", None)
+    return engine if chords is None else engine.with_chords(chords)
 
 
 def _per_input(value: str | None, count: int, option: str) -> list[str | None]:
