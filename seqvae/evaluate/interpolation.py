@@ -38,9 +38,12 @@ class InterpolationCheck:
 
 
 def interpolation_check(
-    model: SequenceVAE, events: np.ndarray, pairs: int, points: int = 11, seed: int = 0
+    model: SequenceVAE, events: np.ndarray, pairs: int, points: int = 11, seed: int = 0,
+    chords: np.ndarray | None = None,
 ) -> InterpolationCheck:
-    """Random pairs of windows; Hamming distance (share of differing steps) of each greedy decode to A and B."""
+    """Random pairs of windows; Hamming distance (share of differing steps) of each greedy decode to A and B.
+    A chord model encodes each window with its own `chords` [N, steps] and decodes a point under the nearer end's
+    (A's below t = 0.5, B's from there), as a morph of two clips does."""
     events = np.asarray(events, dtype=np.int64)
     if len(events) < 2 or pairs < 1:
         raise ValueError("the interpolation check needs at least 2 windows and 1 pair")
@@ -48,12 +51,18 @@ def interpolation_check(
     first = rng.integers(0, len(events), size=pairs)
     second = (first + rng.integers(1, len(events), size=pairs)) % len(events)  # never the same window
     a, b = events[first], events[second]
-    mu_a, _ = model.encode(torch.as_tensor(a))
-    mu_b, _ = model.encode(torch.as_tensor(b))
     t = np.linspace(0.0, 1.0, points)
+    ca = cb = path_chords = None
+    if chords is not None:
+        heard = np.asarray(chords, dtype=np.int64)
+        ca, cb = torch.as_tensor(heard[first]), torch.as_tensor(heard[second])
+        path_chords = torch.where(torch.as_tensor(t >= 0.5)[None, :, None], cb[:, None], ca[:, None])
+        path_chords = path_chords.reshape(pairs * points, -1)
+    mu_a, _ = model.encode(torch.as_tensor(a), chords=ca)
+    mu_b, _ = model.encode(torch.as_tensor(b), chords=cb)
     path = slerp(mu_a.cpu().numpy(), mu_b.cpu().numpy(), t)  # [P, K, Z]
     z = torch.as_tensor(path.reshape(pairs * points, -1), dtype=torch.float32)
-    decoded = model.decode(z).cpu().numpy().reshape(pairs, points, -1)
+    decoded = model.decode(z, chords=path_chords).cpu().numpy().reshape(pairs, points, -1)
     to_a = (decoded != a[:, None, :]).mean(axis=2)
     to_b = (decoded != b[:, None, :]).mean(axis=2)
     grows = np.diff(to_a, axis=1) >= 0

@@ -53,9 +53,10 @@ def feature_values(events: np.ndarray, min_pitch: int) -> dict[str, np.ndarray]:
 
 def sample_prior(
     model: SequenceVAE, n: int, temperature: float, seed: int, batch_size: int = 256,
-    latent_prior: LatentPrior | None = None,
+    latent_prior: LatentPrior | None = None, chords: np.ndarray | None = None,
 ) -> np.ndarray:
-    """`n` melodies decoded from the checkpoint's fitted latent prior, or z ~ N(0, I) without one; seeded."""
+    """`n` melodies decoded from the checkpoint's fitted latent prior, or z ~ N(0, I) without one; seeded. A chord
+    model decodes sample i under `chords[i]` ([n, steps] chord classes)."""
     generator = torch.Generator().manual_seed(seed)
     rng = np.random.default_rng(seed)
     out = []
@@ -65,7 +66,8 @@ def sample_prior(
             z = torch.from_numpy(latent_prior.sample(count, rng))
         else:
             z = torch.randn(count, model.config.z_size, generator=generator)
-        out.append(model.decode(z, temperature=temperature, generator=generator).cpu().numpy())
+        c = None if chords is None else torch.as_tensor(np.asarray(chords[start:start + count], dtype=np.int64))
+        out.append(model.decode(z, temperature=temperature, generator=generator, chords=c).cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, model.config.steps), np.int64)
 
 

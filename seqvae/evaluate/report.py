@@ -124,13 +124,19 @@ def evaluate_checkpoint(options: EvalOptions) -> EvalReport:
     events = np.asarray(events, dtype=np.int64)
     if len(events) == 0:
         raise ValueError(f"the {options.split} split of {options.data} is empty: evaluate another split")
-    recon = reconstruction_metrics(model, events, progress=options.progress, precision=precision).to_dict()
+    chords = _split_chords(corpus, options.split, config, len(events))
+    recon = reconstruction_metrics(model, events, progress=options.progress, precision=precision,
+                                   chords=chords).to_dict()
     prior: list[dict] = []
     prior_name = "N(0, I)"
     copying = None
     if options.samples:
         fitted = LatentPrior.load(loaded.directory, config.z_size)
-        samples = sample_prior(model, options.samples, options.temperature, options.seed, latent_prior=fitted)
+        heard = None  # a chord model samples under the progressions of randomly drawn windows of the split
+        if chords is not None:
+            heard = chords[np.random.default_rng([options.seed, 2]).integers(0, len(chords), options.samples)]
+        samples = sample_prior(model, options.samples, options.temperature, options.seed, latent_prior=fitted,
+                               chords=heard)
         prior_name = fitted.describe() if fitted is not None else "N(0, I)"
         prior = [c.to_dict() for c in compare_features(samples, events, config.min_pitch)]
         real = _training_overlaps(corpus, len(samples), events, config.min_pitch, options.seed)
@@ -139,7 +145,7 @@ def evaluate_checkpoint(options: EvalOptions) -> EvalReport:
         copying = _copying(corpus, samples, events, options.seed)
     interpolation = None
     if options.pairs and len(events) >= 2:
-        interpolation = interpolation_check(model, events, options.pairs, seed=options.seed).to_dict()
+        interpolation = interpolation_check(model, events, options.pairs, seed=options.seed, chords=chords).to_dict()
     return EvalReport(
         checkpoint=str(options.checkpoint), model=config.name, architecture=config.architecture, steps=config.steps,
         split=options.split, windows=len(events), reconstruction=recon, prior=prior, interpolation=interpolation,
@@ -147,6 +153,17 @@ def evaluate_checkpoint(options: EvalOptions) -> EvalReport:
         sample_temperature=options.temperature, latent_prior=prior_name, copying=copying, precision=precision,
         weights_sha256=weights,
     )
+
+
+def _split_chords(corpus: Corpus, split: str, config: ModelConfig, windows: int) -> np.ndarray | None:
+    """A chord model's chords for the evaluated windows (the corpus's own, written or inferred); None without."""
+    if not config.chord_classes:
+        return None
+    chords = corpus.split(split).chords
+    if chords is None:
+        raise ValueError(f"{config.name!r} reads a chord per step but the corpus at {corpus.path} has no chords: "
+                         "rebuild it with `seqvae data build MIDI_DIR --out DIR --chords`")
+    return np.asarray(chords[:windows], dtype=np.int64)
 
 
 def _training_windows(corpus: Corpus, n: int, rng: np.random.Generator) -> np.ndarray | None:
