@@ -43,7 +43,7 @@ from seqvae.codec import NO_EVENT, NOTE_OFF  # noqa: E402
 from seqvae.codec.events import FIRST_NOTE_ON  # noqa: E402
 from seqvae.engine import Engine  # noqa: E402
 from seqvae.engine.infill import EXPLORE, REFINE, infill_events  # noqa: E402
-from seqvae.evaluate.features import MAJOR_SCALE, NATURAL_MINOR_SCALE  # noqa: E402
+from seqvae.evaluate.features import KEY_MASKS  # noqa: E402
 
 HELD_OUT = ("valid", "test")
 
@@ -112,17 +112,6 @@ def held_out_windows(data: Path | None, tunes: int, windows: int, steps: int) ->
     return rows[picks]
 
 
-def _key_masks() -> np.ndarray:
-    masks = np.zeros((24, 12), dtype=bool)
-    for tonic in range(12):
-        for j, scale in enumerate((MAJOR_SCALE, NATURAL_MINOR_SCALE)):
-            masks[2 * tonic + j, [(tonic + d) % 12 for d in scale]] = True
-    return masks
-
-
-KEYS = _key_masks()
-
-
 @dataclass
 class BarQuality:
     log_likelihood: float  # mean per step of the regenerated bar, under the result's posterior
@@ -139,7 +128,7 @@ def bar_quality(engine: Engine, original: np.ndarray, result: np.ndarray, start:
     mu, _ = engine.encode_events(result[None])
     _, log_probs = engine.decode_scored(mu, forced=result[None], mask=np.ones((1, engine.steps), bool))
     pitch_classes = (original[original >= FIRST_NOTE_ON] - FIRST_NOTE_ON + codec.min_pitch) % 12
-    key = KEYS[int(np.argmax(KEYS[:, pitch_classes].sum(axis=1)))]
+    key = KEY_MASKS[int(np.argmax(KEY_MASKS[:, pitch_classes].sum(axis=1)))]
     bar = result[start:end]
     onsets = bar[bar >= FIRST_NOTE_ON]
     in_key = float(key[(onsets - FIRST_NOTE_ON + codec.min_pitch) % 12].mean()) if len(onsets) else None

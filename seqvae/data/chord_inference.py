@@ -22,8 +22,10 @@ from seqvae.codec.chords import NO_CHORD, NUM_CHORD_CLASSES, chord_class, triad_
 from seqvae.codec.events import EventCodec
 from seqvae.codec.melody import Melody
 from seqvae.codec.meter import Meter
+from seqvae.codec.scales import MODES
 
 N_KEYS = 24  # 12 major keys, then 12 minor keys (tonic C first)
+MINOR_WITH_RAISED_DEGREES = tuple(sorted(set(MODES["minor"]) | {9, 11}))  # a minor key's melody raises 6 and 7
 N_TRIADS = NUM_CHORD_CLASSES - 1  # the HMM's chords: every class but "no chord"
 # The triads a key (tonic 0) uses, weighted as folk and song harmony leans: the tonic and dominant most, then the
 # subdominant, the rest less. A minor key has both its harmonic V (E in A minor) and its natural v and VII.
@@ -70,7 +72,7 @@ def _scale_matrix() -> np.ndarray:
     """[key, pitch class] 1 on the key's scale: major, or minor with both its sixth and seventh degrees."""
     out = np.zeros((N_KEYS, 12))
     for key in range(N_KEYS):
-        degrees = (0, 2, 4, 5, 7, 9, 11) if key < 12 else (0, 2, 3, 5, 7, 8, 9, 10, 11)
+        degrees = MODES["major"] if key < 12 else MINOR_WITH_RAISED_DEGREES
         out[key, [(key + d) % 12 for d in degrees]] = 1.0
     return out
 

@@ -13,9 +13,10 @@ from collections.abc import Callable
 import numpy as np
 
 from seqvae.codec.events import FIRST_NOTE_ON, NOTE_OFF
+from seqvae.codec.scales import MODES
 
-MAJOR_SCALE = (0, 2, 4, 5, 7, 9, 11)
-NATURAL_MINOR_SCALE = (0, 2, 3, 5, 7, 8, 10)
+MAJOR_SCALE = MODES["major"]
+NATURAL_MINOR_SCALE = MODES["minor"]
 
 
 def _batch(events: np.ndarray) -> tuple[np.ndarray, bool]:
@@ -90,7 +91,7 @@ def _key_masks() -> np.ndarray:
     return masks
 
 
-_KEYS = _key_masks()
+KEY_MASKS = _key_masks()  # the keys in_key_ratio and the benchmarks test melodies against
 
 
 def in_key_ratio(events: np.ndarray, min_pitch: int = 21) -> float | np.ndarray:
@@ -102,7 +103,7 @@ def in_key_ratio(events: np.ndarray, min_pitch: int = 21) -> float | np.ndarray:
     rows, _ = np.nonzero(onsets)
     np.add.at(histogram, (rows, classes[onsets]), 1.0)
     count = histogram.sum(axis=1)
-    best = (histogram @ _KEYS.T.astype(np.float64)).max(axis=1)
+    best = (histogram @ KEY_MASKS.T.astype(np.float64)).max(axis=1)
     return _result(np.where(count > 0, best / np.maximum(count, 1), 0.0), single)
 
 
