@@ -13,6 +13,7 @@ import torch
 from seqvae.cli.main import main
 from seqvae.codec.chords import NUM_CHORD_CLASSES, transpose_chords
 from seqvae.data.build import build_corpus
+from seqvae.data.corpus import load_corpus
 from seqvae.data.synthetic_midi import synthetic_midi_files
 from seqvae.evaluate.report import EvalOptions, evaluate_checkpoint
 from seqvae.models import build_model, get_config, save_model
@@ -30,8 +31,8 @@ def setup(tmp_path_factory) -> dict[str, Path]:
                  test_fraction=0.0)
     moved = root / "moved"  # the same melodies under chords a tritone away
     shutil.copytree(root / "built", moved)
-    chords = np.load(moved / "valid_chords.npy")
-    np.save(moved / "valid_chords.npy", transpose_chords(chords, 6))
+    for split in ("train", "valid"):
+        np.save(moved / f"{split}_chords.npy", transpose_chords(np.load(moved / f"{split}_chords.npy"), 6))
     torch.manual_seed(0)
     model = build_model(get_config("tiny_chords"))
     with torch.no_grad():  # loud chord columns: an untrained model whose likelihoods follow the chords
@@ -84,4 +85,33 @@ def test_a_corpus_without_chords_names_the_build_flag(setup, capsys):
     with pytest.raises(ValueError, match="seqvae data build MIDI_DIR --out DIR --chords"):
         evaluate_checkpoint(_options(setup, "plain"))
     assert main(["eval", str(setup["ck"]), "--data", str(setup["plain"]), "--split", "valid", "--threads", "1"]) == 2
+    assert "--chords" in capsys.readouterr().err
+
+
+def _copy_checkpoint(setup, tmp_path) -> Path:
+    return Path(shutil.copytree(setup["ck"], tmp_path / "ck"))
+
+
+def test_attributes_encode_each_window_under_its_own_chords(setup, tmp_path):
+    from seqvae.engine import Engine
+    from seqvae.engine.side_files import fit_side_files
+    from seqvae.models.attribute_vectors import AttributeVectors
+    from seqvae.models.latent_prior import LatentPrior
+
+    fitted = {}
+    for data in ("built", "moved"):
+        engine = Engine.load(_copy_checkpoint(setup, tmp_path / data), device="cpu")
+        fitted[data] = fit_side_files(engine, load_corpus(setup[data]), "train", measure=4)
+        assert fitted[data].measured_on == 4 and fitted[data].monotonicity
+        assert LatentPrior.load(engine.directory, 8) is not None and AttributeVectors.load(engine.directory).names
+    # the same melodies under other chords land elsewhere in the latent space: the chords were heard
+    own, moved = (fitted[d].vectors.vector("interval") for d in ("built", "moved"))
+    assert not np.allclose(own, moved)
+
+
+def test_the_attributes_command_on_a_chord_model(setup, tmp_path, capsys):
+    ck = _copy_checkpoint(setup, tmp_path)
+    assert main(["attributes", str(ck), "--data", str(setup["built"]), "--measure", "4", "--threads", "1"]) == 0
+    assert "attribute vectors from" in capsys.readouterr().out
+    assert main(["attributes", str(ck), "--data", str(setup["plain"]), "--threads", "1"]) == 2
     assert "--chords" in capsys.readouterr().err

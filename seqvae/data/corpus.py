@@ -85,6 +85,15 @@ class Corpus:
             self._splits[name] = Split(*arrays, np.load(chords, mmap_mode="r") if chords.is_file() else None)
         return self._splits[name]
 
+    def chords_of(self, split: str, index: np.ndarray | slice, reader: str) -> np.ndarray:
+        """The chord classes int64 [n, steps] of windows `index` of `split`, for `reader` (a chord model's name);
+        a corpus built without --chords is an error that says how to rebuild it."""
+        chords = self.split(split).chords
+        if chords is None:
+            raise ValueError(f"{reader!r} reads a chord per step but the corpus at {self.path} has no chords: "
+                             "rebuild it with `seqvae data build MIDI_DIR --out DIR --chords`")
+        return np.asarray(chords[index], dtype=np.int64)
+
 
 def load_corpus(path: str | Path) -> Corpus:
     """Open BUILT_DIR written by `seqvae data build`; clear errors for anything else."""

@@ -1,6 +1,9 @@
 """Fitting a checkpoint's side files from a corpus: the attribute vectors `shift` moves along and the latent
 prior `sample` draws from, both written beside the weights.
 
+A chord model encodes each window under its own chords (a corpus built with `--chords`), so its vectors and
+prior live in the same latent space the engine encodes into; prior samples are judged under held-out chords.
+
 The kernel prior's bandwidth is chosen by the data-copying test (evaluate/copying.py) against up to 1,000
 melodies of another split; the vectors' monotonicity is measured on validation melodies and stored with them.
 """
@@ -57,25 +60,31 @@ def fit_side_files(engine: Engine, corpus: Corpus, split: str = "train", limit: 
     if limit and limit < len(windows):
         index = np.sort(np.random.default_rng(seed).choice(len(windows), limit, replace=False))
     events = np.asarray(windows.events[index], dtype=np.int64)
-    mu, _ = engine.encode_events(events, progress=progress)
+    chords = corpus.chords_of(split, index, engine.model_name) if engine.chord_classes else None
+    mu, _ = engine.encode_events(events, progress=progress, chords=chords)
     meta = {"data": str(corpus.path), "split": split, "windows": int(len(events))}
     vectors = compute_attribute_vectors(mu, events, meta=meta, min_pitch=engine.codec.min_pitch)
     engine.set_attribute_vectors(vectors)
 
     held_split = "valid" if split != "valid" else "test"
     held = np.asarray(corpus.split(held_split).events[:HELD_OUT], dtype=np.int64)
+    held_chords = (corpus.chords_of(held_split, slice(0, len(held)), engine.model_name)
+                   if engine.chord_classes else None)
 
     def decode(z: np.ndarray) -> np.ndarray:
-        return engine.decode_events(z, temperature=SAMPLE_TEMPERATURE, seed=0)
+        heard = None if held_chords is None else np.resize(held_chords, (len(z), held_chords.shape[1]))
+        return engine.decode_events(z, temperature=SAMPLE_TEMPERATURE, seed=0, chords=heard)
 
     prior, choice = fit_novelty_matched_prior(mu, events, held, held_split, decode, max_centers)
     engine.set_latent_prior(prior)
     fitted = SideFiles(vectors, prior, len(events), held_split, len(held), choice)
     fitted.paths.append(prior.save(engine.directory))
     if measure > 0:
-        valid = corpus.split("valid") if len(corpus.split("valid")) else windows
-        take = np.asarray(valid.events[:measure], dtype=np.int64)
-        results = measure_monotonicity(engine, vectors, take, engine.codec.min_pitch)
+        measured_split = "valid" if len(corpus.split("valid")) else split
+        take = np.asarray(corpus.split(measured_split).events[:measure], dtype=np.int64)
+        take_chords = (corpus.chords_of(measured_split, slice(0, len(take)), engine.model_name)
+                       if engine.chord_classes else None)
+        results = measure_monotonicity(engine, vectors, take, engine.codec.min_pitch, chords=take_chords)
         fitted.monotonicity = {r.name: r for r in results}
         fitted.measured_on = len(take)
         vectors.meta["monotonicity"] = {name: asdict(r) for name, r in fitted.monotonicity.items()}

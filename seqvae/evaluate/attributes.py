@@ -32,9 +32,9 @@ ATTRIBUTE_NAMES = {
 class EventModel(Protocol):
     """What measuring needs of a model: event windows to latents and back (the engine is one)."""
 
-    def encode_events(self, events: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
+    def encode_events(self, events: np.ndarray, chords: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]: ...
 
-    def decode_events(self, z: np.ndarray) -> np.ndarray: ...
+    def decode_events(self, z: np.ndarray, chords: np.ndarray | None = None) -> np.ndarray: ...
 
 
 def attribute_functions() -> dict[str, Callable[..., np.ndarray]]:
@@ -117,15 +117,18 @@ class Monotonicity:
 
 def measure_monotonicity(model: EventModel, vectors: AttributeVectors, events: np.ndarray, min_pitch: int = 21,
                          names: Sequence[str] | None = None,
-                         amounts: Sequence[float] = DEFAULT_AMOUNTS) -> list[Monotonicity]:
-    """Shift each melody by each amount along each vector, decode greedily, and measure the attribute."""
+                         amounts: Sequence[float] = DEFAULT_AMOUNTS,
+                         chords: np.ndarray | None = None) -> list[Monotonicity]:
+    """Shift each melody by each amount along each vector, decode greedily, and measure the attribute. A chord
+    model hears each melody's own `chords` [N, steps] in the encoding and in every shifted decoding."""
     amounts_arr = np.asarray(amounts, dtype=np.float32)
-    mu, _ = model.encode_events(np.asarray(events, dtype=np.int64))
+    mu, _ = model.encode_events(np.asarray(events, dtype=np.int64), chords=chords)
+    shifted_chords = None if chords is None else np.repeat(np.asarray(chords), len(amounts_arr), axis=0)
     results = []
     for name in names or vectors.names:
         vector = vectors.vector(name)
         z = (mu[:, None, :] + amounts_arr[None, :, None] * vector[None, None, :]).reshape(-1, mu.shape[1])
-        tokens = model.decode_events(z)
+        tokens = model.decode_events(z, chords=shifted_chords)
         values = attribute_values(tokens, name, min_pitch).reshape(len(mu), len(amounts_arr))
         means = np.nanmean(np.where(np.isfinite(values), values, np.nan), axis=0)
         per_melody = [spearman(amounts_arr, row) for row in values if np.all(np.isfinite(row))]

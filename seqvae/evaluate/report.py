@@ -157,13 +157,7 @@ def evaluate_checkpoint(options: EvalOptions) -> EvalReport:
 
 def _split_chords(corpus: Corpus, split: str, config: ModelConfig, windows: int) -> np.ndarray | None:
     """A chord model's chords for the evaluated windows (the corpus's own, written or inferred); None without."""
-    if not config.chord_classes:
-        return None
-    chords = corpus.split(split).chords
-    if chords is None:
-        raise ValueError(f"{config.name!r} reads a chord per step but the corpus at {corpus.path} has no chords: "
-                         "rebuild it with `seqvae data build MIDI_DIR --out DIR --chords`")
-    return np.asarray(chords[:windows], dtype=np.int64)
+    return corpus.chords_of(split, slice(0, windows), config.name) if config.chord_classes else None
 
 
 def _training_windows(corpus: Corpus, n: int, rng: np.random.Generator) -> np.ndarray | None:
