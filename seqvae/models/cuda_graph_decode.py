@@ -17,6 +17,7 @@ With capture=False the same buffers and body run eagerly: how the CPU tests chec
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -133,13 +134,19 @@ class CudaGraphLSTMPlan:
     def record(self, body: Callable[[], None]) -> Callable[[], None]:
         """`body` as a CUDA graph's replay. One eager run on a side stream first sets up cuBLAS and the
         allocator outside the capture, as torch.cuda.graphs asks; thread-local capture lets other threads
-        (a server's receiving loop) go on using CUDA meanwhile."""
+        (a server's receiving loop) go on using CUDA meanwhile. Where this torch or driver cannot capture the
+        loop, the variant runs its body eagerly (the same tokens, more launches) and says so once."""
         side = torch.cuda.Stream(self.device)
         side.wait_stream(torch.cuda.current_stream(self.device))
         with torch.cuda.stream(side):
             body()
         torch.cuda.current_stream(self.device).wait_stream(side)
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph, pool=self.pool, capture_error_mode="thread_local"):
-            body()
+        try:
+            with torch.cuda.graph(graph, pool=self.pool, capture_error_mode="thread_local"):
+                body()
+        except RuntimeError as exc:
+            warnings.warn(f"CUDA graph capture of the decode loop failed ({exc}); decoding without graphs",
+                          RuntimeWarning, stacklevel=2)
+            return body
         return graph.replay
