@@ -58,10 +58,10 @@ def free_port() -> int:
 class ServerProcess:
     """`seqvae serve` in a subprocess, started and stopped with the benchmark."""
 
-    def __init__(self, model: str, export_dir: Path, *extra: str, threads: int = 2) -> None:
+    def __init__(self, model: str, export_dir: Path, *extra: str, threads: int = 2, device: str = "cpu") -> None:
         self.port = free_port()
         cmd = [sys.executable, "-m", "seqvae.cli.main", "serve", "--model", model, "--port", str(self.port),
-               "--export-dir", str(export_dir), "--threads", str(threads), "--device", "cpu", *extra]
+               "--export-dir", str(export_dir), "--threads", str(threads), "--device", device, *extra]
         self.log_path = Path(tempfile.mkstemp(prefix="seqvae_serve_", suffix=".log")[1])
         self._log = open(self.log_path, "w")  # a file, not a pipe: a full pipe would stall the server
         self.proc = subprocess.Popen(cmd, cwd=REPO, stdout=self._log, stderr=subprocess.STDOUT, text=True)

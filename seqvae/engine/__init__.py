@@ -1,7 +1,7 @@
 """The inference engine: one facade over a trained model for the CLI and the OSC server."""
 
 from seqvae.engine import clips
-from seqvae.engine.engine import Engine, pick_device
+from seqvae.engine.engine import Engine
 from seqvae.engine.inputs import (
     MidiWindow,
     clip_from_midi,
@@ -12,6 +12,7 @@ from seqvae.engine.inputs import (
 )
 from seqvae.engine.latent import grid_latents, interpolate_latents, lerp, project_2d, slerp
 from seqvae.models.attribute_vectors import ATTRIBUTE_FILE, AttributeVectors
+from seqvae.models.device import pick_device
 
 __all__ = [
     "ATTRIBUTE_FILE", "AttributeVectors", "Engine", "MidiWindow", "clip_from_midi", "clip_from_notes", "clips",

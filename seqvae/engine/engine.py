@@ -38,6 +38,7 @@ from seqvae.engine.inputs import (
 )
 from seqvae.engine.model_lock import ModelLock
 from seqvae.models.attribute_vectors import ATTRIBUTE_FILE, AttributeVectors
+from seqvae.models.device import pick_device
 from seqvae.models.latent_prior import LatentPrior
 from seqvae.models.precision import parse_precision
 from seqvae.models.sampling import draw_uniforms
@@ -48,19 +49,6 @@ ENCODE_CHUNK = 512  # rows per encoder call: bounds memory, costs nothing in spe
 DECODE_CHUNK = 4096  # rows per decoder call (the most `sample` asks for, so sampled results never depend on it)
 NOVELTY_SAMPLES = 8
 SAMPLE_TEMPERATURE = 0.5  # what `sample` decodes at unless told otherwise
-
-
-def pick_device(device: str | torch.device | None) -> torch.device:
-    """CUDA when available and nothing else was asked for; a clear error for an unusable device."""
-    if device is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise ValueError(f"device {device!r} is not a torch device: send 'cpu', 'cuda' or 'cuda:N'") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device 'cuda' was asked for but no CUDA GPU is available: use --device cpu")
-    return dev
 
 
 def _check_temperature(temperature: float) -> float:

@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from seqvae.codec.atomic_files import atomic_write_bytes
+from seqvae.models.device import pick_device
 from seqvae.models.registry import ModelConfig, config_from_dict, config_to_dict
 from seqvae.models.vae import SequenceVAE, build_model
 
@@ -134,10 +135,6 @@ def read_model_file(path: Path) -> tuple[ModelConfig, dict, dict[str, torch.Tens
     return config, extra, tensors
 
 
-def default_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
 def load_model(name_or_path: str | Path, device: str | torch.device | None = None) -> LoadedModel:
     """Load a model for inference (eval mode) on `device` (default: CUDA if available, else CPU)."""
     directory = resolve_checkpoint(name_or_path)
@@ -157,6 +154,6 @@ def load_model(name_or_path: str | Path, device: str | torch.device | None = Non
                              f"{tuple(expected[key].shape)}")
         tensors[key] = value.to(expected[key].dtype)
     model.load_state_dict(tensors)
-    model.to(torch.device(device) if device is not None else default_device())
+    model.to(pick_device(device))
     model.eval()
     return LoadedModel(model, config, directory, extra)

@@ -22,9 +22,11 @@ from seqvae.models.sampling import choose_tokens, token_log_probs
 class Generation:
     """How a free-running decode chooses its tokens: shared by all decoders and backends.
 
+    `temperature` is a number, or a 0-d tensor where a CUDA graph records the choice once for every temperature.
     `uniforms` [steps, B] are the sampling draws (None: greedy); `forced` and `mask` [B, steps] keep the forced
     tokens where mask is True; `bfloat16` runs a step plan's matrices in bfloat16 arithmetic. `log_probs`
-    [B, steps] float32 on the CPU, when given, receives each chosen token's log-probability (temperature 1):
+    [B, steps] float32 (on the CPU, or a graph's buffer on its device), when given, receives each chosen token's
+    log-probability (temperature 1):
     forced steps are scored in the pass that decodes the free ones. `allowed` (bool [C]) is the classes a free
     step may choose: the others' logits are -inf before the choice (and in its log-probability), so a key is
     obeyed inside the model's distribution; forced steps are never masked. `features` [B, steps, F] are the
@@ -32,7 +34,7 @@ class Generation:
     hierarchical decoder's segment reads them from its own offset.
     """
 
-    temperature: float
+    temperature: float | torch.Tensor
     uniforms: torch.Tensor | None = None
     forced: torch.Tensor | None = None
     mask: torch.Tensor | None = None
@@ -50,7 +52,7 @@ class Generation:
         if self.forced is not None:
             token = torch.where(self.mask[:, step], self.forced[:, step], token)
         if self.log_probs is not None:
-            self.log_probs[:, step] = token_log_probs(logits, token).cpu()
+            self.log_probs[:, step] = token_log_probs(logits, token).to(self.log_probs.device)
         return token
 
 

@@ -1,5 +1,6 @@
-"""Inference backends for the recurrent networks, chosen here and nowhere else: the C kernel (native.py), else
-the numpy step plan (numpy_plan.py); torch runs whatever neither covers.
+"""Inference backends for the recurrent networks, chosen here and nowhere else: on a GPU, the step loop as CUDA
+graphs (cuda_graph_decode.py); on the CPU, the C kernel (native.py), else the numpy step plan (numpy_plan.py);
+torch runs whatever none covers.
 
 The networks never import this module: the VAE asks `plan_for` for a decoder's `step_core` and hands the plan to
 the decoder's `generate`. Plans hold copies of the weights, so each is cached on its module and rebuilt when a
@@ -14,6 +15,7 @@ from typing import TypeVar
 from torch import nn
 
 from seqvae.models import native
+from seqvae.models.cuda_graph_decode import CudaGraphLSTMPlan
 from seqvae.models.decoder import StepPlan
 from seqvae.models.lstm import BidirectionalLSTMEncoder
 from seqvae.models.numpy_plan import NumpyLSTMPlan
@@ -38,8 +40,15 @@ def forget_plans(model: nn.Module) -> None:
         module.__dict__.pop(PLAN_ATTRIBUTE, None)
 
 
+def device_type(module: nn.Module) -> str:
+    return next(module.parameters()).device.type
+
+
 def plan_for(core: nn.Module) -> StepPlan:
-    """The fastest available step plan for a recurrent core (a ConditionedLSTM): the C kernel, else numpy."""
+    """The fastest available step plan for a recurrent core (a ConditionedLSTM): CUDA graphs on a GPU; on the
+    CPU the C kernel, else numpy."""
+    if device_type(core) == "cuda":
+        return cached_plan(core, "cuda_graph", lambda: CudaGraphLSTMPlan(core))
     lib = native.library()
     if lib is not None and native.NativeLSTMPlan.supports(core):
         return cached_plan(core, "native", lambda: native.NativeLSTMPlan(core, lib))
@@ -47,9 +56,11 @@ def plan_for(core: nn.Module) -> StepPlan:
 
 
 def encoder_plan_for(encoder: nn.Module) -> native.NativeEncoderPlan | None:
-    """The C encoder for a one-layer bidirectional LSTM encoder, or None (then the encoder runs in torch)."""
+    """The C encoder for a one-layer bidirectional LSTM encoder on the CPU, or None (then the encoder runs in
+    torch: cuDNN's fused LSTM on a GPU)."""
+    if not isinstance(encoder, BidirectionalLSTMEncoder) or device_type(encoder) != "cpu":
+        return None
     lib = native.library()
-    if lib is None or not isinstance(encoder, BidirectionalLSTMEncoder) or not native.NativeEncoderPlan.supports(
-            encoder):
+    if lib is None or not native.NativeEncoderPlan.supports(encoder):
         return None
     return cached_plan(encoder, "native", lambda: native.NativeEncoderPlan(encoder, lib))

@@ -18,9 +18,13 @@ def draw_uniforms(steps: int, batch: int, temperature: float, generator: torch.G
     return torch.rand(steps, batch, generator=generator, device=device).cpu()
 
 
-def choose_tokens(logits: torch.Tensor, temperature: float, uniforms: torch.Tensor | None) -> torch.Tensor:
-    """argmax when temperature is 0, else a draw from softmax(logits / temperature) via the given uniforms."""
-    if temperature <= 0 or uniforms is None:
+def choose_tokens(logits: torch.Tensor, temperature: float | torch.Tensor,
+                  uniforms: torch.Tensor | None) -> torch.Tensor:
+    """argmax when temperature is 0, else a draw from softmax(logits / temperature) via the given uniforms. A 0-d
+    tensor temperature (with uniforms) is read on the device, never compared on the host: a CUDA graph replays one
+    recorded choice at any temperature."""
+    greedy = uniforms is None or (not isinstance(temperature, torch.Tensor) and temperature <= 0)
+    if greedy:
         return logits.argmax(dim=-1)
     scaled = logits.float() / temperature
     probs = torch.softmax(scaled, dim=-1)

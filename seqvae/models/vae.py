@@ -153,13 +153,14 @@ class SequenceVAE(nn.Module):
         return F.one_hot(chords, classes).to(self.decoder_dtype)
 
     def _check_fast(self, fast: bool | None) -> bool:
-        """Whether to run the fast CPU paths: a chord model has none (the plans and the C kernel read no chords)."""
+        """Whether to run the fast paths (the step plans: CUDA graphs on a GPU, the C kernel or numpy on the CPU;
+        the C encoder on the CPU): a chord model has none (they read no chords)."""
         if self.config.chord_classes:
             if fast:
                 raise ValueError(f"model {self.config.name!r} reads chords, which the fast decoding paths do not: "
                                  "leave fast=None or send fast=False")
             return False
-        return fast if fast is not None else self.device.type == "cpu"
+        return fast if fast is not None else self.device.type in ("cpu", "cuda")
 
     def _check_z(self, z: torch.Tensor) -> torch.Tensor:
         if not isinstance(z, torch.Tensor):
@@ -172,7 +173,7 @@ class SequenceVAE(nn.Module):
         return z.to(device=self.device, dtype=self.decoder_dtype)
 
     def forget_inference_plans(self) -> None:
-        """Make the fast CPU paths re-read the weights (call after optimizer steps, before measuring)."""
+        """Make the fast paths re-read the weights (call after optimizer steps, before measuring)."""
         plans.forget_plans(self)
 
     def bf16_decoding_available(self) -> bool:
@@ -207,7 +208,7 @@ class SequenceVAE(nn.Module):
     # ------------------------------------------------------------------ inference
     def encode(self, x: torch.Tensor, fast: bool | None = None,
                chords: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Posterior (mu, sigma), each [B, z_size]. `fast` (default: on CPU) uses the C encoder when it applies;
+        """Posterior (mu, sigma), each [B, z_size]. `fast` (default) uses the C encoder where it applies (CPU);
         a chord model (which needs `chords` [B, steps]) encodes in torch only (fast=True is an error for it)."""
         x = self._check_events(x)
         features = self._chord_features(chords, x.shape[0])
@@ -235,8 +236,9 @@ class SequenceVAE(nn.Module):
         chords: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Free-running generation [B, steps]; temperature 0 is greedy; forced tokens are kept (and fed back)
-        where forced_mask is True. `fast` (default: on CPU) runs recurrent decoders through a step plan (the C
-        kernel, else numpy); precision "bfloat16" runs its per-step matrices in bfloat16 arithmetic where
+        where forced_mask is True. `fast` (default: on CPU and CUDA) runs recurrent decoders through a step plan
+        (on a GPU the step loop replayed as CUDA graphs; on the CPU the C kernel, else numpy) and fast=False the
+        torch reference loop; precision "bfloat16" runs its per-step matrices in bfloat16 arithmetic where
         `bf16_decoding_available()` says so. `log_probs` (float32 [B, steps] on the CPU) receives each emitted
         token's log-probability under the model, forced ones included. `uniforms` (float32 [steps, B] on the
         CPU) are the sampling draws in place of drawing them from `generator`: row b's notes depend only on

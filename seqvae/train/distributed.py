@@ -8,6 +8,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from seqvae.models.device import pick_device
+
 
 @dataclass
 class Distributed:
@@ -46,11 +48,10 @@ def setup_distributed(device: str | None = None) -> Distributed:
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    wants_cuda = device == "cuda" or (device is None and torch.cuda.is_available())
     if device not in (None, "cpu", "cuda"):
-        raise ValueError(f"device {device!r} is not supported: use 'cpu' or 'cuda' (or leave it out for automatic)")
-    if wants_cuda and not torch.cuda.is_available():
-        raise ValueError("CUDA was requested but no GPU is visible: drop --device cuda to train on the CPU")
+        raise ValueError(f"device {device!r} is not supported: use 'cpu' or 'cuda' (or leave it out for automatic; "
+                         "torchrun gives each process its GPU from LOCAL_RANK)")
+    wants_cuda = pick_device(device).type == "cuda"  # a clear error when CUDA is asked for and there is none
     if wants_cuda:
         torch.cuda.set_device(local_rank)
         chosen = torch.device("cuda", local_rank)
