@@ -267,6 +267,8 @@ class SeqvaeServer:
         engine = self.engine if client.personal is None else client.personal.engine  # /seqvae/personalize
         if client.music_key is not None or client.pitch_range is not None:  # /seqvae/key, /seqvae/range
             engine = engine.constrained(client.music_key, client.pitch_range)
+        if client.chords is not None:  # /seqvae/chords (refused on a model without chord inputs)
+            engine = engine.with_chords(client.chords)
         return protocol.Session(engine, client, self.player, self.rng, self.export_dir, self.config.page_bytes,
                                 len(self.clients), self.allow_list.allows, self.knobs, self.midi_in, self.parked,
                                 self.files)
