@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from server_support import OscClient, notes_of, running_server
 
-from seqvae.codec import Melody
+from seqvae.codec import Melody, read_midi
 from seqvae.engine import clips
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -92,6 +92,24 @@ def test_two_clients_keep_their_own_progressions(tiny_chord_engine, served):
     finally:
         one.close()
         two.close()
+
+
+def test_export_with_a_chord_track_writes_the_clients_progression(udp):
+    err = udp.one("/seqvae/export", "nothing_yet", "x.mid", 1)
+    assert err[0] == "/seqvae/error" and "empty" in err[1][1]
+    udp.one("/seqvae/chords", "Dm", "G7")
+    notes_of(udp.one("/seqvae/sample", "e", 0.0, 1))
+    assert len(udp.call("/seqvae/interpolate", "e", "e", 2, "walk", expect=2)) == 2
+    _, (slot, path) = udp.one("/seqvae/export", "e", "tracked.mid", 1)
+    score = read_midi(path)
+    assert slot == "e" and len(score.lines) == 2 and score.chords == [(0, "Dm"), (16, "G")]
+    _, (_, path) = udp.one("/seqvae/export_all", "walk", "walk.mid", 1)
+    assert read_midi(path).chords == [(0, "Dm"), (16, "G"), (32, "Dm"), (48, "G")]  # each step restates it
+    _, (_, path) = udp.one("/seqvae/export", "e", "plain.mid")
+    assert len(read_midi(path).lines) == 1 and read_midi(path).chords == []
+    udp.one("/seqvae/chords", "off")
+    err = udp.one("/seqvae/export", "e", "again.mid", 1)
+    assert err[0] == "/seqvae/error" and "send /seqvae/chords Am F first" in err[1][1]
 
 
 @pytest.mark.parametrize("args, words", [

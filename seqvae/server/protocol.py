@@ -400,14 +400,26 @@ def novelty(session: Session, slot: str) -> Reply:
     return CallWork(lambda: float(np.mean(eng.novelty(windows))), lambda score: [("/seqvae/novelty", [slot, score])])
 
 
-def export(session: Session, slot: str, filename: str) -> Reply:
+def _chord_parts(session: Session, melodies: list[Melody], chord_track: int) -> list[np.ndarray] | None:
+    """With `chord_track`, the chords each melody was played under (from its first step, as the engine lays them
+    over a window or a clip), for the file's second track; None without."""
+    if not chord_track:
+        return None
+    if session.client.chords is None:
+        raise RequestError("chord_track 1 writes your progression beside the melody, and you have none: send "
+                           "/seqvae/chords Am F first (on a chord model), or export with chord_track 0")
+    return [session.engine.chord_steps(melody.n_steps) for melody in melodies]
+
+
+def export(session: Session, slot: str, filename: str, chord_track: int) -> Reply:
     melody = session.client.melody(slot)
+    chords = _chord_parts(session, [melody], chord_track)
     target = export_path(session.export_dir, filename)
-    return CallWork(lambda: str(session.files.run(write_midi, melody, target, keep_existing=True)),
+    return CallWork(lambda: str(session.files.run(write_midi, melody, target, keep_existing=True, chords=chords)),
                     lambda path: [("/seqvae/exported", [slot, path])])
 
 
-def export_all(session: Session, prefix: str, filename: str) -> Reply:
+def export_all(session: Session, prefix: str, filename: str, chord_track: int) -> Reply:
     client = session.client
     names = client.interpolations.get(prefix)
     if names is None:
@@ -416,8 +428,9 @@ def export_all(session: Session, prefix: str, filename: str) -> Reply:
             f"no interpolation named {prefix!r} (yours: {known}): make one with /seqvae/interpolate a b steps {prefix}"
         )
     melodies = [client.melody(name) for name in names]
+    chords = _chord_parts(session, melodies, chord_track)
     target = export_path(session.export_dir, filename)
-    return CallWork(lambda: str(session.files.run(write_midi, melodies, target, keep_existing=True)),
+    return CallWork(lambda: str(session.files.run(write_midi, melodies, target, keep_existing=True, chords=chords)),
                     lambda path: [("/seqvae/exported", [prefix, path])])
 
 
@@ -665,6 +678,7 @@ def unmap_osc(session: Session, address: str) -> Reply:
 SLOT = Param("slot", "slot")
 OUT = Param("out", "slot", default="")
 SEED = Param("seed", "int", default=-1, low=-1, high=MAX_SEED)
+CHORD_TRACK = Param("chord_track", "int", default=0, low=0, high=1)
 
 ROUTES: dict[str, Route] = {route.address: route for route in (
     Route("/seqvae/ping", (Param("id", "any", default=None),), ping, "/seqvae/pong [id] model version"),
@@ -692,8 +706,9 @@ ROUTES: dict[str, Route] = {route.address: route for route in (
                              Param("last_bar", "int", low=1, high=1000), OUT, SEED), infill, NOTES, reads=("slot",),
           plays=True),
     Route("/seqvae/novelty", (SLOT,), novelty, "/seqvae/novelty slot score", reads=("slot",), plays=True),
-    Route("/seqvae/export", (SLOT, Param("filename", "text")), export, "/seqvae/exported slot path", reads=("slot",)),
-    Route("/seqvae/export_all", (Param("prefix", "slot"), Param("filename", "text")), export_all,
+    Route("/seqvae/export", (SLOT, Param("filename", "text"), CHORD_TRACK), export, "/seqvae/exported slot path",
+          reads=("slot",)),
+    Route("/seqvae/export_all", (Param("prefix", "slot"), Param("filename", "text"), CHORD_TRACK), export_all,
           "/seqvae/exported prefix path", barrier=True),
     Route("/seqvae/tempo", (Param("bpm", "float", low=20.0, high=400.0),), tempo, "/seqvae/tempo bpm",
           barrier=True),  # melodies asked for earlier keep the tempo they were made at
