@@ -57,6 +57,17 @@ def running_server(engine, export_dir: Path, **config) -> Iterator[SeqvaeServer]
         server.stop()
 
 
+def jack_keyboard(port: str):
+    """A JACK MIDI output connected to the server's MIDI in `port` (under the jack_server fixture)."""
+    import rtmidi
+
+    out = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, name="keyboard")
+    names = out.get_ports()
+    index = next(i for i, name in enumerate(names) if name.endswith(port))
+    out.open_port(index)
+    return out
+
+
 def build(address: str, args: tuple | list = ()) -> OscMessage:
     builder = OscMessageBuilder(address)
     for arg in args:

@@ -549,6 +549,8 @@ def _midi_in(session: Session, address: str) -> Any:
 
 def record(session: Session, slot: str, bars: int) -> Reply:
     midi_in = _midi_in(session, "/seqvae/record")
+    if not midi_in.chords_armed(session.client):  # else a take ending with the chord take hears its chords
+        check_progression(session)
     eng = session.engine
     window_bars = eng.steps // eng.meter.steps_per_bar
     if bars == 0:
@@ -564,6 +566,17 @@ def record(session: Session, slot: str, bars: int) -> Reply:
 def record_cancel(session: Session, slot: str) -> Reply:
     midi_in = _midi_in(session, "/seqvae/record_cancel")
     return [("/seqvae/record_cancelled", midi_in.cancel(session.client, slot or None))]
+
+
+def chords_from_midi(session: Session, channel: int, bars: int) -> Reply:
+    """Arm a chord take on one MIDI channel; when it ends its chords become the client's progression (the server
+    dispatches them as /seqvae/chords, which answers)."""
+    midi_in = _midi_in(session, "/seqvae/chords_from_midi")
+    eng = session.engine
+    _check_chord_inputs(eng)
+    bars = bars or eng.steps // eng.meter.steps_per_bar
+    take = midi_in.arm_chords(session.client, channel, bars, session.player.bar_beats)
+    return [("/seqvae/chords_recording", [channel, bars, float(take.start_beat)])]
 
 
 def map_cc(session: Session, channel: int, cc: int, words: tuple) -> Reply:
@@ -628,6 +641,12 @@ def check_progression(session: Session) -> None:
                            f"/seqvae/chords Am F ({PROGRESSION_FORMS})")
 
 
+def _check_chord_inputs(eng: Any) -> None:
+    if not eng.chord_classes:
+        raise RequestError(f"model {eng.model_name!r} has no chord inputs: serve a chord model to play under chords "
+                           "(seqvae serve --model chords, a checkpoint of mel_2bar_chords)")
+
+
 def chord_progression(session: Session, words: tuple) -> Reply:
     client = session.client
     text = " ".join(str(word) for word in words).strip()
@@ -635,9 +654,7 @@ def chord_progression(session: Session, words: tuple) -> Reply:
         client.chords = None
         return [("/seqvae/chords", [OFF])]
     eng = session.engine
-    if not eng.chord_classes:
-        raise RequestError(f"model {eng.model_name!r} has no chord inputs: serve a chord model to play under chords "
-                           "(seqvae serve --model chords, a checkpoint of mel_2bar_chords)")
+    _check_chord_inputs(eng)
     try:
         parse_progression(text, eng.meter, eng.steps)
     except ValueError as exc:
@@ -724,9 +741,12 @@ ROUTES: dict[str, Route] = {route.address: route for route in (
     Route("/seqvae/restore", (Param("slot", "slot", default=""),), restore, "/seqvae/restored slot...",
           barrier=True),
     Route("/seqvae/record", (SLOT, Param("bars", "int", default=0, low=0, high=64)), record,
-          "/seqvae/recording slot bars beat, then /seqvae/notes slot ... when the take ends", plays=True),
+          "/seqvae/recording slot bars beat, then /seqvae/notes slot ... when the take ends"),
     Route("/seqvae/record_cancel", (Param("slot", "slot", default=""),), record_cancel,
           "/seqvae/record_cancelled slot..."),
+    Route("/seqvae/chords_from_midi", (Param("channel", "int", low=1, high=16),
+                                       Param("bars", "int", default=0, low=0, high=64)), chords_from_midi,
+          "/seqvae/chords_recording channel bars beat, then /seqvae/chords symbol... when the take ends"),
     Route("/seqvae/map_cc", (Param("channel", "int", low=1, high=16), Param("cc", "int", low=0, high=127)),
           map_cc, "/seqvae/mapped_cc channel cc request...", variadic=True),
     Route("/seqvae/unmap_cc", (Param("channel", "int", low=1, high=16), Param("cc", "int", low=0, high=127)),

@@ -15,13 +15,14 @@ from typing import Any
 
 import numpy as np
 
+from seqvae.codec.chord_recognition import progression_of
 from seqvae.codec.meter import STEPS_PER_QUARTER
 from seqvae.server import protocol
 from seqvae.server.clients import Client, ClientRegistry, TooManyClients
 from seqvae.server.clock import Clock, make_clock
 from seqvae.server.file_jobs import FileJobs
 from seqvae.server.mappings import Knobs
-from seqvae.server.midi_in import MidiIn, Take, TakeNote, take_messages
+from seqvae.server.midi_in import MidiIn, Played, Take, TakeNote, take_messages
 from seqvae.server.midi_ports import open_rtmidi_input
 from seqvae.server.ordering import RequestOrder
 from seqvae.server.osc import FramingError, IncomingMessage, OscParseError, encode_message, parse_packet
@@ -105,7 +106,7 @@ class SeqvaeServer:
             midi_in_port = open_rtmidi_input(self.config.midi_in)
         if midi_in_port is not None:
             self.midi_in = MidiIn(midi_in_port, self.player.clock, self._take_ended, self._cc_moved,
-                                  name=self.config.midi_in or "")
+                                  name=self.config.midi_in or "", on_chords=self._chords_ended)
         try:
             self._house_mappings()
         except ValueError:
@@ -345,6 +346,22 @@ class SeqvaeServer:
                 "check that the keyboard is routed to it"))])
             return
         self.order.dispatch(client, "/seqvae/encode", (take.slot, len(notes), *take_messages(notes)))
+
+    def _chords_ended(self, take: Take, played: list[Played]) -> None:
+        self._on_loop(self._store_chords, take, played)
+
+    def _store_chords(self, take: Take, played: list[Played]) -> None:
+        """A finished chord take becomes its owner's progression, set and answered as /seqvae/chords would."""
+        beat = 4 / self.engine.meter.denominator  # the progression's grid: a beat of the model's meter, in quarters
+        try:
+            text = progression_of([note[:3] for note in played], round(take.beats / beat), beat)
+        except ValueError as exc:
+            self.order.respond(take.owner, [protocol.error_message("/seqvae/chords_from_midi", (
+                f"{exc}, on channel {take.channel} in the take (beats {take.start_beat:g} to {take.end_beat:g}): "
+                f"play into MIDI in {self.config.midi_in or ''!r} on that channel after the bar line; your "
+                "progression stays as it was"))])
+            return
+        self.order.dispatch(take.owner, "/seqvae/chords", tuple(text.split()))
 
 
 def _address_hint(data: bytes) -> str:
