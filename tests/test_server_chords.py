@@ -78,6 +78,27 @@ def test_encoded_melodies_and_clips_hear_the_progression_window_by_window(tiny_c
     udp.one("/seqvae/chords", "off")
 
 
+def test_interpolate_infill_and_a_clips_novelty_hear_the_progression(tiny_chord_engine, udp):
+    udp.one("/seqvae/chords", "C", "F", "G", "Am")
+    view = tiny_chord_engine.with_chords("C F G Am")
+    za, zb = (view.draw_prior(1, np.random.default_rng(seed)) for seed in (1, 2))
+    notes_of(udp.one("/seqvae/sample", "a", 0.0, 1))
+    notes_of(udp.one("/seqvae/sample", "b", 0.0, 2))
+    path = [notes_of(reply) for reply in udp.call("/seqvae/interpolate", "a", "b", 3, "walk", expect=3)]
+    assert path == [_notes(m) for m in view.interpolate(za[0], zb[0], points=3)]
+    filled = notes_of(udp.one("/seqvae/infill", "a", 2, 2, "filled", 5))
+    a = view.decode(za)[0]
+    assert filled == _notes(view.infill(a, 2, 2, seed=5))
+    clip = [(60 + (i * 7) % 12, i * 1.0, 1.0, 100) for i in range(16)]
+    notes_of(udp.one("/seqvae/encode", "clip", len(clip), *[x for note in clip for x in note]))
+    _, (_, score) = udp.one("/seqvae/novelty", "clip")
+    windows = clips.window_melodies(view, view.clip_from_notes(clip, bpm=120.0))
+    parts = [view.with_chords("C F"), view.with_chords("G Am")]  # window 2 hears the progression's second half
+    assert score == pytest.approx(np.mean([p.novelty([w])[0] for p, w in zip(parts, windows, strict=True)]), rel=1e-5)
+    assert score != pytest.approx(float(np.mean(view.novelty(windows))), rel=1e-5)
+    udp.one("/seqvae/chords", "off")
+
+
 def test_two_clients_keep_their_own_progressions(tiny_chord_engine, served):
     port = served[0].address[1]
     one, two = OscClient(port), OscClient(port)

@@ -396,8 +396,13 @@ def infill(session: Session, slot: str, first_bar: int, last_bar: int, out: str,
 def novelty(session: Session, slot: str) -> Reply:
     melody = session.client.melody(slot)
     eng = session.engine
-    windows = clips.window_melodies(eng, melody) if melody.n_steps > eng.steps else [melody]
-    return CallWork(lambda: float(np.mean(eng.novelty(windows))), lambda score: [("/seqvae/novelty", [slot, score])])
+    if melody.n_steps > eng.steps:
+        clips.check_clip(eng, melody)  # a clip the model can't read is refused before queueing
+
+    def run() -> float:
+        return float(np.mean(clips.novelty(eng, melody) if melody.n_steps > eng.steps else eng.novelty([melody])))
+
+    return CallWork(run, lambda score: [("/seqvae/novelty", [slot, score])])
 
 
 def _chord_parts(session: Session, melodies: list[Melody], chord_track: int) -> list[np.ndarray] | None:
