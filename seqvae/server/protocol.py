@@ -406,8 +406,8 @@ def novelty(session: Session, slot: str) -> Reply:
 
 
 def _chord_parts(session: Session, melodies: list[Melody], chord_track: int) -> list[np.ndarray] | None:
-    """With `chord_track`, the chords each melody was played under (from its first step, as the engine lays them
-    over a window or a clip), for the file's second track; None without."""
+    """With `chord_track`, the client's progression as each melody hears it (from its first step, as the engine lays
+    it over a window or a clip), for the file's second track; None without."""
     if not chord_track:
         return None
     if session.client.chords is None:
