@@ -9,7 +9,7 @@ import time
 
 import pytest
 from link_peer import namespace_problem, private_namespace
-from server_support import make_tiny_checkpoint
+from server_support import make_tiny_checkpoint, make_tiny_chord_checkpoint
 
 
 @pytest.fixture(scope="session")
@@ -21,6 +21,17 @@ def tiny_engine(tmp_path_factory):
 
     torch.set_num_threads(1)
     return Engine.load(make_tiny_checkpoint(tmp_path_factory.mktemp("tiny_ckpt")), device="cpu")
+
+
+@pytest.fixture(scope="session")
+def tiny_chord_engine(tmp_path_factory):
+    """A real Engine on a tiny untrained chord checkpoint (tiny_chords), for the chord server tests."""
+    import torch
+
+    from seqvae.engine import Engine
+
+    torch.set_num_threads(1)
+    return Engine.load(make_tiny_chord_checkpoint(tmp_path_factory.mktemp("tiny_chord_ckpt")), device="cpu")
 
 
 @pytest.fixture(scope="module")

@@ -32,6 +32,21 @@ def make_tiny_checkpoint(directory: Path) -> Path:
     return directory
 
 
+def make_tiny_chord_checkpoint(directory: Path) -> Path:
+    """A tiny chord model whose chord inputs are loud, so its untrained melodies follow the chords they hear."""
+    import torch
+
+    from seqvae.codec.chords import NUM_CHORD_CLASSES
+    from seqvae.models import build_model, get_config, save_model
+
+    torch.manual_seed(0)
+    model = build_model(get_config("tiny_chords"))
+    with torch.no_grad():
+        model.decoder.core.layers[0].weight_ih_l0[:, -NUM_CHORD_CLASSES:] *= 40
+    save_model(model, directory)
+    return directory
+
+
 @contextlib.contextmanager
 def running_server(engine, export_dir: Path, **config) -> Iterator[SeqvaeServer]:
     server = SeqvaeServer(engine, ServerConfig(port=0, export_dir=export_dir, **config))
@@ -40,6 +55,17 @@ def running_server(engine, export_dir: Path, **config) -> Iterator[SeqvaeServer]
         yield server
     finally:
         server.stop()
+
+
+def jack_keyboard(port: str):
+    """A JACK MIDI output connected to the server's MIDI in `port` (under the jack_server fixture)."""
+    import rtmidi
+
+    out = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, name="keyboard")
+    names = out.get_ports()
+    index = next(i for i, name in enumerate(names) if name.endswith(port))
+    out.open_port(index)
+    return out
 
 
 def build(address: str, args: tuple | list = ()) -> OscMessage:

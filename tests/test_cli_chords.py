@@ -80,3 +80,26 @@ def test_bad_symbols_are_parser_errors_listing_the_forms(setup, capsys, bad):
     assert stop.value.code == 2
     err = capsys.readouterr().err
     assert "argument --chords" in err and ("Am:2 F:2" in err or "N.C." in err)
+
+
+def test_chord_track_writes_the_progression_each_result_was_played_under(setup, tmp_path):
+    from seqvae.codec import read_midi
+
+    out = tmp_path / "tracked"
+    assert run("sample", "--n", 2, "--seed", 1, "--model", setup["ck"], "--chords", "Am:4 F:4 G:2 C:2",
+               "--chord-track", "--out", out) == 0
+    score = read_midi(out / "sample.mid")
+    assert [line.name.split(" (")[0] for line in score.lines] == ["seqvae melody", "chords"]
+    once = [(0, "Am"), (16, "F"), (32, "G"), (40, "C")]  # a sample's window hears the first 2 bars: Am F
+    assert score.chords == [(0, "Am"), (16, "F"), (32, "Am"), (48, "F")]
+    assert read_midi(out / "sample_02.mid").chords == once[:2]
+    line = tmp_path / "line.mid"
+    write_midi(Melody(np.concatenate(list(synthetic_windows(2, 32, 8)))), line)
+    assert run("reconstruct", line, "--model", setup["ck"], "--chords", "Am:4 F:4 G:2 C:2", "--chord-track",
+               "--out", tmp_path / "clip") == 0
+    assert read_midi(tmp_path / "clip" / "reconstruct.mid").chords == [*once, (48, "Am")]  # a clip reads on
+
+
+def test_chord_track_without_chords_names_the_flag(setup, capsys):
+    assert run("sample", "--model", setup["ck"], "--chord-track", "--out", setup["root"] / "no_track") == 2
+    assert "--chord-track writes the progression" in capsys.readouterr().err

@@ -293,10 +293,10 @@ class BlockedDecodes:
         self.entered = threading.Event()
         self.release = threading.Event()
 
-    def __call__(self, z, temperature=0.0, seed=None):
+    def __call__(self, z, temperature=0.0, seed=None, chords=None):
         self.entered.set()
         self.release.wait(20)
-        return self.decode(z, temperature=temperature, seed=seed)
+        return self.decode(z, temperature=temperature, seed=seed, chords=chords)
 
 
 def test_a_burst_from_one_sender_does_not_make_another_clients_knob_busy(tiny_engine, monkeypatch):

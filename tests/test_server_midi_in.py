@@ -8,7 +8,7 @@ import subprocess
 import time
 
 import pytest
-from server_support import OscClient, notes_of, running_server
+from server_support import OscClient, jack_keyboard, notes_of, running_server
 
 from seqvae.server.midi_in import line_of
 
@@ -20,16 +20,6 @@ def test_line_of_keeps_the_top_note_and_restrikes_a_held_lower_one():
     played = [(60, 0.0, 4.0, 90), (64, 1.02, 2.0, 100), (67, 3.1, 3.2, 80)]
     assert line_of(played, 16) == [(60, 0, 4, 90), (64, 4, 8, 100), (60, 8, 12, 90), (67, 12, 13, 80),
                                    (60, 13, 16, 90)]
-
-
-def _sender():
-    import rtmidi
-
-    out = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, name="keyboard")
-    names = out.get_ports()
-    index = next(i for i, name in enumerate(names) if name.endswith(PORT))
-    out.open_port(index)
-    return out
 
 
 def _wait(predicate, timeout=10.0):
@@ -46,7 +36,7 @@ def test_a_phrase_played_into_midi_in_comes_back_note_for_note(jack_server, tiny
     monkeypatch.setenv("MIDO_BACKEND", "mido.backends.rtmidi/UNIX_JACK")
     with running_server(tiny_engine, tmp_path, midi_in=PORT, bpm=bpm) as srv:
         client = OscClient(srv.address[1])
-        keys = _sender()
+        keys = jack_keyboard(PORT)
         try:
             address, (slot, bars, start) = client.one("/seqvae/record", "take", 1)
             assert (address, slot, bars) == ("/seqvae/recording", "take", 1)
@@ -95,7 +85,7 @@ def test_a_cc_morphs_a_slot_and_bad_mappings_are_refused(jack_server, tiny_engin
     monkeypatch.setenv("MIDO_BACKEND", "mido.backends.rtmidi/UNIX_JACK")
     with running_server(tiny_engine, tmp_path, midi_in=PORT) as srv:
         client = OscClient(srv.address[1])
-        keys = _sender()
+        keys = jack_keyboard(PORT)
         try:
             notes_of(client.one("/seqvae/sample", "a", 0.5, 1))
             notes_of(client.one("/seqvae/sample", "b", 0.5, 2))

@@ -4,7 +4,8 @@ attributes`: the musician's commands, each a thin layer over `seqvae.engine.Engi
 Every generating command writes MIDI into --out (one file with all results back to back, plus
 one per result when there are several) and, with --png, a piano roll beside it; --key and --range
 constrain every note it decodes (Engine.constrained), and a chord model plays under --chords
-(Engine.with_chords; whole clips lay the progression over their windows). Without --bar,
+(Engine.with_chords; whole clips lay the progression over their windows; --chord-track writes it beside the
+melodies as block chords). Without --bar,
 reconstruct, interpolate, morph, similar, shift and infill take each input line whole,
 window by window (seqvae/engine/clips.py); --bar N picks one window, as before.
 """
@@ -49,6 +50,9 @@ def _add_output(p: argparse.ArgumentParser, stem: str) -> None:
     p.add_argument("--bpm", type=float, default=None, help="tempo of the written MIDI (default: the input's or 120)")
     p.add_argument("--program", type=int, default=None, help="General MIDI program 0-127 of the written MIDI")
     p.add_argument("--velocity", type=int, default=None, help="note velocity 1-127 of the written MIDI")
+    p.add_argument("--chord-track", action="store_true",
+                   help="with --chords: also write the progression as a second track of block chords (triads "
+                        "around C3-C4, one per change) with chord symbols as text events")
 
 
 def _add_selection(p: argparse.ArgumentParser) -> None:
@@ -220,6 +224,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _engine(args: argparse.Namespace) -> Engine:
     from seqvae.engine import Engine
 
+    if getattr(args, "chord_track", False) and args.chords is None:
+        raise ValueError("--chord-track writes the progression the melodies were played under: give it with "
+                         "--chords, e.g. --chords \"Am F\" (a chord model's)")
     engine = Engine.load(args.model, device=args.device, threads=args.threads, precision=args.precision)
     key, pitch_range = getattr(args, "key", None), getattr(args, "pitch_range", None)
     if key is not None or pitch_range is not None:
@@ -272,24 +279,28 @@ def _styled(melodies: Sequence[Melody], args: argparse.Namespace) -> list[Melody
     return [dataclasses.replace(m, **changes) for m in melodies] if changes else list(melodies)
 
 
-def _write(melodies: Sequence[Melody], args: argparse.Namespace, names: Sequence[str] | None = None,
+def _write(engine: Engine, melodies: Sequence[Melody], args: argparse.Namespace, names: Sequence[str] | None = None,
            rows: Sequence[Sequence[Melody]] | None = None, row_titles: Sequence[str] | None = None) -> list[Path]:
-    """<out>/<name>.mid with everything back to back, one file per melody when several, and the PNG.
+    """<out>/<name>.mid with everything back to back, one file per melody when several, and the PNG; with
+    --chord-track each file also holds the chords every melody was played under (from its first step, as the
+    engine laid them).
 
     The picture draws `rows` (e.g. result above input) or, by default, the melodies in one row.
     """
     from seqvae.codec import write_midi
 
     melodies = _styled(melodies, args)
+    heard = [engine.chord_steps(m.n_steps) for m in melodies] if args.chord_track else None
     out, stem = Path(args.out), args.name
     if out.suffix.lower() in (".mid", ".midi"):  # --out song.mid names the file itself
         out, stem = out.parent, out.stem
-    written = [write_midi(melodies, out / f"{stem}.mid", keep_existing=True)]
+    written = [write_midi(melodies, out / f"{stem}.mid", keep_existing=True, chords=heard)]
     if len(melodies) > 1:
         width = max(2, len(str(len(melodies))))
         labels = names or [f"{i + 1:0{width}d}" for i in range(len(melodies))]
-        written += [write_midi(m, out / f"{stem}_{label}.mid", keep_existing=True)
-                    for m, label in zip(melodies, labels, strict=True)]
+        written += [write_midi(m, out / f"{stem}_{label}.mid", keep_existing=True,
+                               chords=None if heard is None else [heard[i]])
+                    for i, (m, label) in enumerate(zip(melodies, labels, strict=True))]
     if args.png:
         from seqvae.engine.pictures import piano_roll_png
 
@@ -331,7 +342,7 @@ def _midi_files(folder: str, limit: int | None) -> list[Path]:
 def cmd_sample(args: argparse.Namespace) -> int:
     engine = _engine(args)
     melodies = engine.sample(args.n, temperature=args.temperature, seed=args.seed)
-    _write(melodies, args)
+    _write(engine, melodies, args)
     return 0
 
 
@@ -345,7 +356,7 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
     windows = -(-melody.n_steps // engine.steps)
     print(f"reconstruction matches {same}/{melody.n_steps} steps ({same / melody.n_steps:.0%}) over "
           f"{windows} window{'s' if windows > 1 else ''}")
-    _write([result], args, rows=[[result], [melody]], row_titles=["reconstruction", "input"])
+    _write(engine, [result], args, rows=[[result], [melody]], row_titles=["reconstruction", "input"])
     return 0
 
 
@@ -354,7 +365,7 @@ def cmd_interpolate(args: argparse.Namespace) -> int:
     a, b = _read_inputs(engine, [args.a, args.b], args, whole=True)
     interpolate = _operation(engine, args, "interpolate")
     melodies = interpolate(a, b, args.points, method=args.method, temperature=args.temperature, seed=args.seed)
-    _write(melodies, args, row_titles=[f"{Path(args.a).name} -> {Path(args.b).name}, {args.points} points"])
+    _write(engine, melodies, args, row_titles=[f"{Path(args.a).name} -> {Path(args.b).name}, {args.points} points"])
     return 0
 
 
@@ -365,7 +376,7 @@ def cmd_grid(args: argparse.Namespace) -> int:
                        temperature=args.temperature, seed=args.seed)
     flat = [m for row in rows for m in row]
     names = [f"r{r + 1}_c{c + 1}" for r in range(args.rows) for c in range(args.cols)]
-    _write(flat, args, names=names, rows=rows, row_titles=[f"row {r + 1}" for r in range(args.rows)])
+    _write(engine, flat, args, names=names, rows=rows, row_titles=[f"row {r + 1}" for r in range(args.rows)])
     return 0
 
 
@@ -385,7 +396,7 @@ def cmd_morph(args: argparse.Namespace) -> int:
         result = _operation(engine, args, "morph")(*inputs, args.t, temperature=args.temperature, seed=seed)
     else:
         result = _operation(engine, args, "morph_xy")(*inputs, args.x, args.y, temperature=args.temperature, seed=seed)
-    _write([result], args)
+    _write(engine, [result], args)
     return 0
 
 
@@ -394,7 +405,7 @@ def cmd_similar(args: argparse.Namespace) -> int:
     (melody,) = _read_inputs(engine, [args.input], args, whole=True)
     similar = _operation(engine, args, "similar")
     melodies = similar(melody, args.n, args.amount, seed=args.seed, temperature=args.temperature)
-    _write(melodies, args, rows=[[melody], melodies],
+    _write(engine, melodies, args, rows=[[melody], melodies],
            row_titles=["input", f"{args.n} variations, amount {args.amount:g}"])
     return 0
 
@@ -411,7 +422,7 @@ def cmd_shift(args: argparse.Namespace) -> int:
     before, after = attribute_values(np.stack([melody.events, result.events]), args.attribute,
                                      engine.codec.min_pitch)
     print(f"{args.attribute}: {before:.3f} -> {after:.3f} (amount {args.amount:+g})")
-    _write([result], args, rows=[[result], [melody]],
+    _write(engine, [result], args, rows=[[result], [melody]],
            row_titles=[f"shifted {args.attribute} {args.amount:+g}", "input"])
     return 0
 
@@ -426,7 +437,7 @@ def cmd_infill(args: argparse.Namespace) -> int:
     n_bars = int(np.ceil(melody.n_bars))
     kept = [b for b in range(1, n_bars + 1) if not first <= b <= last]
     print(f"regenerated bars {first}-{last}; kept bars {', '.join(map(str, kept))} as they sounded")
-    _write([result], args, rows=[[result], [melody]],
+    _write(engine, [result], args, rows=[[result], [melody]],
            row_titles=[f"bars {first}-{last} regenerated", "input"])
     return 0
 

@@ -4,21 +4,24 @@ Reading goes through mido in ticks, so quantization follows the file's own beat 
 its tempo map; writing goes through pretty_midi, which handles tempo, program and velocity.
 Writing takes times in quarter notes, so a tune off the 16th grid (triplets) keeps its timing.
 Chord symbols travel as MIDI text events "chord:SYMBOL" (SMF has no chord event), so the chords of an
-ABC tune reach the corpus build with its notes.
+ABC tune reach the corpus build with its notes; melodies written with their chords get a second track of
+block chords (codec/chord_track.py) beside those symbols.
 """
 
 from __future__ import annotations
 
 import io
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import mido
+import numpy as np
 import pretty_midi
 
 from seqvae.codec.atomic_files import atomic_write_bytes, write_new_bytes
+from seqvae.codec.chord_track import chord_track
 from seqvae.codec.events import Note
 from seqvae.codec.melody import Melody
 from seqvae.codec.meter import STEPS_PER_QUARTER, Meter
@@ -175,10 +178,14 @@ def notes_to_pretty_midi(
     return pm
 
 
-def melodies_to_pretty_midi(melodies: list[Melody]) -> pretty_midi.PrettyMIDI:
-    """Melodies back to back in one file, at the first melody's tempo, each bar-aligned."""
+def melodies_to_pretty_midi(melodies: list[Melody], chords: Sequence[np.ndarray] | None = None
+                            ) -> pretty_midi.PrettyMIDI:
+    """Melodies back to back in one file, at the first melody's tempo, each bar-aligned; with `chords` (each
+    melody's chord class per step, as it was played) a second track "chords" and the chord symbols."""
     if not melodies:
         raise ValueError("nothing to write: no melodies given")
+    if chords is not None:
+        _check_chords(melodies, chords)
     first = melodies[0]
     notes: list[tuple[float, float, int, int]] = []
     meters: list[tuple[float, Meter]] = []
@@ -191,7 +198,25 @@ def melodies_to_pretty_midi(melodies: list[Melody]) -> pretty_midi.PrettyMIDI:
             for n in melody.notes()
         ]
         offset += melody.n_steps
-    return notes_to_pretty_midi(notes, meters, float(first.bpm), int(first.program), "seqvae melody")
+    if chords is None:
+        return notes_to_pretty_midi(notes, meters, float(first.bpm), int(first.program), "seqvae melody")
+    block_chords, symbols = chord_track(chords)
+    pm = notes_to_pretty_midi(notes, meters, float(first.bpm), int(first.program), "seqvae melody", symbols)
+    seconds = 60.0 / float(first.bpm)
+    track = pretty_midi.Instrument(program=0, name="chords")
+    track.notes = [pretty_midi.Note(velocity, pitch, start * seconds, end * seconds)
+                   for start, end, pitch, velocity in block_chords]
+    pm.instruments.append(track)
+    return pm
+
+
+def _check_chords(melodies: list[Melody], chords: Sequence[np.ndarray]) -> None:
+    if len(chords) != len(melodies):
+        raise ValueError(f"{len(chords)} chord parts for {len(melodies)} melodies: send one per melody")
+    for i, (melody, part) in enumerate(zip(melodies, chords, strict=True)):
+        if np.shape(part) != (melody.n_steps,):
+            raise ValueError(f"melody {i + 1} has {melody.n_steps} steps but its chords have shape {np.shape(part)}:"
+                             " send a chord class per step")
 
 
 def write_notes(
@@ -207,11 +232,13 @@ def write_notes(
     return _save(notes_to_pretty_midi(notes, meters, bpm, program, name, chords), path)
 
 
-def write_midi(melodies: Melody | list[Melody], path: str | Path, keep_existing: bool = False) -> Path:
+def write_midi(melodies: Melody | list[Melody], path: str | Path, keep_existing: bool = False,
+               chords: Sequence[np.ndarray] | None = None) -> Path:
     """Write one melody, or several back to back, as a MIDI file; returns the path written. With `keep_existing`
-    (a musician's takes) a file already there stays as it is and this one gets the next free name (take-2.mid)."""
+    (a musician's takes) a file already there stays as it is and this one gets the next free name (take-2.mid).
+    `chords` (per melody, a chord class per step) adds the chord track (see melodies_to_pretty_midi)."""
     items = [melodies] if isinstance(melodies, Melody) else list(melodies)
-    return _save(melodies_to_pretty_midi(items), path, keep_existing)
+    return _save(melodies_to_pretty_midi(items, chords), path, keep_existing)
 
 
 def _save(pm: pretty_midi.PrettyMIDI, path: str | Path, keep_existing: bool = False) -> Path:

@@ -399,3 +399,12 @@ def window_melodies(engine: Engine, clip: Melody) -> list[Melody]:
     """The clip's windows as the model hears them (for scoring a clip window by window)."""
     check_clip(engine, clip)
     return [replace(clip, events=row) for row in split_windows(clip, engine.steps)]
+
+
+def novelty(engine: Engine, clip: Melody) -> np.ndarray:
+    """Each window's `Engine.novelty`, a chord model's window k scored under its own part of the progression."""
+    windows = window_melodies(engine, clip)
+    heard = window_chords(engine, len(windows))
+    if heard is None:
+        return engine.novelty(windows)
+    return np.array([engine.with_chords(row).novelty([window])[0] for window, row in zip(windows, heard, strict=True)])

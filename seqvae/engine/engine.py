@@ -436,9 +436,10 @@ class Engine:
         return self.encode_events(self._events_of(melodies))
 
     def decode(self, z: np.ndarray | Sequence[float], temperature: float = 0.0, seed: int | None = None,
-               like: Melody | None = None) -> list[Melody]:
-        """Melodies for latents [n, Z] (or one [Z]); greedy unless `temperature` > 0."""
-        return self._melodies(self.decode_events(z, temperature, seed), like)
+               like: Melody | None = None, chords: np.ndarray | None = None) -> list[Melody]:
+        """Melodies for latents [n, Z] (or one [Z]); greedy unless `temperature` > 0. A chord model hears `chords`
+        [n, steps] when given (a clip's windows, each its own part), else the view's progression on every row."""
+        return self._melodies(self.decode_events(z, temperature, seed, chords=chords), like)
 
     def reconstruct(self, melody: Melody, temperature: float = 0.0, seed: int | None = None) -> Melody:
         """Encode to the posterior mean and decode again: what the model makes of this melody."""

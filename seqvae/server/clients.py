@@ -49,6 +49,7 @@ class Client:
     personal: Any = None  # this client's PersonalModel (/seqvae/personalize): its engine serves this client
     music_key: Any = None  # this client's Key (/seqvae/key): every melody made for it is decoded in it
     pitch_range: Any = None  # this client's PitchRange (/seqvae/range), likewise
+    chords: str | None = None  # this client's progression (/seqvae/chords): a chord model plays every request under it
 
     def slot(self, name: str) -> Slot:
         found = self.slots.get(name)

@@ -4,8 +4,10 @@ One thread polls the port (about every millisecond) and places each message on t
 by its arrival time, so a take lines up with the bar whatever the clock source. A take is armed
 for the next bar line and ends a whole number of bars later; the notes played in it become one
 line (the highest sounding note wins an overlap; a lower note still held when the top one ends
-is struck again), quantized to 16ths. What the loop must do with a finished take or a CC goes
-through callbacks: this thread touches no client state.
+is struck again), quantized to 16ths. A chord take listens to one channel only and hands on every
+note held there (codec/chord_recognition.py reads the chords); while it runs, its owner's melody takes
+leave that channel to it, so one hand can play chords and the other a phrase. What the loop must do with
+a finished take or a CC goes through callbacks: this thread touches no client state.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ class Take:
     beats: float
     played: list[Played] = field(default_factory=list)
     held: dict[int, tuple[float, int]] = field(default_factory=dict)  # pitch -> (start beat, velocity)
+    channel: int | None = None  # a chord take's channel (1-16); None: every channel
 
     @property
     def end_beat(self) -> float:
@@ -57,11 +60,15 @@ class Take:
             self.played.append((pitch, started[0] - self.start_beat, min(beat, self.end_beat) - self.start_beat,
                                 started[1]))
 
-    def close(self) -> list[TakeNote]:
-        """The take as one quantized line; notes still held end with the take."""
+    def release(self) -> list[Played]:
+        """Every note played in the take; notes still held end with it."""
         for pitch in list(self.held):
             self.note_off(pitch, self.end_beat)
-        return line_of(self.played, round(self.beats * STEPS_PER_QUARTER))
+        return self.played
+
+    def close(self) -> list[TakeNote]:
+        """The take as one quantized line."""
+        return line_of(self.release(), round(self.beats * STEPS_PER_QUARTER))
 
 
 def line_of(played: list[Played], n_steps: int) -> list[TakeNote]:
@@ -103,46 +110,70 @@ def take_messages(notes: list[TakeNote]) -> list[float]:
 
 
 class MidiIn:
-    """A polled MIDI input: takes for `record`, controllers for the knob table.
+    """A polled MIDI input: takes for `record`, chord takes for `chords_from_midi`, controllers for the knob table.
 
-    `on_take(take, notes)` runs on this thread when a take ends; `on_cc(channel, cc, value)` for
-    each controller (channel counted from 1). Both must only hand work to the loop.
+    `on_take(take, notes)` runs on this thread when a take ends, `on_chords(take, played)` when a chord take
+    ends; `on_cc(channel, cc, value)` for each controller (channel counted from 1). All must only hand work to
+    the loop.
     """
 
     def __init__(self, port: Any, clock: Clock, on_take: Callable[[Take, list[TakeNote]], None],
-                 on_cc: Callable[[int, int, int], None], name: str = "") -> None:
+                 on_cc: Callable[[int, int, int], None], name: str = "",
+                 on_chords: Callable[[Take, list[Played]], None] | None = None) -> None:
         self.port = port
         self.name = name
         self.clock = clock
         self.on_take = on_take
         self.on_cc = on_cc
+        self.on_chords = on_chords
         self._lock = threading.Lock()
         self._takes: dict[tuple[Hashable, str], Take] = {}
+        self._chord_takes: dict[Hashable, Take] = {}  # one per owner
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="seqvae-midi-in", daemon=True)
         self._thread.start()
 
     def arm(self, owner: Hashable, slot: str, bars: int, bar_beats: float, now: float | None = None) -> Take:
         """Record `bars` bars into `slot` from the clock's next bar line; replaces a take armed for that slot."""
-        beat = self.clock.beat_at(time.perf_counter() if now is None else now)
-        start = math.ceil(beat / bar_beats - 1e-9) * bar_beats
-        take = Take(owner, slot, start, bars * bar_beats)
+        take = self._next_take(owner, slot, bars, bar_beats, now)
         with self._lock:
             self._takes[(owner, slot)] = take
         return take
 
+    def arm_chords(self, owner: Hashable, channel: int, bars: int, bar_beats: float, now: float | None = None
+                   ) -> Take:
+        """Record the notes held on `channel` for `bars` bars from the next bar line (replacing the owner's chord
+        take): the chords of a progression."""
+        take = self._next_take(owner, "", bars, bar_beats, now)
+        take.channel = channel
+        with self._lock:
+            self._chord_takes[owner] = take
+        return take
+
+    def _next_take(self, owner: Hashable, slot: str, bars: int, bar_beats: float, now: float | None) -> Take:
+        beat = self.clock.beat_at(time.perf_counter() if now is None else now)
+        start = math.ceil(beat / bar_beats - 1e-9) * bar_beats
+        return Take(owner, slot, start, bars * bar_beats)
+
     def cancel(self, owner: Hashable, slot: str | None = None) -> list[str]:
-        """Drop the owner's armed takes (one slot, or all); the slots they name."""
+        """Drop the owner's armed takes (one slot, or all, its chord take too); the slots they name."""
         with self._lock:
             keys = [key for key in self._takes if key[0] == owner and (slot is None or key[1] == slot)]
             for key in keys:
                 del self._takes[key]
+            if slot is None:
+                self._chord_takes.pop(owner, None)
         return [key[1] for key in keys]
+
+    def chords_armed(self, owner: Hashable) -> bool:
+        """Whether the owner has a chord take armed."""
+        with self._lock:
+            return owner in self._chord_takes
 
     def owners(self) -> set[Hashable]:
         """Who has a take armed."""
         with self._lock:
-            return {key[0] for key in self._takes}
+            return {key[0] for key in self._takes} | set(self._chord_takes)
 
     def close(self) -> None:
         self._stop.set()
@@ -161,7 +192,9 @@ class MidiIn:
             return
         beat = self.clock.beat_at(at)
         with self._lock:
-            takes = list(self._takes.values())
+            chord_takes = [take for take in self._chord_takes.values() if take.channel == channel]
+            chording = {take.owner for take in chord_takes}  # their melody takes leave this channel to the chords
+            takes = [take for take in self._takes.values() if take.owner not in chording] + chord_takes
         for take in takes:
             if kind == 0x90 and data[2] > 0:
                 take.note_on(data[1], data[2], beat)
@@ -184,5 +217,10 @@ class MidiIn:
         with self._lock:
             due = [key for key, take in self._takes.items() if beat >= take.end_beat]
             finished = [self._takes.pop(key) for key in due]
+            chords_due = [owner for owner, take in self._chord_takes.items() if beat >= take.end_beat]
+            chords_finished = [self._chord_takes.pop(owner) for owner in chords_due]
+        for take in chords_finished:  # first: a melody take ending with it is encoded under its chords
+            if self.on_chords is not None:
+                self.on_chords(take, take.release())
         for take in finished:
             self.on_take(take, take.close())

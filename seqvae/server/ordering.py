@@ -167,6 +167,8 @@ class RequestOrder:
             if pending and self._waits(route, values, pending):
                 return False
             session = self.session_for(client)
+            if route.plays:
+                protocol.check_progression(session)
             reply = route.handler(session, *values)
         except ValueError as exc:  # RequestError, or an engine check with its own message
             self._finish(client, ticket, [protocol.error_message(address, str(exc))])
@@ -201,7 +203,7 @@ class RequestOrder:
 
         if isinstance(work, protocol.DecodeWork):
             job: DecodeJob | CallJob = DecodeJob(work.z, work.temperature, work.seed, done, owner=client.key,
-                                                 engine=engine)
+                                                 engine=engine, chords=work.chords)
         else:
             job = CallJob(work.fn, done, owner=client.key, heavy=work.heavy)
         refused = self.worker.submit(job)

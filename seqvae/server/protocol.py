@@ -28,6 +28,7 @@ import numpy as np
 
 import seqvae
 from seqvae.codec import Melody, write_midi
+from seqvae.codec.chords import PROGRESSION_FORMS, parse_progression
 from seqvae.codec.scales import OFF, Key, PitchRange, allowed_classes, transpose_events
 from seqvae.engine import clips
 from seqvae.engine.latent import blend_corners, path_positions, slerp, variations
@@ -57,6 +58,7 @@ class DecodeWork:
     temperature: float = 0.0
     seed: int | None = None
     writes: tuple[str, ...] = ()  # slots `finish` fills: later requests reading them wait
+    chords: np.ndarray | None = None  # classes [k, steps] per row (a clip's windows); None: the view's progression
 
 
 @dataclass
@@ -108,6 +110,7 @@ class Route:
     variadic: bool = False  # extra arguments go to the handler as one tuple
     reads: tuple[str, ...] = ()  # parameters naming slots the handler reads (it waits for pending results)
     barrier: bool = False  # waits for all of the client's pending results (reads many slots)
+    plays: bool = False  # runs the model: on a chord model it needs the client's /seqvae/chords first
 
 
 # ---- replies -----------------------------------------------------------------------------------
@@ -197,7 +200,9 @@ def _clip_work(session: Session, outs: list[str], zs: list[np.ndarray], likes: l
     """Decode clips (each [windows, Z]) in one pass and join each one's windows into its slot (then `then()`)."""
     session.client.check_room(outs)
     rows = [np.atleast_2d(np.asarray(z, dtype=np.float32)) for z in zs]
-    codec = session.engine.codec
+    eng = session.engine
+    codec = eng.codec
+    heard = [clips.window_chords(eng, len(z)) for z in rows]  # each clip lays the progression over its windows
 
     def finish(melodies: list[Melody]) -> list[Message]:
         out: list[Message] = []
@@ -211,7 +216,8 @@ def _clip_work(session: Session, outs: list[str], zs: list[np.ndarray], likes: l
             then()
         return out
 
-    return DecodeWork(np.concatenate(rows), finish, writes=tuple(outs))
+    return DecodeWork(np.concatenate(rows), finish, writes=tuple(outs),
+                      chords=None if heard[0] is None else np.concatenate(heard))
 
 
 def _resolve_host(host: str) -> str:
@@ -390,18 +396,35 @@ def infill(session: Session, slot: str, first_bar: int, last_bar: int, out: str,
 def novelty(session: Session, slot: str) -> Reply:
     melody = session.client.melody(slot)
     eng = session.engine
-    windows = clips.window_melodies(eng, melody) if melody.n_steps > eng.steps else [melody]
-    return CallWork(lambda: float(np.mean(eng.novelty(windows))), lambda score: [("/seqvae/novelty", [slot, score])])
+    if melody.n_steps > eng.steps:
+        clips.check_clip(eng, melody)  # a clip the model can't read is refused before queueing
+
+    def run() -> float:
+        return float(np.mean(clips.novelty(eng, melody) if melody.n_steps > eng.steps else eng.novelty([melody])))
+
+    return CallWork(run, lambda score: [("/seqvae/novelty", [slot, score])])
 
 
-def export(session: Session, slot: str, filename: str) -> Reply:
+def _chord_parts(session: Session, melodies: list[Melody], chord_track: int) -> list[np.ndarray] | None:
+    """With `chord_track`, the client's progression as each melody hears it (from its first step, as the engine lays
+    it over a window or a clip), for the file's second track; None without."""
+    if not chord_track:
+        return None
+    if session.client.chords is None:
+        raise RequestError("chord_track 1 writes your progression beside the melody, and you have none: send "
+                           "/seqvae/chords Am F first (on a chord model), or export with chord_track 0")
+    return [session.engine.chord_steps(melody.n_steps) for melody in melodies]
+
+
+def export(session: Session, slot: str, filename: str, chord_track: int) -> Reply:
     melody = session.client.melody(slot)
+    chords = _chord_parts(session, [melody], chord_track)
     target = export_path(session.export_dir, filename)
-    return CallWork(lambda: str(session.files.run(write_midi, melody, target, keep_existing=True)),
+    return CallWork(lambda: str(session.files.run(write_midi, melody, target, keep_existing=True, chords=chords)),
                     lambda path: [("/seqvae/exported", [slot, path])])
 
 
-def export_all(session: Session, prefix: str, filename: str) -> Reply:
+def export_all(session: Session, prefix: str, filename: str, chord_track: int) -> Reply:
     client = session.client
     names = client.interpolations.get(prefix)
     if names is None:
@@ -410,8 +433,9 @@ def export_all(session: Session, prefix: str, filename: str) -> Reply:
             f"no interpolation named {prefix!r} (yours: {known}): make one with /seqvae/interpolate a b steps {prefix}"
         )
     melodies = [client.melody(name) for name in names]
+    chords = _chord_parts(session, melodies, chord_track)
     target = export_path(session.export_dir, filename)
-    return CallWork(lambda: str(session.files.run(write_midi, melodies, target, keep_existing=True)),
+    return CallWork(lambda: str(session.files.run(write_midi, melodies, target, keep_existing=True, chords=chords)),
                     lambda path: [("/seqvae/exported", [prefix, path])])
 
 
@@ -530,6 +554,8 @@ def _midi_in(session: Session, address: str) -> Any:
 
 def record(session: Session, slot: str, bars: int) -> Reply:
     midi_in = _midi_in(session, "/seqvae/record")
+    if not midi_in.chords_armed(session.client):  # else a take ending with the chord take hears its chords
+        check_progression(session)
     eng = session.engine
     window_bars = eng.steps // eng.meter.steps_per_bar
     if bars == 0:
@@ -545,6 +571,17 @@ def record(session: Session, slot: str, bars: int) -> Reply:
 def record_cancel(session: Session, slot: str) -> Reply:
     midi_in = _midi_in(session, "/seqvae/record_cancel")
     return [("/seqvae/record_cancelled", midi_in.cancel(session.client, slot or None))]
+
+
+def chords_from_midi(session: Session, channel: int, bars: int) -> Reply:
+    """Arm a chord take on one MIDI channel; when it ends its chords become the client's progression (the server
+    dispatches them as /seqvae/chords, which answers)."""
+    midi_in = _midi_in(session, "/seqvae/chords_from_midi")
+    eng = session.engine
+    _check_chord_inputs(eng)
+    bars = bars or eng.steps // eng.meter.steps_per_bar
+    take = midi_in.arm_chords(session.client, channel, bars, session.player.bar_beats)
+    return [("/seqvae/chords_recording", [channel, bars, float(take.start_beat)])]
 
 
 def map_cc(session: Session, channel: int, cc: int, words: tuple) -> Reply:
@@ -600,6 +637,37 @@ def pitch_range(session: Session, words: tuple) -> Reply:
     return [("/seqvae/range", [client.pitch_range.low, client.pitch_range.high])]
 
 
+def check_progression(session: Session) -> None:
+    """A chord model plays only under a progression: a request that runs it before /seqvae/chords is refused (a
+    silent default would be a harmony the musician never chose)."""
+    eng = session.engine
+    if eng.chord_classes and session.client.chords is None:
+        raise RequestError(f"model {eng.model_name!r} is chord-conditioned: send your progression first, e.g. "
+                           f"/seqvae/chords Am F ({PROGRESSION_FORMS})")
+
+
+def _check_chord_inputs(eng: Any) -> None:
+    if not eng.chord_classes:
+        raise RequestError(f"model {eng.model_name!r} has no chord inputs: serve a chord model to play under chords "
+                           "(seqvae serve --model chords, a checkpoint of mel_2bar_chords)")
+
+
+def chord_progression(session: Session, words: tuple) -> Reply:
+    client = session.client
+    text = " ".join(str(word) for word in words).strip()
+    if not text or text.lower() == OFF:
+        client.chords = None
+        return [("/seqvae/chords", [OFF])]
+    eng = session.engine
+    _check_chord_inputs(eng)
+    try:
+        parse_progression(text, eng.meter, eng.steps)
+    except ValueError as exc:
+        raise RequestError(str(exc)) from None
+    client.chords = text
+    return [("/seqvae/chords", text.split())]
+
+
 def transpose(session: Session, slot: str, semitones: int, out: str) -> Reply:
     melody = session.client.melody(slot)
     target = out or slot
@@ -632,32 +700,37 @@ def unmap_osc(session: Session, address: str) -> Reply:
 SLOT = Param("slot", "slot")
 OUT = Param("out", "slot", default="")
 SEED = Param("seed", "int", default=-1, low=-1, high=MAX_SEED)
+CHORD_TRACK = Param("chord_track", "int", default=0, low=0, high=1)
 
 ROUTES: dict[str, Route] = {route.address: route for route in (
     Route("/seqvae/ping", (Param("id", "any", default=None),), ping, "/seqvae/pong [id] model version"),
     Route("/seqvae/status", (), status, "/seqvae/status model device slots tempo clients slot_names... clock",
           barrier=True),
-    Route("/seqvae/sample", (SLOT, Param("temperature", "float", 0.5, 0.0, 5.0), SEED), sample, NOTES),
-    Route("/seqvae/encode", (SLOT, Param("n", "int", low=0, high=MAX_INLINE_NOTES)), encode, NOTES, variadic=True),
+    Route("/seqvae/sample", (SLOT, Param("temperature", "float", 0.5, 0.0, 5.0), SEED), sample, NOTES, plays=True),
+    Route("/seqvae/encode", (SLOT, Param("n", "int", low=0, high=MAX_INLINE_NOTES)), encode, NOTES, variadic=True,
+          plays=True),
     Route("/seqvae/encode_file", (SLOT, Param("path", "text"), Param("track", "any", default=0),
-                                  Param("bar", "int", default=0, low=0, high=100000)), encode_file, NOTES),
+                                  Param("bar", "int", default=0, low=0, high=100000)), encode_file, NOTES, plays=True),
     Route("/seqvae/interpolate", (Param("a", "slot"), Param("b", "slot"),
                                   Param("steps", "int", low=2, high=MAX_INTERPOLATION_POINTS), Param("prefix", "slot")),
-          interpolate, f"{NOTES} x steps", reads=("a", "b")),
+          interpolate, f"{NOTES} x steps", reads=("a", "b"), plays=True),
     Route("/seqvae/morph", (Param("a", "slot"), Param("b", "slot"), Param("t", "float", low=0.0, high=1.0),
-                            Param("out", "slot", default="morph")), morph, NOTES, reads=("a", "b")),
+                            Param("out", "slot", default="morph")), morph, NOTES, reads=("a", "b"), plays=True),
     Route("/seqvae/morph_xy", (Param("a", "slot"), Param("b", "slot"), Param("c", "slot"), Param("d", "slot"),
                                Param("x", "float", low=0.0, high=1.0), Param("y", "float", low=0.0, high=1.0),
-                               Param("out", "slot", default="xy")), morph_xy, NOTES, reads=("a", "b", "c", "d")),
+                               Param("out", "slot", default="xy")), morph_xy, NOTES, reads=("a", "b", "c", "d"),
+          plays=True),
     Route("/seqvae/similar", (SLOT, Param("amount", "float", low=0.0, high=1.0), OUT, SEED), similar, NOTES,
-          reads=("slot",)),
+          reads=("slot",), plays=True),
     Route("/seqvae/shift", (SLOT, Param("attribute", "text"), Param("amount", "float", low=-10.0, high=10.0), OUT),
-          shift, NOTES, reads=("slot",)),
+          shift, NOTES, reads=("slot",), plays=True),
     Route("/seqvae/infill", (SLOT, Param("first_bar", "int", low=1, high=1000),
-                             Param("last_bar", "int", low=1, high=1000), OUT, SEED), infill, NOTES, reads=("slot",)),
-    Route("/seqvae/novelty", (SLOT,), novelty, "/seqvae/novelty slot score", reads=("slot",)),
-    Route("/seqvae/export", (SLOT, Param("filename", "text")), export, "/seqvae/exported slot path", reads=("slot",)),
-    Route("/seqvae/export_all", (Param("prefix", "slot"), Param("filename", "text")), export_all,
+                             Param("last_bar", "int", low=1, high=1000), OUT, SEED), infill, NOTES, reads=("slot",),
+          plays=True),
+    Route("/seqvae/novelty", (SLOT,), novelty, "/seqvae/novelty slot score", reads=("slot",), plays=True),
+    Route("/seqvae/export", (SLOT, Param("filename", "text"), CHORD_TRACK), export, "/seqvae/exported slot path",
+          reads=("slot",)),
+    Route("/seqvae/export_all", (Param("prefix", "slot"), Param("filename", "text"), CHORD_TRACK), export_all,
           "/seqvae/exported prefix path", barrier=True),
     Route("/seqvae/tempo", (Param("bpm", "float", low=20.0, high=400.0),), tempo, "/seqvae/tempo bpm",
           barrier=True),  # melodies asked for earlier keep the tempo they were made at
@@ -676,6 +749,9 @@ ROUTES: dict[str, Route] = {route.address: route for route in (
           "/seqvae/recording slot bars beat, then /seqvae/notes slot ... when the take ends"),
     Route("/seqvae/record_cancel", (Param("slot", "slot", default=""),), record_cancel,
           "/seqvae/record_cancelled slot..."),
+    Route("/seqvae/chords_from_midi", (Param("channel", "int", low=1, high=16),
+                                       Param("bars", "int", default=0, low=0, high=64)), chords_from_midi,
+          "/seqvae/chords_recording channel bars beat, then /seqvae/chords symbol... when the take ends"),
     Route("/seqvae/map_cc", (Param("channel", "int", low=1, high=16), Param("cc", "int", low=0, high=127)),
           map_cc, "/seqvae/mapped_cc channel cc request...", variadic=True),
     Route("/seqvae/unmap_cc", (Param("channel", "int", low=1, high=16), Param("cc", "int", low=0, high=127)),
@@ -685,10 +761,11 @@ ROUTES: dict[str, Route] = {route.address: route for route in (
     Route("/seqvae/unmap_osc", (Param("address", "text"),), unmap_osc, "/seqvae/unmapped_osc address"),
     Route("/seqvae/key", (), music_key, "/seqvae/key root mode, or /seqvae/key off", variadic=True),
     Route("/seqvae/range", (), pitch_range, "/seqvae/range low high, or /seqvae/range off", variadic=True),
+    Route("/seqvae/chords", (), chord_progression, "/seqvae/chords symbol..., or /seqvae/chords off", variadic=True),
     Route("/seqvae/transpose", (SLOT, Param("semitones", "int", low=-48, high=48), OUT), transpose, NOTES,
-          reads=("slot",)),
+          reads=("slot",), plays=True),
     Route("/seqvae/personalize", (Param("name", "slot"),), personalize, "/seqvae/personalized name windows prior",
-          variadic=True, barrier=True),
+          variadic=True, barrier=True, plays=True),
     Route("/seqvae/personalize_save", (Param("name", "slot"),), personalize_save,
           "/seqvae/personalize_saved name path"),
 )}

@@ -15,13 +15,14 @@ from typing import Any
 
 import numpy as np
 
+from seqvae.codec.chord_recognition import progression_of
 from seqvae.codec.meter import STEPS_PER_QUARTER
 from seqvae.server import protocol
 from seqvae.server.clients import Client, ClientRegistry, TooManyClients
 from seqvae.server.clock import Clock, make_clock
 from seqvae.server.file_jobs import FileJobs
 from seqvae.server.mappings import Knobs
-from seqvae.server.midi_in import MidiIn, Take, TakeNote, take_messages
+from seqvae.server.midi_in import MidiIn, Played, Take, TakeNote, take_messages
 from seqvae.server.midi_ports import open_rtmidi_input
 from seqvae.server.ordering import RequestOrder
 from seqvae.server.osc import FramingError, IncomingMessage, OscParseError, encode_message, parse_packet
@@ -105,7 +106,7 @@ class SeqvaeServer:
             midi_in_port = open_rtmidi_input(self.config.midi_in)
         if midi_in_port is not None:
             self.midi_in = MidiIn(midi_in_port, self.player.clock, self._take_ended, self._cc_moved,
-                                  name=self.config.midi_in or "")
+                                  name=self.config.midi_in or "", on_chords=self._chords_ended)
         try:
             self._house_mappings()
         except ValueError:
@@ -267,6 +268,8 @@ class SeqvaeServer:
         engine = self.engine if client.personal is None else client.personal.engine  # /seqvae/personalize
         if client.music_key is not None or client.pitch_range is not None:  # /seqvae/key, /seqvae/range
             engine = engine.constrained(client.music_key, client.pitch_range)
+        if client.chords is not None:  # /seqvae/chords (refused on a model without chord inputs)
+            engine = engine.with_chords(client.chords)
         return protocol.Session(engine, client, self.player, self.rng, self.export_dir, self.config.page_bytes,
                                 len(self.clients), self.allow_list.allows, self.knobs, self.midi_in, self.parked,
                                 self.files)
@@ -343,6 +346,22 @@ class SeqvaeServer:
                 "check that the keyboard is routed to it"))])
             return
         self.order.dispatch(client, "/seqvae/encode", (take.slot, len(notes), *take_messages(notes)))
+
+    def _chords_ended(self, take: Take, played: list[Played]) -> None:
+        self._on_loop(self._store_chords, take, played)
+
+    def _store_chords(self, take: Take, played: list[Played]) -> None:
+        """A finished chord take becomes its owner's progression, set and answered as /seqvae/chords would."""
+        beat = 4 / self.engine.meter.denominator  # the progression's grid: a beat of the model's meter, in quarters
+        try:
+            text = progression_of([note[:3] for note in played], round(take.beats / beat), beat)
+        except ValueError as exc:
+            self.order.respond(take.owner, [protocol.error_message("/seqvae/chords_from_midi", (
+                f"{exc}, on channel {take.channel} in the take (beats {take.start_beat:g} to {take.end_beat:g}): "
+                f"play into MIDI in {self.config.midi_in or ''!r} on that channel after the bar line; your "
+                "progression stays as it was"))])
+            return
+        self.order.dispatch(take.owner, "/seqvae/chords", tuple(text.split()))
 
 
 def _address_hint(data: bytes) -> str:

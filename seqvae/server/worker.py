@@ -4,8 +4,8 @@ The receiving loop only parses, checks and blends latents; anything that runs th
 on a bounded queue. Short jobs (decodes of a few rows: morph, sample, similar, shift; encoding one
 window) go to the fast lane. When its thread comes back for work it takes everything already
 waiting, and decode jobs that can share a pass (greedy, or sampled without a seed, at the same
-temperature, key and range) go through `engine.decode` as one stacked batch: a batch of 4 costs little more than a
-batch of 1 on a CPU, so 4 busy clients get nearly 4x the throughput without waiting for each other.
+temperature, key, range and chords) go through `engine.decode` as one stacked batch: a batch of 4 costs
+little more than a batch of 1 on a CPU, so 4 busy clients get nearly 4x the throughput without waiting for each other.
 Nothing waits to fill a batch, so a lone client pays no latency.
 
 Each lane holds at most `max_queue` jobs per client and 16 times that in all, so one sender's burst
@@ -46,20 +46,27 @@ class DecodeJob:
     seed: int | None
     done: Callable[[Any], None]
     owner: Hashable = None  # whose request: heavy work takes turns between owners
-    engine: Any = None  # the engine the request was made with (a client's view: its key and range); None: the worker's
+    engine: Any = None  # the request's engine (a client's view: its key, range and chords); None: the worker's
+    chords: np.ndarray | None = None  # chord classes [k, steps] per row (a clip's windows), else the view's progression
 
     @property
     def heavy(self) -> bool:
         return len(self.z) > SHORT_ROWS
 
     def constraints(self) -> tuple:
-        """What must match for two jobs to share a pass: jobs in one key and range decode alike on any view."""
-        return (None, None) if self.engine is None else (self.engine.key, self.engine.pitch_range)
+        """What must match for two jobs to share a pass: jobs in one key, range and progression decode alike on any
+        view."""
+        if self.engine is None:
+            return (None, None, None)
+        heard = self.engine.progression
+        return (self.engine.key, self.engine.pitch_range, heard if heard is None or isinstance(heard, str)
+                else np.asarray(heard).tobytes())
 
     @property
     def batchable(self) -> bool:
-        # A seeded sampled decode must give the same notes whoever else is in the batch.
-        return self.temperature == 0.0 or self.seed is None
+        # A seeded sampled decode must give the same notes whoever else is in the batch; rows with chords of their
+        # own (a clip's windows) decode alone.
+        return (self.temperature == 0.0 or self.seed is None) and self.chords is None
 
 
 @dataclass
@@ -240,7 +247,7 @@ class InferenceWorker:
             z = jobs[0].z if len(jobs) == 1 else np.concatenate([job.z for job in jobs])
             stats.decoded_rows += len(z)
             engine = jobs[0].engine or self.engine
-            melodies = engine.decode(z, temperature=jobs[0].temperature, seed=jobs[0].seed)
+            melodies = engine.decode(z, temperature=jobs[0].temperature, seed=jobs[0].seed, chords=jobs[0].chords)
         except Exception as exc:  # every job of the batch learns of the failure
             for job in jobs:
                 _deliver(job, exc)
