@@ -114,11 +114,13 @@ def step_classes(features: torch.Tensor | None, feature_size: int, offset: int =
         raise ValueError(f"this network reads {feature_size} one-hot step features per step (a chord class per "
                          f"step): send [batch, steps, {feature_size}], got {shape}")
     window = features[:, offset:] if steps is None else features[:, offset:offset + steps]
-    classes = window.argmax(dim=-1)
-    if not torch.equal(window, torch.nn.functional.one_hot(classes, feature_size).to(window.dtype)):
+    values = window.detach().to("cpu", torch.float32).numpy()
+    classes = values.argmax(axis=-1)
+    # one-hot: each step has a 1 at its largest value and, all steps together, no other non-zero
+    if np.count_nonzero(values) != classes.size or not (np.take_along_axis(values, classes[..., None], -1) == 1).all():
         raise ValueError("step features must be one-hot (a chord class per step) for the fast decoding paths: "
                          "send chord classes, or decode with fast=False")
-    return np.ascontiguousarray(classes.cpu().numpy(), dtype=np.int64)
+    return np.ascontiguousarray(classes, dtype=np.int64)
 
 
 def shift_right(x: torch.Tensor, start: int) -> torch.Tensor:
