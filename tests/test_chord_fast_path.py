@@ -143,13 +143,18 @@ def test_bfloat16_weights_decode_with_chords_as_torch(model, tmp_path):
 def test_plans_refuse_chords_they_cannot_read(model, monkeypatch):
     z = torch.randn(2, model.config.z_size)
     one_hot = torch.nn.functional.one_hot(torch.zeros(2, STEPS, dtype=torch.long), NUM_CHORD_CLASSES).float()
-    for backend in ("kernel", "numpy"):
+    for backend in ("numpy", "kernel"):  # the kernel last: without a compiler it skips
         _use(backend, monkeypatch)
         plan = plans.plan_for(model.decoder.core)
         with pytest.raises(ValueError, match="one-hot step features per step"):
             plan.generate(z, Generation(0.0), steps=STEPS)
         with pytest.raises(ValueError, match="must be one-hot"):
             plan.generate(z, Generation(0.0, features=one_hot * 0.5), steps=STEPS)
+        with pytest.raises(ValueError, match=r"send \[2, 32, 49\]"):
+            plan.generate(z, Generation(0.0, features=one_hot[:, :16]), steps=STEPS)
+        if backend == "kernel":
+            with pytest.raises(ValueError, match=r"send \[2, 32, 49\]"):
+                plans.encoder_plan_for(model.encoder).encode(torch.zeros(2, STEPS, dtype=torch.long), one_hot[:1])
         plain = build_model(get_config("tiny_lstm")).eval()
         with pytest.raises(ValueError, match="takes no step features"):
             plans.plan_for(plain.decoder.core).generate(z, Generation(0.0, features=one_hot), steps=STEPS)

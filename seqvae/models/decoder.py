@@ -55,10 +55,10 @@ class Generation:
             self.log_probs[:, step] = token_log_probs(logits, token).cpu()
         return token
 
-    def feature_classes(self, feature_size: int, offset: int, steps: int) -> np.ndarray | None:
-        """The class of each step's one-hot features, int64 [B, steps] for window steps offset..offset + steps, as
-        a step plan of a core with `feature_size` step inputs reads them (None when it has none)."""
-        return step_classes(self.features, feature_size, offset, steps)
+    def feature_classes(self, feature_size: int, rows: int, offset: int, steps: int) -> np.ndarray | None:
+        """The class of each step's one-hot features, int64 [rows, steps] for window steps offset..offset + steps,
+        as a step plan of a core with `feature_size` step inputs reads them (None when it has none)."""
+        return step_classes(self.features, feature_size, rows, offset, steps)
 
 
 class StepPlan(Protocol):
@@ -100,11 +100,11 @@ class Decoder(nn.Module, ABC):
         """Tokens [B, steps] decoded from z [B, Z]."""
 
 
-def step_classes(features: torch.Tensor | None, feature_size: int, offset: int = 0,
-                 steps: int | None = None) -> np.ndarray | None:
-    """One-hot step features [B, T, feature_size] -> their classes, int64 [B, steps] from step `offset`: what the
-    C kernel and the numpy plan read (a weight row per step). Missing, extra or non-one-hot features are errors
-    naming what to send, since a plan would otherwise decode as if they were absent."""
+def step_classes(features: torch.Tensor | None, feature_size: int, rows: int, offset: int,
+                 steps: int) -> np.ndarray | None:
+    """One-hot step features [rows, T, feature_size] -> their classes, int64 [rows, steps] from step `offset`:
+    what the C kernel and the numpy plan read (a weight row per step). Missing, extra, short or non-one-hot
+    features are errors naming what to send, since a plan would otherwise misread them."""
     if not feature_size:
         if features is not None:
             raise ValueError("this network takes no step features: send no chords to a model without them")
@@ -113,7 +113,10 @@ def step_classes(features: torch.Tensor | None, feature_size: int, offset: int =
         shape = None if features is None else tuple(features.shape)
         raise ValueError(f"this network reads {feature_size} one-hot step features per step (a chord class per "
                          f"step): send [batch, steps, {feature_size}], got {shape}")
-    window = features[:, offset:] if steps is None else features[:, offset:offset + steps]
+    window = features[:, offset:offset + steps]
+    if tuple(window.shape[:2]) != (rows, steps):
+        raise ValueError(f"step features cover {tuple(window.shape[:2])} rows and steps from step {offset}; send "
+                         f"[{rows}, {offset + steps}, {feature_size}], a chord class per step of each row")
     values = window.detach().to("cpu", torch.float32).numpy()
     classes = values.argmax(axis=-1)
     # one-hot: each step has a 1 at its largest value and, all steps together, no other non-zero

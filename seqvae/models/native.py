@@ -303,7 +303,6 @@ class NativeLSTMPlan:
         has_bf16_dot)."""
         bf16, temperature, uniforms = generation.bfloat16, generation.temperature, generation.uniforms
         forced, mask = generation.forced, generation.mask
-        classes = generation.feature_classes(self.feature_size, offset, steps)
         if bf16:
             if not self.has_bf16_dot:
                 raise ValueError("bfloat16 arithmetic needs a CPU with AVX512-BF16; decode in float32 instead")
@@ -312,6 +311,7 @@ class NativeLSTMPlan:
                     self._pack_dot()
         cond_np = np.ascontiguousarray(_f32(cond))
         batch = cond_np.shape[0]
+        classes = generation.feature_classes(self.feature_size, batch, offset, steps)
         prev_np = (np.full(batch, self.num_classes, np.int64) if prev is None
                    else np.ascontiguousarray(prev.detach().cpu().numpy(), dtype=np.int64))
         u_np = None
@@ -378,7 +378,7 @@ class NativeEncoderPlan:
         """(mu, sigma) for events [B, T] and, for an encoder with step features, their one-hot [B, T, F]."""
         x_np = np.ascontiguousarray(x.detach().cpu().numpy(), dtype=np.int64)
         batch, steps = x_np.shape
-        classes = step_classes(features, self.feature_size)
+        classes = step_classes(features, self.feature_size, batch, 0, steps)
         ref = ctypes.byref(self.weights)
         size = self.lib.bilstm_workspace(ref, batch)
         work = np.empty(size, np.float32)

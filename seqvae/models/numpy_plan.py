@@ -100,9 +100,9 @@ class NumpyLSTMPlan:
             raise ValueError("bfloat16 decoding needs the C kernel; decode in float32 instead")
         temperature, uniforms = generation.temperature, generation.uniforms
         forced, mask = generation.forced, generation.mask
-        classes = generation.feature_classes(self.feature_size, offset, steps)
         cond_np = cond.detach().to("cpu", torch.float32).numpy()
         batch = cond_np.shape[0]
+        classes = generation.feature_classes(self.feature_size, batch, offset, steps)
         buf = self.buffers(batch)
         sizes = self.sizes
         n_layers = len(sizes)
