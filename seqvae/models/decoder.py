@@ -3,7 +3,8 @@ a free-running decode that every backend reads.
 
 A decode-time feature (forced steps, the allowed-class mask of a key and range, per-step chord inputs) is a
 field of `Generation`, read in `Generation.choose` by the torch paths and by each step plan, so no decoder
-special-cases it. Step features are read by the torch path only: a decoder with them has no step plan.
+special-cases it. Step plans read one-hot step features as a class per step (`feature_classes`): adding a
+weight row to the first layer's gates is the one-hot's matmul without the zeros.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Protocol
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -55,6 +57,11 @@ class Generation:
             self.log_probs[:, step] = token_log_probs(logits, token).to(self.log_probs.device)
         return token
 
+    def feature_classes(self, feature_size: int, rows: int, offset: int, steps: int) -> np.ndarray | None:
+        """The class of each step's one-hot features, int64 [rows, steps] for window steps offset..offset + steps,
+        as a step plan of a core with `feature_size` step inputs reads them (None when it has none)."""
+        return step_classes(self.features, feature_size, rows, offset, steps)
+
 
 class StepPlan(Protocol):
     """A backend that runs a recurrent core's free-running loop (see seqvae.models.plans)."""
@@ -93,6 +100,32 @@ class Decoder(nn.Module, ABC):
     @abstractmethod
     def generate(self, z: torch.Tensor, generation: Generation, plan: StepPlan | None) -> torch.Tensor:
         """Tokens [B, steps] decoded from z [B, Z]."""
+
+
+def step_classes(features: torch.Tensor | None, feature_size: int, rows: int, offset: int,
+                 steps: int) -> np.ndarray | None:
+    """One-hot step features [rows, T, feature_size] -> their classes, int64 [rows, steps] from step `offset`:
+    what the C kernel and the numpy plan read (a weight row per step). Missing, extra, short or non-one-hot
+    features are errors naming what to send, since a plan would otherwise misread them."""
+    if not feature_size:
+        if features is not None:
+            raise ValueError("this network takes no step features: send no chords to a model without them")
+        return None
+    if features is None or features.dim() != 3 or features.shape[-1] != feature_size:
+        shape = None if features is None else tuple(features.shape)
+        raise ValueError(f"this network reads {feature_size} one-hot step features per step (a chord class per "
+                         f"step): send [batch, steps, {feature_size}], got {shape}")
+    window = features[:, offset:offset + steps]
+    if tuple(window.shape[:2]) != (rows, steps):
+        raise ValueError(f"step features cover {tuple(window.shape[:2])} rows and steps from step {offset}; send "
+                         f"[{rows}, {offset + steps}, {feature_size}], a chord class per step of each row")
+    values = window.detach().to("cpu", torch.float32).numpy()
+    classes = values.argmax(axis=-1)
+    # one-hot: each step has a 1 at its largest value and, all steps together, no other non-zero
+    if np.count_nonzero(values) != classes.size or not (np.take_along_axis(values, classes[..., None], -1) == 1).all():
+        raise ValueError("step features must be one-hot (a chord class per step) for the fast decoding paths: "
+                         "send chord classes, or decode with fast=False")
+    return np.ascontiguousarray(classes, dtype=np.int64)
 
 
 def shift_right(x: torch.Tensor, start: int) -> torch.Tensor:

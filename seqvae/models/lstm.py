@@ -181,9 +181,9 @@ class LSTMDecoder(Decoder):
         self.core = ConditionedLSTM(num_classes, z_size, sizes, feature_size)
 
     @property
-    def step_core(self) -> ConditionedLSTM | None:
-        """None with step features: the step plans (C kernel, numpy) do not read them."""
-        return None if self.core.feature_size else self.core
+    def step_core(self) -> ConditionedLSTM:
+        """The core a step plan runs; with step features the plans read them as a class per step."""
+        return self.core
 
     def teacher_forced(self, x: torch.Tensor, z: torch.Tensor, features: torch.Tensor | None = None) -> torch.Tensor:
         return self.core.teacher_forced(shift_right(x, self.core.start_token), z, features)

@@ -4,7 +4,8 @@
  * them pays interpreter and dispatch overhead larger than the arithmetic. Here the whole loop runs
  * in C: weights are packed in 16-float column panels so a register-blocked micro-kernel streams
  * each weight once per step for up to four batch rows, the previous token's one-hot matmul is a row
- * copy from a table (biases folded in), and the conditioning's gate contribution is computed once.
+ * copy from a table (biases folded in), so is a step feature's (a chord class: one weight row added),
+ * and the conditioning's gate contribution is computed once.
  *
  * Portable C11 with GCC/Clang vector extensions: compiled with -march=native it uses AVX-512 (or
  * AVX2, NEON) without intrinsics. Built and cached by seqvae/models/native.py.
@@ -262,6 +263,7 @@ typedef struct {
     int chunks[MAX_LAYERS];        /* gate column chunks per layer (see above) */
     int bf16;                      /* panels hold bfloat16 (else float32) */
     const float *table;            /* [(C + 1), 4 H0]: layer-0 one-hot weight rows + both biases; row C = START */
+    const float *features;         /* [F, 4 H0]: layer-0 weight rows of the step feature classes, or NULL */
     const void *w_cond;            /* panels [4 H0 / 16][cond][16]: layer-0 weights of the conditioning input */
     const void *w_init;            /* panels [init / 16][cond][16]: initial state dense (init = 2 sum H, padded) */
     const float *b_init;           /* [init] */
@@ -345,6 +347,7 @@ typedef struct {
     const int64_t *prev0, *forced;
     const uint8_t *mask;
     const uint8_t *allowed; /* [C]: classes a free step may choose, or NULL for all */
+    const int64_t *classes; /* [batch][steps]: each step's feature class (a chord), or NULL without features */
     float temperature;
     int dot; /* bfloat16 dot products for the per-step matrices */
     int64_t *out;
@@ -432,7 +435,13 @@ static void *generate_member(void *arg) {
                 if (l == 0) {
                     int64_t prev = t == 0 ? job->prev0[b] : job->out[(size_t)b * steps + t - 1];
                     const float *row = w->table + (size_t)prev * G0 + col0, *cg = cond_gates + (size_t)b * G0 + col0;
-                    for (int j = 0; j < width; j += NL) storen(gate + j, loadn(row + j) + loadn(cg + j));
+                    if (job->classes) {
+                        const float *fr = w->features + (size_t)job->classes[(size_t)b * steps + t] * G0 + col0;
+                        for (int j = 0; j < width; j += NL)
+                            storen(gate + j, loadn(row + j) + loadn(cg + j) + loadn(fr + j));
+                    } else {
+                        for (int j = 0; j < width; j += NL) storen(gate + j, loadn(row + j) + loadn(cg + j));
+                    }
                 } else {
                     memcpy(gate, w->bias[l] + col0, sizeof(float) * width);
                 }
@@ -504,14 +513,17 @@ static void *generate_member(void *arg) {
  * set, forced[b][t] is emitted and fed back instead of the model's choice; elsewhere only classes with
  * allowed[c] set (allowed NULL: all) can be chosen, the others' logits being -inf. With `logp` (or NULL) each
  * emitted token's log-probability under the model (temperature 1) is written [batch][steps], which scores
- * forced steps in the same pass that decodes the free ones. With threads > 1 the
+ * forced steps in the same pass that decodes the free ones. `classes` [batch][steps] (or NULL) is each step's
+ * feature class, whose row of w->features joins the first layer's gates. With threads > 1 the
  * gate columns are split between threads (each thread's share of the weights stays in its core's
  * cache), so even one row decodes in parallel; results do not depend on the thread count. With `dot`
  * the per-step matrices run in bfloat16 arithmetic (gemm_dot); returns -3 where that is unavailable. */
 int lstm_generate(const LSTMWeights *w, int batch, int steps, const float *cond, const int64_t *prev0,
                   float temperature, const float *uniforms, const int64_t *forced, const uint8_t *mask,
-                  const uint8_t *allowed, int64_t *out, float *logp, float *work, int64_t work_size, int threads, int dot) {
+                  const uint8_t *allowed, const int64_t *classes, int64_t *out, float *logp, float *work,
+                  int64_t work_size, int threads, int dot) {
     if (work_size < lstm_generate_workspace(w, batch) || w->layers < 1 || w->layers > MAX_LAYERS) return -1;
+    if (classes && !w->features) return -4;
     if (dot && (!HAVE_DOT || !w->dot_out)) return -3;
     int team = threads < 1 ? 1 : threads > MAX_THREADS ? MAX_THREADS : threads;
     for (int l = 0; l < w->layers; l++) {
@@ -520,8 +532,8 @@ int lstm_generate(const LSTMWeights *w, int batch, int steps, const float *cond,
         if (team > w->chunks[l]) team = w->chunks[l];
     }
     Barrier barrier = {0, 0, team};
-    GenerateJob job = {w, batch, steps, batch, team, cond, uniforms, prev0, forced, mask, allowed, temperature,
-                       dot, out, logp, work, &barrier, 0};
+    GenerateJob job = {w, batch, steps, batch, team, cond, uniforms, prev0, forced, mask, allowed, classes,
+                       temperature, dot, out, logp, work, &barrier, 0};
     Member members[MAX_THREADS];
     pthread_t handles[MAX_THREADS];
     for (int i = 0; i < team; i++) members[i] = (Member){&job, i};
@@ -554,13 +566,14 @@ int lstm_generate(const LSTMWeights *w, int batch, int steps, const float *cond,
 typedef struct {
     int num_classes, hidden, bf16;
     const float *table[2]; /* [C, 4 H]: input one-hot weight rows + both biases; forward, backward */
+    const float *features[2]; /* [F, 4 H]: weight rows of the step feature classes (a chord), or NULL */
     const void *w_hh[2];   /* panels [4 H / 16][H][16], bfloat16 when bf16 is set */
 } BiLSTMWeights;
 
 typedef struct {
     const BiLSTMWeights *w;
     int direction, batch, steps;
-    const int64_t *x;
+    const int64_t *x, *classes; /* [batch][steps] events, and feature classes or NULL */
     float *out, *work;
 } DirectionJob;
 
@@ -572,8 +585,14 @@ static void *run_direction(void *arg) {
     memset(h, 0, sizeof(float) * 2 * B * H);
     for (int s = 0; s < T; s++) {
         int t = d == 0 ? s : T - 1 - s;
-        for (int b = 0; b < B; b++)
-            memcpy(g + (size_t)b * G, w->table[d] + (size_t)job->x[(size_t)b * T + t] * G, sizeof(float) * G);
+        for (int b = 0; b < B; b++) {
+            float *gate = g + (size_t)b * G;
+            memcpy(gate, w->table[d] + (size_t)job->x[(size_t)b * T + t] * G, sizeof(float) * G);
+            if (job->classes) {
+                const float *fr = w->features[d] + (size_t)job->classes[(size_t)b * T + t] * G;
+                for (int j = 0; j < G; j++) gate[j] += fr[j];
+            }
+        }
         gemm_acc(B, H, h, H, w->w_hh[d], G, g, G, w->bf16);
         for (int b = 0; b < B; b++) cell_update(H, g + (size_t)b * G, c + (size_t)b * H, h + (size_t)b * H);
     }
@@ -589,14 +608,16 @@ void affine(int batch, int K, const float *x, const void *wp, int N, const float
 
 int64_t bilstm_workspace(const BiLSTMWeights *w, int batch) { return (int64_t)2 * batch * 6 * w->hidden; }
 
-/* Final hidden states of both directions, [batch][2 H] (forward then backward). With threads > 1 the
- * backward direction runs on a second thread. */
-int bilstm_final_states(const BiLSTMWeights *w, int batch, int steps, const int64_t *x, float *out, float *work,
-                        int64_t work_size, int threads) {
+/* Final hidden states of both directions, [batch][2 H] (forward then backward); `classes` [batch][steps] (or
+ * NULL) adds each step's feature row to the input. With threads > 1 the backward direction runs on a second
+ * thread. */
+int bilstm_final_states(const BiLSTMWeights *w, int batch, int steps, const int64_t *x, const int64_t *classes,
+                        float *out, float *work, int64_t work_size, int threads) {
     if (work_size < bilstm_workspace(w, batch)) return -1;
+    if (classes && (!w->features[0] || !w->features[1])) return -4;
     DirectionJob jobs[2];
     for (int d = 0; d < 2; d++) {
-        jobs[d] = (DirectionJob){w, d, batch, steps, x, out, work + (size_t)d * batch * 6 * w->hidden};
+        jobs[d] = (DirectionJob){w, d, batch, steps, x, classes, out, work + (size_t)d * batch * 6 * w->hidden};
     }
     pthread_t thread;
     int spawned = threads > 1 && pthread_create(&thread, NULL, run_direction, &jobs[1]) == 0;

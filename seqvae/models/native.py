@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from seqvae.models.decoder import Generation
+from seqvae.models.decoder import Generation, step_classes
 
 MAX_LAYERS = 4
 LANES = 16
@@ -42,7 +42,7 @@ class _LSTMWeights(ctypes.Structure):
         ("num_classes", ctypes.c_int), ("padded_classes", ctypes.c_int), ("cond_size", ctypes.c_int),
         ("layers", ctypes.c_int), ("init_size", ctypes.c_int), ("sizes", ctypes.c_int * MAX_LAYERS),
         ("chunks", ctypes.c_int * MAX_LAYERS), ("bf16", ctypes.c_int), ("table", ctypes.c_void_p),
-        ("w_cond", ctypes.c_void_p), ("w_init", ctypes.c_void_p),
+        ("features", ctypes.c_void_p), ("w_cond", ctypes.c_void_p), ("w_init", ctypes.c_void_p),
         ("b_init", ctypes.c_void_p), ("w_ih", ctypes.c_void_p * MAX_LAYERS),
         ("w_hh", ctypes.c_void_p * MAX_LAYERS), ("bias", ctypes.c_void_p * MAX_LAYERS),
         ("w_out", ctypes.c_void_p), ("b_out", ctypes.c_void_p), ("dot_ih", ctypes.c_void_p * MAX_LAYERS),
@@ -53,7 +53,7 @@ class _LSTMWeights(ctypes.Structure):
 class _BiLSTMWeights(ctypes.Structure):
     _fields_ = [
         ("num_classes", ctypes.c_int), ("hidden", ctypes.c_int), ("bf16", ctypes.c_int), ("table", ctypes.c_void_p * 2),
-        ("w_hh", ctypes.c_void_p * 2),
+        ("features", ctypes.c_void_p * 2), ("w_hh", ctypes.c_void_p * 2),
     ]
 
 
@@ -119,11 +119,11 @@ def library() -> ctypes.CDLL | None:
                           "(set SEQVAE_CACHE to a writable folder to enable it)", RuntimeWarning, stacklevel=2)
             return None
         vp, i32, i64, f32 = ctypes.c_void_p, ctypes.c_int, ctypes.c_int64, ctypes.c_float
-        lib.lstm_generate.argtypes = [vp, i32, i32, vp, vp, f32, vp, vp, vp, vp, vp, vp, vp, i64, i32, i32]
+        lib.lstm_generate.argtypes = [vp, i32, i32, vp, vp, f32, vp, vp, vp, vp, vp, vp, vp, vp, i64, i32, i32]
         lib.lstm_generate.restype = i32
         lib.lstm_generate_workspace.argtypes = [vp, i32]
         lib.lstm_generate_workspace.restype = i64
-        lib.bilstm_final_states.argtypes = [vp, i32, i32, vp, vp, vp, i64, i32]
+        lib.bilstm_final_states.argtypes = [vp, i32, i32, vp, vp, vp, vp, i64, i32]
         lib.bilstm_final_states.restype = i32
         lib.bilstm_workspace.argtypes = [vp, i32]
         lib.bilstm_workspace.restype = i64
@@ -225,11 +225,13 @@ class PackedAffine:
 
 
 class NativeLSTMPlan:
-    """A ConditionedLSTM packed for lstm_generate: a `decoder.StepPlan`."""
+    """A ConditionedLSTM packed for lstm_generate: a `decoder.StepPlan`. Step feature columns (a chord one-hot)
+    become a float32 row table, added per step like the previous token's row, so bfloat16 panels still apply."""
 
     def __init__(self, core, lib: ctypes.CDLL) -> None:
         self.lib = lib
-        c, sizes = core.num_classes, core.sizes
+        c, d, sizes = core.num_classes, core.cond_size, core.sizes
+        self.feature_size = core.feature_size
         bf16 = bfloat16_exact(core)
         chunks = [gate_chunks(size) for size in sizes]
         order = [chunk_order(size, n) for size, n in zip(sizes, chunks, strict=True)]
@@ -239,7 +241,8 @@ class NativeLSTMPlan:
         table = np.zeros((c + 1, 4 * sizes[0]), np.float32)
         table[:c] = w_ih[:, :c].T
         self.keep = {"table": np.ascontiguousarray(table + bias)}
-        self.keep["w_cond"] = pack_panels(w_ih[:, c:].T, bf16)
+        self.keep["w_cond"] = pack_panels(w_ih[:, c:c + d].T, bf16)
+        self.keep["features"] = np.ascontiguousarray(w_ih[:, c + d:].T)  # [F, 4 H0]
         init_w = _f32(core.init_state.weight).T
         init_size = -(-init_w.shape[1] // LANES) * LANES
         self.keep["w_init"] = pack_panels(init_w, bf16)
@@ -252,7 +255,7 @@ class NativeLSTMPlan:
         b_out[:c] = _f32(core.output.bias)
         self.keep["b_out"] = b_out
         w = _LSTMWeights()
-        w.num_classes, w.padded_classes, w.cond_size = c, padded, core.cond_size
+        w.num_classes, w.padded_classes, w.cond_size = c, padded, d
         w.layers, w.init_size, w.bf16 = len(sizes), init_size, int(bf16)
         self._matrices = {"out": _f32(core.output.weight).T}  # [K, N] per-step matrices, for the dot path
         for i, size in enumerate(sizes):
@@ -268,6 +271,8 @@ class NativeLSTMPlan:
                 w.w_ih[i], w.bias[i] = _ptr(self.keep[f"w_ih{i}"]), _ptr(self.keep[f"bias{i}"])
         for name in ("table", "w_cond", "w_init", "b_init", "w_out", "b_out"):
             setattr(w, name, _ptr(self.keep[name]))
+        if self.feature_size:
+            w.features = _ptr(self.keep["features"])
         self.weights = w
         self.num_classes = c
 
@@ -306,6 +311,7 @@ class NativeLSTMPlan:
                     self._pack_dot()
         cond_np = np.ascontiguousarray(_f32(cond))
         batch = cond_np.shape[0]
+        classes = generation.feature_classes(self.feature_size, batch, offset, steps)
         prev_np = (np.full(batch, self.num_classes, np.int64) if prev is None
                    else np.ascontiguousarray(prev.detach().cpu().numpy(), dtype=np.int64))
         u_np = None
@@ -325,8 +331,8 @@ class NativeLSTMPlan:
         work = np.empty(size, np.float32)
         threads = torch.get_num_threads()  # the kernel caps it at what the layers' chunks allow
         code = self.lib.lstm_generate(ref, batch, steps, _ptr(cond_np), _ptr(prev_np), float(temperature), _ptr(u_np),
-                                      _ptr(forced_np), _ptr(mask_np), _ptr(allowed), _ptr(out), _ptr(logp), _ptr(work),
-                                      size, max(1, threads), int(bf16))
+                                      _ptr(forced_np), _ptr(mask_np), _ptr(allowed), _ptr(classes), _ptr(out),
+                                      _ptr(logp), _ptr(work), size, max(1, threads), int(bf16))
         if code:
             raise RuntimeError(f"C decoding kernel failed (code {code})")
         if logp is not None:
@@ -335,7 +341,8 @@ class NativeLSTMPlan:
 
 
 class NativeEncoderPlan:
-    """A one-layer BidirectionalLSTMEncoder packed for bilstm_final_states, heads included."""
+    """A one-layer BidirectionalLSTMEncoder packed for bilstm_final_states, heads included; step feature columns
+    (a chord one-hot after the events') become a row table per direction."""
 
     def __init__(self, encoder, lib: ctypes.CDLL) -> None:
         self.lib = lib
@@ -344,11 +351,16 @@ class NativeEncoderPlan:
         self.bf16 = bfloat16_exact(encoder)
         self.keep: dict[str, np.ndarray] = {}
         w = _BiLSTMWeights()
-        w.num_classes, w.hidden, w.bf16 = encoder.num_classes, hidden, int(self.bf16)
+        c = encoder.num_classes
+        self.feature_size = encoder.feature_size
+        w.num_classes, w.hidden, w.bf16 = c, hidden, int(self.bf16)
         for d, suffix in enumerate(("", "_reverse")):
             w_ih = _f32(getattr(layer, f"weight_ih_l0{suffix}"))
             bias = _f32(getattr(layer, f"bias_ih_l0{suffix}")) + _f32(getattr(layer, f"bias_hh_l0{suffix}"))
-            self.keep[f"table{d}"] = np.ascontiguousarray(w_ih.T + bias)
+            self.keep[f"table{d}"] = np.ascontiguousarray(w_ih[:, :c].T + bias)
+            if self.feature_size:
+                self.keep[f"features{d}"] = np.ascontiguousarray(w_ih[:, c:].T)
+                w.features[d] = _ptr(self.keep[f"features{d}"])
             self.keep[f"w_hh{d}"] = pack_panels(_f32(getattr(layer, f"weight_hh_l0{suffix}")).T, self.bf16)
             w.table[d], w.w_hh[d] = _ptr(self.keep[f"table{d}"]), _ptr(self.keep[f"w_hh{d}"])
         heads = np.concatenate([_f32(encoder.mu.weight), _f32(encoder.sigma.weight)], axis=0).T  # [2H, 2Z]
@@ -362,15 +374,18 @@ class NativeEncoderPlan:
     def supports(encoder) -> bool:
         return len(encoder.layers) == 1 and encoder.layers[0].hidden_size % 4 == 0
 
-    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def encode(self, x: torch.Tensor, features: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(mu, sigma) for events [B, T] and, for an encoder with step features, their one-hot [B, T, F]."""
         x_np = np.ascontiguousarray(x.detach().cpu().numpy(), dtype=np.int64)
         batch, steps = x_np.shape
+        classes = step_classes(features, self.feature_size, batch, 0, steps)
         ref = ctypes.byref(self.weights)
         size = self.lib.bilstm_workspace(ref, batch)
         work = np.empty(size, np.float32)
         states = np.empty((batch, 2 * self.hidden), np.float32)
         threads = min(2, torch.get_num_threads())
-        if self.lib.bilstm_final_states(ref, batch, steps, _ptr(x_np), _ptr(states), _ptr(work), size, threads):
+        if self.lib.bilstm_final_states(ref, batch, steps, _ptr(x_np), _ptr(classes), _ptr(states), _ptr(work), size,
+                                        threads):
             raise RuntimeError("C encoding kernel failed")
         heads = self.heads(states)
         mu = torch.from_numpy(heads[:, : self.z_size].copy())

@@ -1,7 +1,8 @@
 """The numpy step plan for ConditionedLSTM: the fallback backend where the C kernel (native.py) cannot be built.
 
 Per call, the conditioning's contribution to the first layer's gates is computed once; the previous
-token's one-hot matmul is a row lookup in a precomputed table (biases folded in); deeper layers do one
+token's one-hot matmul is a row lookup in a precomputed table (biases folded in), and so is a step
+feature's (a chord class: its row of the feature weights); deeper layers do one
 matmul over [h_below, h_own]; all buffers are preallocated and every ufunc writes with out=. The
 sigmoid gates come out of the same tanh call as the cell candidate, because their weight rows are
 pre-scaled by 1/2 and sigmoid(x) = (1 + tanh(x / 2)) / 2.
@@ -46,6 +47,7 @@ class _Buffers:
         self.logits = np.empty((batch, plan.num_classes), np.float32)
         self.scratch = np.empty((batch, plan.num_classes), np.float32)
         self.lookup = np.empty((batch, 4 * sizes[0]), np.float32)
+        self.feature_lookup = np.empty((batch, 4 * sizes[0]), np.float32)
 
 
 class NumpyLSTMPlan:
@@ -54,8 +56,8 @@ class NumpyLSTMPlan:
     has_bf16_dot = False  # bfloat16 arithmetic is the C kernel's alone
 
     def __init__(self, core) -> None:
-        self.num_classes, self.sizes = core.num_classes, core.sizes
-        c = core.num_classes
+        self.num_classes, self.sizes, self.feature_size = core.num_classes, core.sizes, core.feature_size
+        c, d = core.num_classes, core.cond_size
         self.scales = []
         for h in self.sizes:
             scale = np.full(4 * h, 0.5, np.float32)
@@ -68,7 +70,8 @@ class NumpyLSTMPlan:
         table = np.zeros((c + 1, 4 * self.sizes[0]), np.float32)  # row c = START (zero one-hot)
         table[:c] = w_ih[:, :c].T
         self.table = table + bias
-        self.w_cond = np.ascontiguousarray(w_ih[:, c:].T)
+        self.w_cond = np.ascontiguousarray(w_ih[:, c:c + d].T)
+        self.w_feature = np.ascontiguousarray(w_ih[:, c + d:].T)  # [F, 4 H0]: a row per step feature class
         self.w_hh0 = np.ascontiguousarray((_numpy(first.weight_hh_l0) * s0).T)
         self.w_cat, self.b_cat = [None], [None]
         for i in range(1, len(self.sizes)):
@@ -99,6 +102,7 @@ class NumpyLSTMPlan:
         forced, mask = generation.forced, generation.mask
         cond_np = cond.detach().to("cpu", torch.float32).numpy()
         batch = cond_np.shape[0]
+        classes = generation.feature_classes(self.feature_size, batch, offset, steps)
         buf = self.buffers(batch)
         sizes = self.sizes
         n_layers = len(sizes)
@@ -133,6 +137,9 @@ class NumpyLSTMPlan:
                     np.take(self.table, prev_np, axis=0, out=buf.lookup)
                     np.add(g, buf.lookup, out=g)
                     np.add(g, cond_gates, out=g)
+                    if classes is not None:
+                        np.take(self.w_feature, classes[:, t], axis=0, out=buf.feature_lookup)
+                        np.add(g, buf.feature_lookup, out=g)
                 else:
                     np.matmul(buf.concat[i], self.w_cat[i], out=g)
                     np.add(g, self.b_cat[i], out=g)

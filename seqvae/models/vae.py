@@ -153,14 +153,12 @@ class SequenceVAE(nn.Module):
         return F.one_hot(chords, classes).to(self.decoder_dtype)
 
     def _check_fast(self, fast: bool | None) -> bool:
-        """Whether to run the fast paths (the step plans: CUDA graphs on a GPU, the C kernel or numpy on the CPU;
-        the C encoder on the CPU): a chord model has none (they read no chords)."""
-        if self.config.chord_classes:
-            if fast:
-                raise ValueError(f"model {self.config.name!r} reads chords, which the fast decoding paths do not: "
-                                 "leave fast=None or send fast=False")
-            return False
-        return fast if fast is not None else self.device.type in ("cpu", "cuda")
+        """Whether to run the fast paths (the step plans: the C kernel or numpy on the CPU, chord models included;
+        CUDA graphs on a GPU, which read no chords; the C encoder on the CPU): asked for, else by default where
+        one applies."""
+        if fast is not None:
+            return fast
+        return self.device.type == "cpu" or (self.device.type == "cuda" and not self.config.chord_classes)
 
     def _check_z(self, z: torch.Tensor) -> torch.Tensor:
         if not isinstance(z, torch.Tensor):
@@ -209,14 +207,14 @@ class SequenceVAE(nn.Module):
     def encode(self, x: torch.Tensor, fast: bool | None = None,
                chords: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Posterior (mu, sigma), each [B, z_size]. `fast` (default) uses the C encoder where it applies (CPU);
-        a chord model (which needs `chords` [B, steps]) encodes in torch only (fast=True is an error for it)."""
+        a chord model needs `chords` [B, steps] (chord classes), which the C encoder reads too."""
         x = self._check_events(x)
         features = self._chord_features(chords, x.shape[0])
         with torch.no_grad():
             if self._check_fast(fast):
                 plan = plans.encoder_plan_for(self.encoder)
                 if plan is not None:
-                    return plan.encode(x)
+                    return plan.encode(x, features)
             if features is None:
                 return self.encoder(x)
             return self.encoder(x, features)
@@ -245,8 +243,8 @@ class SequenceVAE(nn.Module):
         column b, so a caller that draws them once can decode the rows in any pieces and get the same notes.
         `allowed` (bool [num_classes]) masks the classes free steps may choose (a key and range: see
         seqvae.codec.scales); forced steps are kept whatever it says. `chords` [B, steps] (chord classes) are what
-        a chord model decodes under, and it decodes in torch only: the step plans and the C kernel read no chords,
-        so fast=True is an error for it and bfloat16 is unavailable."""
+        a chord model decodes under, on every path (the step plans add each step's chord row to the first layer's
+        gates)."""
         z = self._check_z(z)
         features = self._chord_features(chords, z.shape[0])
         if precision not in ("float32", "bfloat16"):
