@@ -7,7 +7,8 @@ The chord-tone ratio (seqvae.evaluate.chord_fit): of the notes starting on a bea
 pitch class is in that step's triad, pooled over notes; +- is one standard error over windows. Rows, all on the
 same --windows windows of --split (a corpus built with `seqvae data build --chords`):
 - real: the split's melodies under their own chords (written or inferred);
-- model samples: latents from the model's latent prior decoded at --temperature under each window's chords;
+- model samples: latents from the model's prior under each window's chords (with a chord bank, p(z | chords):
+  seqvae.models.chord_bank; --no-bank for the unconditional prior) decoded at --temperature under those chords;
 - the unconditioned --baseline on the same latents' draws and the same chords (it hears no chords);
 - moved by a fifth: the same windows' chords moved up 7 semitones, the model's samples under them, measured
   against the moved chords (the ratio should hold); the real melodies against the moved chords show how far a
@@ -37,7 +38,7 @@ FIFTH = 7
 
 
 def samples(engine: Engine, n: int, temperature: float, seed: int, chords: np.ndarray | None) -> np.ndarray:
-    z = engine.draw_prior(n, np.random.default_rng(seed))
+    z = engine.draw_prior(n, np.random.default_rng(seed), chords=chords)
     return engine.decode_events(z, temperature, seed, chords=chords)
 
 
@@ -58,11 +59,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--temperature", type=float, default=0.5)
     p.add_argument("--fixed", type=int, default=32, help="samples per fixed progression")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-bank", action="store_true", help="sample the chord model from its unconditional prior")
     p.add_argument("--json", default=None)
     args = p.parse_args(argv)
 
     corpus = load_corpus(args.data)
     model, baseline = Engine.load(args.model), Engine.load(args.baseline)
+    if args.no_bank:
+        model.chord_bank = None
     split = corpus.split(args.split)
     index = np.sort(np.random.default_rng(args.seed).choice(len(split), min(args.windows, len(split)),
                                                             replace=False))

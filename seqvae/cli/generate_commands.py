@@ -559,7 +559,7 @@ def cmd_attributes(args: argparse.Namespace) -> int:
               f"{fitted.held_split} melodies' distance to the training windows")
         for h, d in choice.tried.items():
             print(f"  bandwidth {h:<5g} samples' mean distance {d:.3f}{'  <- chosen' if h == choice.bandwidth else ''}")
-    prior_path, vectors_path = fitted.paths
+    prior_path, vectors_path = fitted.paths[0], fitted.paths[-1]
     print(f"latent prior: {fitted.prior.describe()}, from the {args.split} split, saved to {prior_path}; `sample` "
           "draws from it from now on")
     print(f"attribute vectors from {fitted.windows} {args.split} windows (top quartile minus bottom quartile of mu):")
@@ -578,5 +578,8 @@ def cmd_attributes(args: argparse.Namespace) -> int:
         first = next(iter(results.values()))
         print(f"monotonicity: decoded attribute along amounts {first.amounts} on {fitted.measured_on} validation "
               "melodies (spearman of the means, fraction of steps up, mean per-melody spearman)")
+    if engine.chord_bank is not None:
+        print(f"chord bank: {len(engine.chord_bank.events)} {args.split} windows and their chords, saved to "
+              f"{fitted.paths[1]}; `sample` under chords draws near the windows whose chords are nearest")
     print(f"wrote {vectors_path}")
     return 0

@@ -39,6 +39,7 @@ from seqvae.engine.inputs import (
 from seqvae.engine.model_lock import ModelLock
 from seqvae.models.attribute_vectors import ATTRIBUTE_FILE, AttributeVectors
 from seqvae.models.device import pick_device
+from seqvae.models.chord_bank import ChordBank
 from seqvae.models.latent_prior import LatentPrior
 from seqvae.models.precision import parse_precision
 from seqvae.models.sampling import draw_uniforms
@@ -115,6 +116,8 @@ class Engine:
         self.pitch_range: PitchRange | None = None
         self._allowed: torch.Tensor | None = None  # their allowed-class mask, read by every decode
         self.chord_classes = int(getattr(config, "chord_classes", 0) or 0)
+        self.chord_bank = (ChordBank.load(self.directory, self.steps)
+                           if self.directory is not None and self.chord_classes else None)
         self.progression: str | np.ndarray | None = None  # the chords of a `with_chords` view, read by every call
 
     # ----------------------------------------------------------------- loading
@@ -415,11 +418,28 @@ class Engine:
         z = self.draw_prior(n, np.random.default_rng(seed))
         return self._melodies(self.decode_events(z, temperature, seed))
 
-    def draw_prior(self, n: int, rng: np.random.Generator) -> np.ndarray:
-        """[n, Z] latents: from the checkpoint's fitted latent prior when it has one, else N(0, I)."""
+    def draw_prior(self, n: int, rng: np.random.Generator, chords: np.ndarray | None = None) -> np.ndarray:
+        """[n, Z] latents: from the checkpoint's fitted latent prior when it has one, else N(0, I). A chord model
+        with a chord bank draws from p(z | chords) under the view's progression, or under `chords` [n, steps] one
+        progression per row (seqvae.models.chord_bank)."""
+        if self.chord_bank is not None and self._prior is not None and (chords is not None or self.progression
+                                                                         is not None):
+            return self._draw_under_chords(n, rng, chords)
         if self._prior is not None:
             return self._prior.sample(n, rng)
         return rng.standard_normal((n, self.z_size), dtype=np.float32)
+
+    def _draw_under_chords(self, n: int, rng: np.random.Generator, chords: np.ndarray | None) -> np.ndarray:
+        """Kernel draws around the latents of the bank's windows nearest each row's progression, encoded under it."""
+        heard = self._row_chords(n, chords)
+        melodies = np.empty((n, self.steps), dtype=np.int64)
+        rows_of: dict[bytes, list[int]] = {}
+        for i, row in enumerate(heard):
+            rows_of.setdefault(row.tobytes(), []).append(i)
+        for rows in rows_of.values():
+            melodies[rows] = self.chord_bank.draw(heard[rows[0]], len(rows), rng, self.codec.num_classes)
+        mu, _ = self.encode_events(melodies, chords=heard)
+        return self._prior.sample_near(mu, rng)
 
     @property
     def latent_prior(self) -> LatentPrior | None:

@@ -21,6 +21,7 @@ from seqvae.engine.engine import SAMPLE_TEMPERATURE, Engine
 from seqvae.evaluate.attributes import Monotonicity, compute_attribute_vectors, measure_monotonicity
 from seqvae.evaluate.copying import BandwidthChoice, fit_novelty_matched_prior
 from seqvae.models.attribute_vectors import AttributeVectors
+from seqvae.models.chord_bank import ChordBank
 from seqvae.models.latent_prior import LatentPrior
 
 HELD_OUT = 1000  # melodies of another split the prior's bandwidth is matched against
@@ -79,6 +80,9 @@ def fit_side_files(engine: Engine, corpus: Corpus, split: str = "train", limit: 
     engine.set_latent_prior(prior)
     fitted = SideFiles(vectors, prior, len(events), held_split, len(held), choice)
     fitted.paths.append(prior.save(engine.directory))
+    if chords is not None:  # a chord model samples under chords from the windows nearest them (models/chord_bank.py)
+        engine.chord_bank = ChordBank.fit(events, chords, seed)
+        fitted.paths.append(engine.chord_bank.save(engine.directory))
     if measure > 0:
         measured_split = "valid" if len(corpus.split("valid")) else split
         take = np.asarray(corpus.split(measured_split).events[:measure], dtype=np.int64)

@@ -175,11 +175,17 @@ class LatentPrior:
         if self.centers is None:
             return np.ascontiguousarray(mean + self._correlated_noise(rng.standard_normal((n, self.z_size))),
                                         dtype=np.float32)
-        pick = rng.integers(0, len(self.centers), n)
-        noise = self._correlated_noise(rng.standard_normal((n, self.z_size)))
-        a = np.float32(1.0 / np.sqrt(1.0 + self.bandwidth ** 2))
-        b = np.float32(self.bandwidth) * a
-        return np.ascontiguousarray(mean + a * (self.centers[pick].astype(np.float32) - mean) + b * noise,
+        return self.sample_near(self.centers[rng.integers(0, len(self.centers), n)], rng)
+
+    def sample_near(self, centers: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """One kernel draw around each of `centers` [n, Z] (latents of melodies chosen elsewhere, e.g. by their
+        chords): the kernel density's bandwidth, or a Gaussian's own spread scaled by PERSONAL_BANDWIDTH."""
+        mean = self.mean.astype(np.float32)
+        h = self.bandwidth if self.centers is not None else PERSONAL_BANDWIDTH
+        noise = self._correlated_noise(rng.standard_normal((len(centers), self.z_size)))
+        a = np.float32(1.0 / np.sqrt(1.0 + h ** 2))
+        b = np.float32(h) * a
+        return np.ascontiguousarray(mean + a * (np.asarray(centers, dtype=np.float32) - mean) + b * noise,
                                     dtype=np.float32)
 
     def save(self, directory: str | Path) -> Path:

@@ -1,0 +1,129 @@
+"""A chord model's latent prior conditioned on the progression: training windows looked up by their chords.
+
+A chord model warm-started from `default` keeps a latent that already spells out its melody, key and all, so
+its decoder learns to lean on the chord inputs only a little (the chord columns of the shipped `chords` model
+are a few percent of its input weights). A latent drawn from the unconditional prior then names a melody in
+some key the chords know nothing of, and samples sit on chord tones no more often than chance. So `sample`
+under chords draws from p(z | chords) instead: the stored training windows whose chords are nearest to the
+progression up to transposition (the count of steps whose chord differs, after moving the window's chords by
+the best of 12 shifts), moved by that shift, encoded under the progression, and used as the centres of the
+model's fitted kernel density (`LatentPrior.sample_near`, the same bandwidth the data-copying test chose).
+The bank is fitted by `seqvae attributes` beside the latent prior; a checkpoint without one samples as before.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from safetensors import safe_open
+from safetensors.numpy import save
+
+from seqvae.codec.atomic_files import atomic_write_bytes
+from seqvae.codec.chords import NO_CHORD, NUM_CHORD_CLASSES, transpose_chords
+from seqvae.codec.events import FIRST_NOTE_ON
+
+CHORD_BANK_FILE = "chord_bank.safetensors"
+MAX_WINDOWS = 20000  # 2 x 1 byte x steps each: 1.3 MB for 2-bar windows
+POOL = 32  # nearest windows a draw picks among, so samples under one progression vary
+CACHE = 64  # progressions whose nearest windows are remembered (a server's clients reuse a few)
+
+
+@dataclass
+class ChordBank:
+    events: np.ndarray  # int8 [N, steps] training windows
+    chords: np.ndarray  # uint8 [N, steps] their chord class per step
+    _nearest: OrderedDict = field(default_factory=OrderedDict, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.events.ndim != 2 or self.chords.shape != self.events.shape or not len(self.events):
+            raise ValueError(f"a chord bank needs events and chords of one shape [windows, steps], got "
+                             f"{self.events.shape} and {self.chords.shape}")
+        if self.chords.max(initial=0) >= NUM_CHORD_CLASSES:
+            raise ValueError(f"chord classes must lie in 0..{NUM_CHORD_CLASSES - 1}")
+
+    @classmethod
+    def fit(cls, events: np.ndarray, chords: np.ndarray, seed: int = 0, max_windows: int = MAX_WINDOWS) -> ChordBank:
+        """Keep up to `max_windows` (a random subset) of these windows that have a chord somewhere."""
+        events, chords = np.asarray(events), np.asarray(chords)
+        chorded = np.flatnonzero((chords != NO_CHORD).any(axis=1))
+        if len(chorded) > max_windows:
+            chorded = np.sort(np.random.default_rng(seed).choice(chorded, max_windows, replace=False))
+        return cls(events[chorded].astype(np.int8), chords[chorded].astype(np.uint8))
+
+    @property
+    def steps(self) -> int:
+        return int(self.events.shape[1])
+
+    def nearest(self, progression: np.ndarray, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
+        """The POOL windows whose chords, moved by some shift, differ from `progression` [steps] at the fewest
+        steps: (window indices, semitone shifts in -6..5 that keep each melody inside the codec's
+        `num_classes`)."""
+        target = np.asarray(progression, dtype=np.int64)
+        if target.shape != (self.steps,):
+            raise ValueError(f"a progression for this bank has {self.steps} steps, got shape {target.shape}")
+        key = target.astype(np.uint8).tobytes()
+        if key in self._nearest:
+            self._nearest.move_to_end(key)
+            return self._nearest[key]
+        distance = np.stack([(transpose_chords(self.chords, k) != target).sum(axis=1) for k in range(12)], axis=1)
+        distance = distance + self._out_of_range(num_classes) * (self.steps + 1)
+        flat = np.argsort(distance, axis=None, kind="stable")[:POOL]
+        rows, shifts = np.unravel_index(flat, distance.shape)
+        found = (rows, self._signed(rows, shifts, num_classes))
+        self._nearest[key] = found
+        if len(self._nearest) > CACHE:
+            self._nearest.popitem(last=False)
+        return found
+
+    def draw(self, progression: np.ndarray, n: int, rng: np.random.Generator, num_classes: int) -> np.ndarray:
+        """[n, steps] int64 melodies: windows of the nearest pool, each moved onto the progression."""
+        rows, shifts = self.nearest(progression, num_classes)
+        pick = rng.integers(0, len(rows), n)
+        events = self.events[rows[pick]].astype(np.int64)
+        return np.where(events >= FIRST_NOTE_ON, events + shifts[pick][:, None], events)
+
+    def _ranges(self) -> tuple[np.ndarray, np.ndarray]:
+        onsets = self.events >= FIRST_NOTE_ON
+        low = np.where(onsets, self.events, 127).min(axis=1).astype(np.int64)
+        high = np.where(onsets, self.events, FIRST_NOTE_ON).max(axis=1).astype(np.int64)
+        return low, high
+
+    def _out_of_range(self, num_classes: int) -> np.ndarray:
+        """[N, 12]: no signed version of shift k keeps window i's notes inside the codec."""
+        low, high = self._ranges()
+        k = np.arange(12)[None, :]
+        fits = lambda s: (low[:, None] + s >= FIRST_NOTE_ON) & (high[:, None] + s <= num_classes - 1)  # noqa: E731
+        return ~(fits(k) | fits(k - 12))
+
+    def _signed(self, rows: np.ndarray, shifts: np.ndarray, num_classes: int) -> np.ndarray:
+        """Each shift as the semitones nearest zero (k or k - 12) that keep the window's notes inside."""
+        low, high = self._ranges()
+        up, down = shifts.astype(np.int64), shifts.astype(np.int64) - 12
+        up_fits = (low[rows] + up >= FIRST_NOTE_ON) & (high[rows] + up <= num_classes - 1)
+        down_fits = (low[rows] + down >= FIRST_NOTE_ON) & (high[rows] + down <= num_classes - 1)
+        prefer_up = up_fits & (~down_fits | (up <= -down))
+        return np.where(prefer_up, up, down)
+
+    def save(self, directory: str | Path) -> Path:
+        path = Path(directory) / CHORD_BANK_FILE
+        atomic_write_bytes(path, save({"events": self.events.astype(np.int8), "chords": self.chords.astype(np.uint8)}))
+        return path
+
+    @classmethod
+    def load(cls, directory: str | Path, steps: int) -> ChordBank | None:
+        """The bank stored in a checkpoint directory, None without one; errors name a damaged file."""
+        path = Path(directory) / CHORD_BANK_FILE
+        if not path.is_file():
+            return None
+        try:
+            with safe_open(str(path), "np") as handle:
+                bank = cls(handle.get_tensor("events"), handle.get_tensor("chords"))
+        except Exception as exc:  # noqa: BLE001 - any damage is reported the same way
+            raise ValueError(f"{path} is damaged ({exc}); recompute it with `seqvae attributes`") from None
+        if bank.steps != steps:
+            raise ValueError(f"{path} holds {bank.steps}-step windows, the model reads {steps}; recompute it with "
+                             "`seqvae attributes`")
+        return bank
