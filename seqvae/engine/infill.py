@@ -84,24 +84,19 @@ def blank_gap(events: np.ndarray, start: int, end: int, codec: EventCodec) -> np
     return keep_sound(events, rest, start, end, codec)
 
 
-def pitch_class_counts(rows: np.ndarray, codec: EventCodec) -> np.ndarray:
-    """Note-ons per pitch class of each event row [n, steps]: float64 [n, 12]."""
-    onsets = rows >= FIRST_NOTE_ON
-    counts = np.zeros((len(rows), 12))
-    which, _ = np.nonzero(onsets)
-    np.add.at(counts, (which, (rows[onsets] - FIRST_NOTE_ON + codec.min_pitch) % 12), 1.0)
-    return counts
-
-
 def kept_key(events: np.ndarray, keep: np.ndarray, codec: EventCodec) -> np.ndarray | None:
     """The KEY_MASKS row [12] holding the most of the kept steps' notes (the first such); None without a kept note."""
-    counts = pitch_class_counts(np.where(keep, events, NO_EVENT)[None], codec)[0]
-    return KEY_MASKS[int(np.argmax(KEY_MASKS @ counts))] if counts.any() else None
+    notes = events[keep & (events >= FIRST_NOTE_ON)]
+    if len(notes) == 0:
+        return None
+    counts = np.bincount((notes - FIRST_NOTE_ON + codec.min_pitch) % 12, minlength=12)
+    return KEY_MASKS[int(np.argmax(KEY_MASKS @ counts))]
 
 
 def out_of_key(tokens: np.ndarray, start: int, end: int, key: np.ndarray, codec: EventCodec) -> np.ndarray:
     """Per row of tokens [n, steps], the gap's notes outside `key` (a KEY_MASKS row)."""
-    return pitch_class_counts(tokens[:, start:end], codec) @ (~key).astype(np.float64)
+    gap = tokens[:, start:end]
+    return ((gap >= FIRST_NOTE_ON) & ~key[(gap - FIRST_NOTE_ON + codec.min_pitch) % 12]).sum(axis=1)
 
 
 def around(mu: np.ndarray, sigma: np.ndarray, counts: list[int], rng: np.random.Generator) -> np.ndarray:
