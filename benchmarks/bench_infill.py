@@ -158,8 +158,10 @@ class MethodResult:
     kept_sound_broken: float
 
 
-def run_method(engine: Engine, name: str, infill, windows: np.ndarray, temperature: float) -> MethodResult:
-    """Infill bars 1 and 2 of every window (seed = window index); time each call and score each bar."""
+def run_method(engine: Engine, name: str, infill, windows: np.ndarray, temperature: float
+               ) -> tuple[MethodResult, list[BarQuality]]:
+    """Infill bars 1 and 2 of every window (seed = window index); time each call and score each bar (the
+    scores in window order, bar 1 then bar 2)."""
     per_bar = engine.meter.steps_per_bar
     infill(windows[0], 0, per_bar, 0, temperature)  # untimed: the first call builds what later ones reuse
     times, scores = [], []
@@ -176,7 +178,21 @@ def run_method(engine: Engine, name: str, infill, windows: np.ndarray, temperatu
         float(np.mean([s.log_likelihood for s in scores])), float(np.mean(keyed)) if keyed else float("nan"),
         float(np.mean([s.note_gap for s in scores])), float(np.mean([s.empty for s in scores])),
         float(np.mean([s.changed for s in scores])), float(np.mean([s.repeats for s in scores])),
-        float(np.mean([s.kept_sound_broken for s in scores])))
+        float(np.mean([s.kept_sound_broken for s in scores]))), scores
+
+
+def paired_in_key(scores: list[BarQuality], base: list[BarQuality]) -> tuple[float, float]:
+    """Mean and standard error of the in-key difference, paired by window: each window's mean difference over
+    its bars where both methods placed a note (the two bars of a window are not independent draws)."""
+    per_window = []
+    for i in range(0, len(scores), 2):
+        pairs = [(a.in_key, b.in_key) for a, b in zip(scores[i:i + 2], base[i:i + 2], strict=True)
+                 if a.in_key is not None and b.in_key is not None]
+        if pairs:
+            per_window.append(float(np.mean([a - b for a, b in pairs])))
+    if len(per_window) < 2:
+        return float("nan"), float("nan")
+    return float(np.mean(per_window)), float(np.std(per_window, ddof=1) / np.sqrt(len(per_window)))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -213,18 +229,20 @@ def main(argv: list[str] | None = None) -> int:
     if not args.skip_optimiser:
         methods.append(("optimiser (baseline)", lambda events, start, end, seed, t:
                         optimiser_infill(engine, events, start, end, seed, t)))
-    results = [run_method(engine, name, fn, windows, args.temperature) for name, fn in methods]
+    runs = [run_method(engine, name, fn, windows, args.temperature) for name, fn in methods]
+    results = [result for result, _ in runs]
     print(f"{'method':<22}{'p50 ms':>8}{'p99 ms':>8}{'bar LL':>8}{'in key':>8}{'|dN|':>7}{'empty':>7}"
           f"{'changed':>8}{'repeat':>7}{'kept broken':>12}")
     for r in results:
         print(f"{r.method:<22}{r.p50_ms:>8.1f}{r.p99_ms:>8.1f}{r.log_likelihood:>8.3f}{r.in_key:>8.1%}"
               f"{r.note_gap:>7.2f}{r.empty:>7.1%}{r.changed:>8.1%}{r.repeats:>7.1%}{r.kept_sound_broken:>12.1%}")
     if not args.skip_optimiser:
-        base = results[-1]
-        for r in results[:-1]:
+        base, base_scores = runs[-1]
+        for r, scores in runs[:-1]:
+            mean, error = paired_in_key(scores, base_scores)
             print(f"{r.method}: {base.p50_ms / r.p50_ms:.1f}x faster at p50 than the optimiser, bar LL "
-                  f"{r.log_likelihood - base.log_likelihood:+.3f}, in key {r.in_key - base.in_key:+.1%}, "
-                  f"|dN| {r.note_gap - base.note_gap:+.2f}")
+                  f"{r.log_likelihood - base.log_likelihood:+.3f}, in key {r.in_key - base.in_key:+.1%} (paired by "
+                  f"window {mean:+.1%} +- {error:.1%} s.e.), |dN| {r.note_gap - base.note_gap:+.2f}")
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"model": args.model, "windows": len(windows),

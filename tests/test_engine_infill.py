@@ -10,7 +10,7 @@ import torch
 from seqvae.codec import NO_EVENT, NOTE_OFF, EventCodec, Melody, Meter, Note
 from seqvae.data.synthetic import synthetic_windows
 from seqvae.engine import Engine
-from seqvae.engine.infill import blank_gap, infill_events, keep_sound
+from seqvae.engine.infill import KEY_WEIGHT, blank_gap, infill_events, keep_sound, kept_key, out_of_key
 from seqvae.models import build_model, get_config
 
 CODEC = EventCodec()
@@ -195,3 +195,48 @@ def test_bad_search_arguments_get_clear_errors():
         infill_events(engine, events, 0, 32, 0.5, 0)
     with pytest.raises(ValueError, match="temperature"):
         engine.infill(_tied(32, 16)[0], 1, 1, temperature=-1)
+
+
+def _c_major_then(gap_pitches: list[int]) -> np.ndarray:
+    """Bar 1 a C major scale run (the kept bar), bar 2 the given pitches, one per four steps."""
+    notes = [Note(p, 2 * i, 2 * i + 2, 80) for i, p in enumerate((60, 62, 64, 65, 67, 69, 71, 72))]
+    notes += [Note(p, 16 + 4 * i, 20 + 4 * i, 80) for i, p in enumerate(gap_pitches)]
+    return CODEC.notes_to_events(notes, 32)
+
+
+def test_out_of_key_counts_the_gaps_notes_outside_the_kept_bars_key():
+    keep = _kept(32, 16, 32)
+    key = kept_key(_c_major_then([]), keep, CODEC)
+    np.testing.assert_array_equal(np.flatnonzero(key), [0, 2, 4, 5, 7, 9, 11])
+    rows = np.stack([_c_major_then(g) for g in ([60, 64, 67, 72], [61, 64, 66, 70], [])])
+    np.testing.assert_array_equal(out_of_key(rows, 16, 32, key, CODEC), [0, 3, 0])
+    only_gap = CODEC.notes_to_events([Note(61, 16, 20, 80)], 32)
+    assert kept_key(only_gap, keep, CODEC) is None  # no kept note: no key to keep
+
+
+def _two_candidates():
+    """A decode_scored that returns, row by row, a gap out of C major whose kept steps are a little likelier and
+    an in-key gap: the key prior decides between them."""
+    outside, inside = _c_major_then([61, 63, 66, 68]), _c_major_then([60, 64, 67, 72])
+
+    def decode_scored(z, temperature=0.0, seed=None, forced=None, mask=None):
+        tokens = np.stack([outside if i % 2 == 0 else inside for i in range(len(z))])
+        log_probs = np.full(tokens.shape, -1.0, np.float32)
+        log_probs[::2, 0] += KEY_WEIGHT  # 4 notes out of key cost 4 * KEY_WEIGHT; this buys back one
+        return tokens, log_probs
+
+    return decode_scored
+
+
+def test_the_key_prior_prefers_the_gap_in_the_kept_bars_key(monkeypatch):
+    engine = _engine("tiny_lstm")
+    monkeypatch.setitem(vars(engine), "decode_scored", _two_candidates())
+    melody = Melody(_c_major_then([60, 62, 64, 65]), codec=CODEC)
+    assert np.array_equal(engine.infill(melody, 2, 2, seed=0).events, _c_major_then([60, 64, 67, 72]))
+
+
+def test_a_users_key_turns_the_key_prior_off(monkeypatch):
+    view = _engine("tiny_lstm").constrained("A harmonic minor")
+    monkeypatch.setitem(vars(view), "decode_scored", _two_candidates())
+    melody = Melody(_c_major_then([60, 62, 64, 65]), codec=CODEC)
+    assert np.array_equal(view.infill(melody, 2, 2, seed=0).events, _c_major_then([61, 63, 66, 68]))

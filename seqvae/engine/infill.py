@@ -12,6 +12,14 @@ one decode of a few rows each, the decode forcing the kept steps and scoring the
    encoded whole, so each posterior explains the kept bars and a real gap; latents around those means are
    decoded again, and the one with the likeliest kept steps wins.
 
+Both rounds rank with a key prior: what a musician expects of a regenerated bar is that it stays in the key
+of the bars around it. Each new note outside the major or minor key that best fits the kept notes (the
+first in evaluate.features.KEY_MASKS on a tie, as bench_infill.py picks a key) costs `KEY_WEIGHT` nats of
+kept-step likelihood. Without it the search's bars were less often in key than the optimiser's (see
+docs/benchmarks.md); letting a tie of best-fitting keys take the one the gap fits best measured worse
+than this one key. A user's own key (`Engine.constrained`) already masks the decode, and may be one no
+major or minor key holds (harmonic minor): then the prior is off.
+
 Every model call goes through the engine's per-call lock, in pieces a server's short requests can run
 between. A kept bar must sound as it did, not only be spelt the same: in this codec a held note is
 NO_EVENT steps, so a note held into the first kept bar would otherwise continue whatever the new gap ends
@@ -29,12 +37,14 @@ import numpy as np
 from seqvae.codec import NO_EVENT, NOTE_OFF, EventCodec
 from seqvae.codec.events import FIRST_NOTE_ON
 from seqvae.engine.latent import variations
+from seqvae.evaluate.features import KEY_MASKS
 
 EXPLORE = 12  # latents decoded in round 1; these sizes weigh quality against time (benchmarks/bench_infill.py)
 REFINE = 8  # latents decoded in round 2
 FILLERS = 2  # explored gaps refined in round 2
 PRIOR_BLEND = 0.8  # round 1 latents: slerp from the blanked melody's posterior mean towards prior draws
 POSTERIOR_SCALE = 1.0  # round 2 latents around each filler: mu + POSTERIOR_SCALE * sigma * eps
+KEY_WEIGHT = 8.0  # nats of kept-step likelihood one new note outside the kept bars' key costs (bench_infill.py)
 
 
 class InfillModel(Protocol):
@@ -42,6 +52,7 @@ class InfillModel(Protocol):
 
     steps: int
     codec: EventCodec
+    key: object | None  # a user's key, already masking every decode: the key prior stays off
 
     def encode_events(self, events: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
 
@@ -73,6 +84,21 @@ def blank_gap(events: np.ndarray, start: int, end: int, codec: EventCodec) -> np
     return keep_sound(events, rest, start, end, codec)
 
 
+def kept_key(events: np.ndarray, keep: np.ndarray, codec: EventCodec) -> np.ndarray | None:
+    """The KEY_MASKS row [12] holding the most of the kept steps' notes (the first such); None without a kept note."""
+    notes = events[keep & (events >= FIRST_NOTE_ON)]
+    if len(notes) == 0:
+        return None
+    counts = np.bincount((notes - FIRST_NOTE_ON + codec.min_pitch) % 12, minlength=12)
+    return KEY_MASKS[int(np.argmax(KEY_MASKS @ counts))]
+
+
+def out_of_key(tokens: np.ndarray, start: int, end: int, key: np.ndarray, codec: EventCodec) -> np.ndarray:
+    """Per row of tokens [n, steps], the gap's notes outside `key` (a KEY_MASKS row)."""
+    gap = tokens[:, start:end]
+    return ((gap >= FIRST_NOTE_ON) & ~key[(gap - FIRST_NOTE_ON + codec.min_pitch) % 12]).sum(axis=1)
+
+
 def around(mu: np.ndarray, sigma: np.ndarray, counts: list[int], rng: np.random.Generator) -> np.ndarray:
     """For each posterior (mu, sigma) row, its mean and then counts[i] - 1 draws from it scaled by
     POSTERIOR_SCALE: [sum(counts), Z]."""
@@ -99,25 +125,30 @@ def infill_events(model: InfillModel, events: np.ndarray, start: int, end: int, 
     blank = blank_gap(events, start, end, codec)
     keep = np.ones(model.steps, dtype=bool)
     keep[start:end] = False
+    key = None if model.key is not None else kept_key(events, keep, codec)
     mu, _ = model.encode_events(blank[None])
     explored = variations(mu[0], int(explore), PRIOR_BLEND, rng, model.draw_prior)
-    tokens, likelihood = _decode_ranked(model, explored, blank, keep, temperature, rng)
+    tokens, score = _decode_ranked(model, explored, blank, keep, key, (start, end), temperature, rng)
     silent = ~(tokens[:, start:end] >= FIRST_NOTE_ON).any(axis=1)  # a silent gap would only encode the blank again
     fillers = min(FILLERS, int(explore), int(refine))
-    best = np.lexsort((-likelihood, silent))[:fillers]
+    best = np.lexsort((-score, silent))[:fillers]
     filled = np.stack([keep_sound(events, tokens[i], start, end, codec) for i in best])
     mu, sigma = model.encode_events(filled)
     counts = [len(part) for part in np.array_split(np.arange(int(refine)), fillers)]
-    tokens, likelihood = _decode_ranked(model, around(mu, sigma, counts, rng), blank, keep, temperature, rng)
-    return keep_sound(events, tokens[int(np.argmax(likelihood))], start, end, codec)
+    tokens, score = _decode_ranked(model, around(mu, sigma, counts, rng), blank, keep, key, (start, end),
+                                   temperature, rng)
+    return keep_sound(events, tokens[int(np.argmax(score))], start, end, codec)
 
 
-def _decode_ranked(model: InfillModel, z: np.ndarray, blank: np.ndarray, keep: np.ndarray, temperature: float,
-                   rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Tokens [n, steps] decoded from z [n, Z] with `blank`'s kept steps forced, and the kept steps' total
-    log-likelihood per row (float64 [n])."""
+def _decode_ranked(model: InfillModel, z: np.ndarray, blank: np.ndarray, keep: np.ndarray, key: np.ndarray | None,
+                   gap: tuple[int, int], temperature: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Tokens [n, steps] decoded from z [n, Z] with `blank`'s kept steps forced, and each row's score
+    (float64 [n]): the kept steps' total log-likelihood, less KEY_WEIGHT per new note outside `key`."""
     forced = np.repeat(blank[None], len(z), axis=0)
     mask = np.repeat(keep[None], len(z), axis=0)
     seed = int(rng.integers(0, 2**63)) if temperature > 0 else None
     tokens, log_probs = model.decode_scored(z, temperature, seed, forced, mask)
-    return tokens, np.where(keep, log_probs.astype(np.float64), 0.0).sum(axis=1)
+    score = np.where(keep, log_probs.astype(np.float64), 0.0).sum(axis=1)
+    if key is not None:
+        score -= KEY_WEIGHT * out_of_key(tokens, *gap, key, model.codec)
+    return tokens, score
