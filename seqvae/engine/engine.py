@@ -38,8 +38,8 @@ from seqvae.engine.inputs import (
 )
 from seqvae.engine.model_lock import ModelLock
 from seqvae.models.attribute_vectors import ATTRIBUTE_FILE, AttributeVectors
-from seqvae.models.device import pick_device
 from seqvae.models.chord_bank import ChordBank
+from seqvae.models.device import pick_device
 from seqvae.models.latent_prior import LatentPrior
 from seqvae.models.precision import parse_precision
 from seqvae.models.sampling import draw_uniforms
@@ -439,7 +439,7 @@ class Engine:
         for rows in rows_of.values():
             melodies[rows] = self.chord_bank.draw(heard[rows[0]], len(rows), rng, self.codec.num_classes)
         mu, _ = self.encode_events(melodies, chords=heard)
-        return self._prior.sample_near(mu, rng)
+        return self._prior.sample_near(mu, rng, self.chord_bank.bandwidth)
 
     @property
     def latent_prior(self) -> LatentPrior | None:

@@ -7,7 +7,10 @@ some key the chords know nothing of, and samples sit on chord tones no more ofte
 under chords draws from p(z | chords) instead: the stored training windows whose chords are nearest to the
 progression up to transposition (the count of steps whose chord differs, after moving the window's chords by
 the best of 12 shifts), moved by that shift, encoded under the progression, and used as the centres of the
-model's fitted kernel density (`LatentPrior.sample_near`, the same bandwidth the data-copying test chose).
+model's fitted kernel density (`LatentPrior.sample_near`) at a narrower bandwidth than the unconditional
+prior's: a draw far from its centre forgets the centre's chords. BANDWIDTH weighs fit against novelty: on 400
+folk valid windows under their own chords, on-beat chord tones were 0.60 / 0.68 / 0.75 / 0.78 at bandwidths
+0.5 (the data-copying test's choice for `chords`) / 0.35 / 0.2 / 0.1, real melodies 0.81.
 The bank is fitted by `seqvae attributes` beside the latent prior; a checkpoint without one samples as before.
 """
 
@@ -28,6 +31,7 @@ from seqvae.codec.events import FIRST_NOTE_ON
 CHORD_BANK_FILE = "chord_bank.safetensors"
 MAX_WINDOWS = 20000  # 2 x 1 byte x steps each: 1.3 MB for 2-bar windows
 POOL = 32  # nearest windows a draw picks among, so samples under one progression vary
+BANDWIDTH = 0.2  # of the kernel draws around the matched windows' latents (see the module docstring)
 CACHE = 64  # progressions whose nearest windows are remembered (a server's clients reuse a few)
 
 
@@ -35,12 +39,15 @@ CACHE = 64  # progressions whose nearest windows are remembered (a server's clie
 class ChordBank:
     events: np.ndarray  # int8 [N, steps] training windows
     chords: np.ndarray  # uint8 [N, steps] their chord class per step
+    bandwidth: float = BANDWIDTH
     _nearest: OrderedDict = field(default_factory=OrderedDict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.events.ndim != 2 or self.chords.shape != self.events.shape or not len(self.events):
             raise ValueError(f"a chord bank needs events and chords of one shape [windows, steps], got "
                              f"{self.events.shape} and {self.chords.shape}")
+        if not np.isfinite(self.bandwidth) or self.bandwidth <= 0:
+            raise ValueError(f"a chord bank's bandwidth must be a positive number, got {self.bandwidth!r}")
         if self.chords.max(initial=0) >= NUM_CHORD_CLASSES:
             raise ValueError(f"chord classes must lie in 0..{NUM_CHORD_CLASSES - 1}")
 
@@ -109,7 +116,8 @@ class ChordBank:
 
     def save(self, directory: str | Path) -> Path:
         path = Path(directory) / CHORD_BANK_FILE
-        atomic_write_bytes(path, save({"events": self.events.astype(np.int8), "chords": self.chords.astype(np.uint8)}))
+        atomic_write_bytes(path, save({"events": self.events.astype(np.int8), "chords": self.chords.astype(np.uint8)},
+                                      metadata={"bandwidth": str(self.bandwidth)}))
         return path
 
     @classmethod
@@ -120,7 +128,8 @@ class ChordBank:
             return None
         try:
             with safe_open(str(path), "np") as handle:
-                bank = cls(handle.get_tensor("events"), handle.get_tensor("chords"))
+                bandwidth = float((handle.metadata() or {}).get("bandwidth", BANDWIDTH))
+                bank = cls(handle.get_tensor("events"), handle.get_tensor("chords"), bandwidth)
         except Exception as exc:  # noqa: BLE001 - any damage is reported the same way
             raise ValueError(f"{path} is damaged ({exc}); recompute it with `seqvae attributes`") from None
         if bank.steps != steps:

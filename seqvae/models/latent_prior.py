@@ -177,11 +177,11 @@ class LatentPrior:
                                         dtype=np.float32)
         return self.sample_near(self.centers[rng.integers(0, len(self.centers), n)], rng)
 
-    def sample_near(self, centers: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    def sample_near(self, centers: np.ndarray, rng: np.random.Generator, bandwidth: float | None = None) -> np.ndarray:
         """One kernel draw around each of `centers` [n, Z] (latents of melodies chosen elsewhere, e.g. by their
-        chords): the kernel density's bandwidth, or a Gaussian's own spread scaled by PERSONAL_BANDWIDTH."""
+        chords) at `bandwidth`: by default the kernel density's, or PERSONAL_BANDWIDTH for a Gaussian."""
         mean = self.mean.astype(np.float32)
-        h = self.bandwidth if self.centers is not None else PERSONAL_BANDWIDTH
+        h = bandwidth if bandwidth is not None else self.bandwidth if self.centers is not None else PERSONAL_BANDWIDTH
         noise = self._correlated_noise(rng.standard_normal((len(centers), self.z_size)))
         a = np.float32(1.0 / np.sqrt(1.0 + h ** 2))
         b = np.float32(h) * a
