@@ -58,7 +58,7 @@ def test_both_readers_build_the_same_corpus(midi_dir, tmp_path, chords):
 def test_deduplicating_bucket_by_bucket_changes_nothing(midi_dir, tmp_path, monkeypatch):
     build_corpus(midi_dir, tmp_path / "whole", workers=1, progress=False)
     monkeypatch.setitem(vars(window_store), "BUCKET_BYTES", 64)  # two-row buckets: hundreds of them
-    monkeypatch.setitem(vars(window_store), "CHUNK_ROWS", 7)
+    monkeypatch.setitem(vars(window_store), "CHUNK_BYTES", 7 * 32)
     build_corpus(midi_dir, tmp_path / "buckets", workers=1, progress=False)
     assert_same_corpus(tmp_path / "whole", tmp_path / "buckets")
     assert not list(tmp_path.glob("**/*.raw"))  # the append files are gone

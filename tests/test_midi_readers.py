@@ -23,11 +23,11 @@ def facts(score) -> tuple:
     return lines, score.meters, score.bpm, score.n_steps, score.chords
 
 
-def write_track(path: Path, events: bytes, file_format: int = 0) -> Path:
-    """One MTrk of raw events (each with its delta), ended by end-of-track."""
-    body = events + b"\x00\xff\x2f\x00"
-    path.write_bytes(struct.pack(">4sLHHH", b"MThd", 6, file_format, 1, 480) + struct.pack(">4sL", b"MTrk", len(body))
-                     + body)
+def write_track(path: Path, *tracks: bytes) -> Path:
+    """MTrk chunks of raw events (each with its delta), each ended by end-of-track; type 0 for one track."""
+    bodies = [events + b"\x00\xff\x2f\x00" for events in tracks]
+    path.write_bytes(struct.pack(">4sLHHH", b"MThd", 6, int(len(tracks) > 1), len(tracks), 480)
+                     + b"".join(struct.pack(">4sL", b"MTrk", len(body)) + body for body in bodies))
     return path
 
 
@@ -51,6 +51,18 @@ CASES = {  # name: (track bytes, whether the fast reader vouches for it)
     "meter denominator past 2**7": (b"\x00\xff\x58\x04\x03\x20\x18\x08" + NOTES, False),
     "unknown key signature": (b"\x00\xff\x59\x02\x09\x00" + NOTES, False),
     "data byte over 127": (b"\x00\x90\x3c\xc0\x83\x60\x80\x3c\x00", False),
+    "lyrics": (b"\x00\xff\x05\x02la" + NOTES + b"\x00\xff\x05\x02li", True),
+}
+TEMPO_90, TEMPO_140 = b"\x00\xff\x51\x03\x0a\x2c\x2b", b"\x00\xff\x51\x03\x06\x8a\x1b"
+METER_34, METER_68 = b"\x00\xff\x58\x04\x03\x02\x18\x08", b"\x00\xff\x58\x04\x06\x03\x18\x08"
+MULTI_TRACK = {  # name: (tracks, whether the fast reader vouches for it)
+    "conductor and two parts": ([TEMPO_90 + METER_34 + b"\x83\x60" + TEMPO_140[1:], NOTES,
+                                 b"\x00\xc1\x21" + NOTES.replace(b"\x90", b"\x91").replace(b"\x80", b"\x81")], True),
+    "the same tempo and meter in every track": ([TEMPO_90 + METER_34 + NOTES] * 3, True),
+    "differing tempi in two tracks": ([TEMPO_140 + NOTES, TEMPO_90 + NOTES], False),
+    "differing meters at one step": ([METER_34 + NOTES, METER_68 + NOTES], False),
+    "program set by an earlier track": ([b"\x00\xc0\x05", NOTES], False),
+    "program set in the track": ([b"\x00\xc0\x05", b"\x00\xc0\x07" + NOTES], True),
 }
 
 
@@ -70,6 +82,17 @@ def test_fast_reader_matches_mido_or_steps_aside(tmp_path, name):
         assert facts(fast) == reference
         assert all(isinstance(line.notes, NoteArray) for line in fast.lines)
     assert facts(read_midi(path)) == reference  # auto: whichever read it, the mido score
+
+
+@pytest.mark.parametrize("name", list(MULTI_TRACK))
+def test_fast_reader_on_several_tracks(tmp_path, name):
+    tracks, vouched = MULTI_TRACK[name]
+    path = write_track(tmp_path / "t.mid", *tracks)
+    fast = read_with_symusic(path)
+    assert (fast is not None) == vouched
+    if fast is not None:
+        assert facts(fast) == facts(read_with_mido(path))
+    assert facts(read_midi(path)) == facts(read_with_mido(path))
 
 
 def test_fixtures_read_the_same_with_either_reader():

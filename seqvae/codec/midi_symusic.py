@@ -1,14 +1,15 @@
 """The fast MIDI reader: symusic's compiled parser, giving exactly the score the mido reader gives.
 
-symusic groups notes by (channel, program) without saying which channel, drops notes never released and
-keeps no text events. So each track is parsed on its own with a tail put before its end-of-track: a
-marker (where the track ends), a note-off there for every pitch of every channel the track may use (a
-note never released ends with its track, as mido's reading has it), a second round one tick later (a
-pitch still held: held twice over), and one probe note per channel whose pitch is the channel number
-(which group is which channel, and which program the channel ends on). Chord texts and unusual track
-names come from mido reading just that track. Wherever this cannot vouch for the mido result (a pitch
-held twice over, a channel's notes under two programs, odd bytes, short meta events), the reader
-returns None and read_midi asks mido.
+symusic groups notes by (channel, program) without saying which channel or track, drops notes never
+released and keeps no text events. So the file is parsed with a tail put before each track's
+end-of-track: a marker naming the track (where it ends), a note-off there for every pitch of every
+channel the track may use (a note never released ends with its track, as mido's reading has it), a
+second round one tick later (a pitch still held: held twice over), and one probe note per channel whose
+pitch is the channel and whose velocity the track (which group is which, and which program each channel
+ends on). Chord texts and unusual track names come from mido reading just that track. Wherever this
+cannot vouch for the mido result (a pitch held twice over, a channel's notes under two programs, two
+meters at one step, tempi spread over tracks, short meta events), the reader returns None and
+read_midi asks mido.
 """
 
 from __future__ import annotations
@@ -29,11 +30,13 @@ try:
 except ImportError:  # an optional speed-up: mido reads everything without it
     symusic = None
 
-END_MARKER = "seqvae:track-end"
+END_MARKER = "seqvae:track-end:"  # then the track's number
+MAX_TRACKS = 127  # a probe's velocity is its track's number + 1
 META_LENGTHS = {0x51: 3, 0x58: 4, 0x59: 2}  # set_tempo, time_signature, key_signature: mido needs these whole
 _FILE_HEADER = struct.Struct(">4sLHHH")
 _CHUNK_HEADER = struct.Struct(">4sL")
 _END_OF_TRACK = b"\xff\x2f\x00"
+_CHANNEL_STATUS = tuple(range(0x90, 0xA0)) + tuple(range(0xC0, 0xD0))  # note-on and program change, by channel
 _UNKNOWN = -1  # a channel's program after a track that may or may not have set it to 0
 
 
@@ -47,21 +50,27 @@ def read_with_symusic(path: str | Path) -> MidiScore | None:
         return None
     data = Path(path).read_bytes()
     layout = _track_chunks(data)
-    if layout is None:
+    if layout is None or len(layout[1]) > MAX_TRACKS:
         return None
     division, chunks = layout
+    parsed = _parse_with_tails(chunks, division)
+    if parsed is None:
+        return None
+    score, groups = parsed
     ticks_per_step = division / STEPS_PER_QUARTER
-    meters: dict[int, Meter | None] = {}
-    tempo = None
+    meters = _meters(score, ticks_per_step)
+    tempo = _first_tempo(score, chunks)
+    if meters is None or tempo is False:
+        return None
     lines: list[Line] = []
     chords: list[tuple[int, str]] = []
     programs: dict[int, int] = {}  # channel -> program set by an earlier track (mido's programs carry over)
     last_tick = 0
     for index, chunk in enumerate(chunks):
-        track = _read_track(chunk, division)
-        if track is None:
+        notes, probes, name = groups[index]
+        name, texts = _names_and_texts(chunk, name, bool(notes))
+        if texts is None:
             return None
-        notes, probes, signatures, tempos, texts, name = track
         for channel, program in sorted(notes):
             if program == 0 and programs.get(channel, 0) != 0:
                 return None  # no program change here, or one back to 0: mido's program is not knowable here
@@ -77,16 +86,85 @@ def read_with_symusic(path: str | Path) -> MidiScore | None:
                 programs[channel] = program
             elif programs.get(channel, 0) != 0:
                 programs[channel] = _UNKNOWN
-        for tick, numerator, denominator in signatures:
-            meters[int(round(tick / ticks_per_step))] = _meter(numerator, denominator)
-        if tempo is None and tempos:
-            tempo = mido.tempo2bpm(tempos[0])
         chords += [(int(round(tick / ticks_per_step)), symbol) for tick, symbol in texts]
     if 0 not in meters:
         meters[0] = Meter(4, 4)
     chords.sort(key=lambda c: c[0])
     meter_list = sorted(meters.items(), key=lambda kv: kv[0])
     return MidiScore(lines, meter_list, float(tempo or 120.0), int(round(last_tick / ticks_per_step)), chords)
+
+
+def _parse_with_tails(chunks: list[bytes], division: int):
+    """symusic over the file with every track's tail put in: the score, and per track its note groups by
+    (channel, program), its channels' programs at its end and its name. None where mido must judge."""
+    bodies = []
+    for index, chunk in enumerate(chunks):
+        if not chunk.endswith(_END_OF_TRACK) or chunk.count(_END_OF_TRACK) != 1 or not _plain_bytes(chunk):
+            return None
+        present = [status for status in _CHANNEL_STATUS if status in chunk]
+        note_channels = tuple(status & 0x0F for status in present if status < 0xA0)
+        probe_channels = tuple(sorted({status & 0x0F for status in present}))
+        body = chunk[: -len(_END_OF_TRACK)] + _tail(note_channels, probe_channels, index)
+        bodies.append(_CHUNK_HEADER.pack(b"MTrk", len(body)) + body)
+    single = _FILE_HEADER.pack(b"MThd", 6, 1, len(chunks), division) + b"".join(bodies)
+    try:
+        score = symusic.Score.from_midi(single)
+    except Exception:  # noqa: BLE001 - whatever symusic refuses, mido gets to judge
+        return None
+    ends = np.full(len(chunks), -1, dtype=np.int64)
+    for marker in score.markers:
+        if marker.text.startswith(END_MARKER):
+            number = marker.text[len(END_MARKER):]
+            if not number.isdigit() or int(number) >= len(chunks) or ends[int(number)] >= 0:
+                return None  # the file holds a marker like ours
+            ends[int(number)] = marker.time
+    if (ends < 0).any() or any(not -7 <= k.key <= 7 or k.tonality not in (0, 1) for k in score.key_signatures):
+        return None
+    groups: list[tuple[dict, dict, str]] = [({}, {}, "") for _ in chunks]
+    for group in score.tracks:
+        columns = group.notes.numpy()
+        if not len(columns["time"]):
+            continue  # lyrics only
+        time, velocity = columns["time"].astype(np.int64), columns["velocity"].astype(np.int64)
+        track = np.clip(velocity - 1, 0, len(chunks) - 1)
+        probe = (velocity <= len(chunks)) & (time == ends[track] + 2) & (columns["duration"] == 1)
+        if probe.sum() != 1:
+            return None  # a channel's notes under two programs: only its last group has the probe
+        index, channel = int(track[probe][0]), int(columns["pitch"][probe][0])
+        notes, probes, _ = groups[index]
+        probes[channel] = int(group.program)
+        real = ~probe
+        if real.any():
+            stop = time[real] + columns["duration"][real].astype(np.int64)
+            if stop.max() > ends[index]:
+                return None  # closed by the second round of note-offs: a pitch held twice over at the end
+            notes[(channel, int(group.program))] = (time[real], stop, columns["pitch"][real].astype(np.int64),
+                                                    velocity[real])
+            groups[index] = (notes, probes, group.name)
+    return score, groups
+
+
+def _meters(score, ticks_per_step: float) -> dict[int, Meter | None] | None:
+    """First step -> meter, as mido's reading (the last in file order at a step) has it; None if that order
+    is lost (two meters at one step: symusic sorts them by time across tracks)."""
+    meters: dict[int, tuple[int, int]] = {}
+    for signature in score.time_signatures:
+        step = int(round(signature.time / ticks_per_step))
+        meter = (signature.numerator, signature.denominator)
+        if meters.setdefault(step, meter) != meter:
+            return None
+    return {step: _meter(*meter) for step, meter in meters.items()}
+
+
+def _first_tempo(score, chunks: list[bytes]) -> float | None | bool:
+    """The bpm of the first tempo in file order (None if there is none), or False where it is not knowable:
+    tempi that differ, and not all in one track (symusic sorts them by time across tracks)."""
+    tempos = [(t.time, t.mspq) for t in score.tempos]
+    if len({mspq for _, mspq in tempos}) > 1:
+        holding = [chunk.count(b"\xff\x51\x03") for chunk in chunks]
+        if sorted(holding)[-1] != len(tempos) or sum(holding) != len(tempos) or _ambiguous_order(tempos[:2]):
+            return False
+    return mido.tempo2bpm(tempos[0][1]) if tempos else None
 
 
 def _meter(numerator: int, denominator: int) -> Meter | None:
@@ -116,52 +194,6 @@ def _track_chunks(data: bytes) -> tuple[int, list[bytes]] | None:
         chunks.append(data[at : at + length])
         at += length
     return division, chunks
-
-
-def _read_track(chunk: bytes, division: int):
-    """One track through symusic: notes per (channel, program), the channels' end programs, meters, tempi, texts.
-
-    None when the result might differ from mido's.
-    """
-    if not chunk.endswith(_END_OF_TRACK) or chunk.count(_END_OF_TRACK) != 1 or not _plain_bytes(chunk):
-        return None
-    counts = np.bincount(np.frombuffer(chunk, dtype=np.uint8), minlength=256)
-    note_channels = tuple(int(c) for c in np.flatnonzero(counts[0x90:0xA0]))
-    probe_channels = tuple(int(c) for c in np.flatnonzero(counts[0x90:0xA0] + counts[0xC0:0xD0]))
-    body = chunk[: -len(_END_OF_TRACK)] + _tail(note_channels, probe_channels)
-    single = _FILE_HEADER.pack(b"MThd", 6, 0, 1, division) + _CHUNK_HEADER.pack(b"MTrk", len(body)) + body
-    try:
-        score = symusic.Score.from_midi(single)
-    except Exception:  # noqa: BLE001 - whatever symusic refuses, mido gets to judge
-        return None
-    ends = [m.time for m in score.markers if m.text == END_MARKER]
-    if len(ends) != 1 or any(not -7 <= k.key <= 7 or k.tonality not in (0, 1) for k in score.key_signatures):
-        return None
-    end = ends[0]
-    notes, probes = {}, {}
-    for group in score.tracks:
-        columns = group.notes.numpy()
-        time = columns["time"].astype(np.int64)
-        probe = time == end + 2
-        if probe.sum() != 1:
-            return None  # a channel's notes under two programs: only its last group has the probe
-        channel = int(columns["pitch"][probe][0])
-        probes[channel] = int(group.program)
-        real = ~probe
-        if real.any():
-            stop = time[real] + columns["duration"][real].astype(np.int64)
-            if stop.max() > end:
-                return None  # closed by the second round of note-offs: a pitch held twice over at the end
-            notes[(channel, int(group.program))] = (time[real], stop, columns["pitch"][real].astype(np.int64),
-                                                    columns["velocity"][real].astype(np.int64))
-    signatures = [(s.time, s.numerator, s.denominator) for s in score.time_signatures]
-    tempos = [(t.time, t.mspq) for t in score.tempos]
-    if _ambiguous_order(signatures) or _ambiguous_order(tempos):
-        return None
-    name, texts = _names_and_texts(chunk, score.tracks[0].name if len(score.tracks) else "", bool(notes))
-    if texts is None:
-        return None
-    return notes, probes, signatures, [mspq for _, mspq in tempos], texts, name
 
 
 def _plain_bytes(chunk: bytes) -> bool:
@@ -195,8 +227,8 @@ def _ambiguous_order(events: list[tuple]) -> bool:
     return any(a[0] == b[0] and a[1:] != b[1:] for a, b in zip(events, events[1:], strict=False))
 
 
-@lru_cache(maxsize=1024)
-def _tail(note_channels: tuple[int, ...], probe_channels: tuple[int, ...]) -> bytes:
+@lru_cache(maxsize=4096)
+def _tail(note_channels: tuple[int, ...], probe_channels: tuple[int, ...], index: int) -> bytes:
     """The end marker, two rounds of note-offs and the probes, then end-of-track (see the module docstring).
 
     The marker takes the old end-of-track's delta, so it sits at the track's end tick E; the rounds sit
@@ -204,9 +236,10 @@ def _tail(note_channels: tuple[int, ...], probe_channels: tuple[int, ...]) -> by
     """
     events = [(delay, 0x80 | channel, pitch, 0)
               for delay in (0, 1) for channel in note_channels for pitch in range(128)]
-    events += [(2, 0x90 | channel, channel, 1) for channel in probe_channels]
+    events += [(2, 0x90 | channel, channel, index + 1) for channel in probe_channels]
     events += [(3, 0x80 | channel, channel, 0) for channel in probe_channels]
-    out = bytearray(b"\xff\x06" + bytes((len(END_MARKER),)) + END_MARKER.encode())
+    marker = f"{END_MARKER}{index}".encode()
+    out = bytearray(b"\xff\x06" + bytes((len(marker),)) + marker)
     now = 0
     for at, status, pitch, velocity in events:
         out += bytes((at - now, status, pitch, velocity))

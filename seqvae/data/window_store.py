@@ -17,8 +17,8 @@ import numpy as np
 
 from seqvae.data.corpus import chords_path, save_split, split_paths
 
-BUCKET_BYTES = 32 << 20  # window bytes deduplicated together at most
-CHUNK_ROWS = 1 << 16  # rows read or written at a time
+BUCKET_BYTES = 4 << 20  # window bytes deduplicated together at most
+CHUNK_BYTES = 1 << 20  # window bytes read or written at a time
 _MIX = np.random.default_rng(0x5E9).integers(1, 2**63, size=256, dtype=np.uint64) | np.uint64(1)
 
 
@@ -55,6 +55,7 @@ class SplitWriter:
             targets.append(("chords", chords_path(out_dir, split), (kept, self.steps)))
         meter_counts: Counter = Counter()
         given = 0
+        step = max(1, CHUNK_BYTES // self.steps)
         if kept == 0:  # np.save writes what a zero-length memory map cannot
             save_split(out_dir, split, np.zeros((0, self.steps), np.int8), np.zeros((0, 2), np.int8),
                        np.zeros(0, np.int32), np.zeros((0, self.steps), np.uint8) if self.chords else None)
@@ -62,16 +63,16 @@ class SplitWriter:
             outputs = {name: np.lib.format.open_memmap(path, mode="w+", dtype=raw[name].dtype, shape=shape)
                        for name, path, shape in targets}
             at = 0
-            for begin in range(0, self.rows, CHUNK_ROWS):
-                rows = keep[begin : begin + CHUNK_ROWS]
+            for begin in range(0, self.rows, step):
+                rows = keep[begin : begin + step]
                 n = int(rows.sum())
                 for name, out in outputs.items():
-                    out[at : at + n] = raw[name][begin : begin + CHUNK_ROWS][rows]
-                meters = raw["meters"][begin : begin + CHUNK_ROWS][rows]
+                    out[at : at + n] = raw[name][begin : begin + step][rows]
+                meters = raw["meters"][begin : begin + step][rows]
                 pairs, counts = np.unique(meters, axis=0, return_counts=True) if n else ((), ())
                 meter_counts.update({f"{num}/{den}": int(c) for (num, den), c in zip(pairs, counts, strict=True)})
                 if self.chords:
-                    given += int(raw["given"][begin : begin + CHUNK_ROWS][rows].sum())
+                    given += int(raw["given"][begin : begin + step][rows].sum())
                 at += n
             for out in outputs.values():
                 out.flush()
@@ -97,9 +98,10 @@ class SplitWriter:
         n_buckets = max(1, -(-self.rows * self.steps // BUCKET_BYTES))
         bucket = np.zeros(self.rows, dtype=np.uint16)
         if n_buckets > 1:
-            for begin in range(0, self.rows, CHUNK_ROWS):
-                chunk = events[begin : begin + CHUNK_ROWS].astype(np.uint64)
-                bucket[begin : begin + CHUNK_ROWS] = (chunk * _MIX[: self.steps]).sum(axis=1) % np.uint64(n_buckets)
+            step = max(1, CHUNK_BYTES // 8 // self.steps)  # hashed as uint64
+            for begin in range(0, self.rows, step):
+                chunk = events[begin : begin + step].astype(np.uint64)
+                bucket[begin : begin + step] = (chunk * _MIX[: self.steps]).sum(axis=1) % np.uint64(n_buckets)
         row = np.dtype((np.void, self.steps))
         for b in range(n_buckets):
             members = np.flatnonzero(bucket == b) if n_buckets > 1 else np.arange(self.rows)
