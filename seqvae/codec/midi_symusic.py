@@ -126,7 +126,7 @@ def _parse_with_tails(chunks: list[bytes], division: int):
         if not len(columns["time"]):
             continue  # lyrics only
         time, velocity = columns["time"].astype(np.int64), columns["velocity"].astype(np.int64)
-        track = np.clip(velocity - 1, 0, len(chunks) - 1)
+        track = np.minimum(velocity, len(chunks)) - 1  # a note's velocity is 1 or more
         probe = (velocity <= len(chunks)) & (time == ends[track] + 2) & (columns["duration"] == 1)
         if probe.sum() != 1:
             return None  # a channel's notes under two programs: only its last group has the probe

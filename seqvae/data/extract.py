@@ -22,6 +22,7 @@ from seqvae.codec.midi_score import MidiScore, note_columns
 from seqvae.data.window_chords import chords_per_step, fill_inferred
 
 SILENT = -1
+_BEYOND = 1 << 20  # above any pitch: stands in for "no onset here" in a row's lowest and highest pitch
 
 
 @dataclass(frozen=True)
@@ -113,8 +114,8 @@ def _fit_range(windows: np.ndarray, codec: EventCodec) -> tuple[np.ndarray, np.n
     if not onsets.any(axis=1).all():
         raise ValueError("a window without a note reached the pitch range check: raise min_notes above 0")
     pitches = windows.astype(np.int64) - FIRST_NOTE_ON
-    lo = np.where(onsets, pitches, np.iinfo(np.int64).max).min(axis=1)
-    hi = np.where(onsets, pitches, np.iinfo(np.int64).min).max(axis=1)
+    lo = np.where(onsets, pitches, _BEYOND).min(axis=1)
+    hi = np.where(onsets, pitches, -_BEYOND).max(axis=1)
     up = 12 * -(-(codec.min_pitch - lo) // 12)
     down = -12 * -(-(hi - codec.max_pitch) // 12)
     shift = np.where(lo < codec.min_pitch, up, np.where(hi > codec.max_pitch, down, 0))
@@ -172,7 +173,7 @@ def extract_windows(score: MidiScore, rules: WindowRules) -> Extraction:
             reasons[np.flatnonzero(judged)[~fits]] = 3
             _count(dropped, reasons)
             windows.append(fitted[fits].astype(np.int8))
-            meters.append(np.tile(np.array([meter.numerator, meter.denominator], dtype=np.int8), (int(fits.sum()), 1)))
+            meters.append(np.full((int(fits.sum()), 2), (meter.numerator, meter.denominator), dtype=np.int8))
             if written is not None:
                 chord_rows.append(written[starts[judged][fits][:, None] + np.arange(rules.steps)])
     stacked = np.concatenate(windows) if windows else np.zeros((0, rules.steps), dtype=np.int8)
