@@ -55,8 +55,8 @@ def read_midi(path: str | Path, reader: str = "auto") -> MidiScore:
     if reader == "auto":
         try:
             score = read_with_symusic(path)
-        except FileNotFoundError:
-            raise MidiReadError(f"{path}: no such file") from None
+        except OSError:  # a missing or unreadable file: mido's reading names it
+            score = None
         if score is not None:
             return score
     return read_with_mido(path)
