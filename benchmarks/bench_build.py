@@ -195,7 +195,10 @@ def main(argv: list[str] | None = None) -> int:
         line = f"{name}: symusic/mido {rate['auto'] / rate['mido']:.1f}x"
         if "baseline" in rate:
             line += f", symusic/baseline {rate['auto'] / rate['baseline']:.1f}x"
-        print(line + f"; same corpus byte for byte: {'yes' if identical[name] else 'NO'}")
+        line += f"; same corpus byte for byte: {'yes' if identical[name] else 'NO'}"
+        if f"{name} (baseline)" in identical:
+            line += f" (baseline's too: {'yes' if identical[f'{name} (baseline)'] else 'NO'})"
+        print(line)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         figures = {"cpu": cpu, "workers": args.workers, "steps": args.steps, "identical": identical,
