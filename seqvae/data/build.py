@@ -28,6 +28,8 @@ from seqvae.data.extract import WindowRules, extract_windows
 from seqvae.data.window_chords import CHORD_SOURCES
 from seqvae.data.window_store import SplitWriter
 
+IN_FLIGHT = 2048  # files handed to the pool at a time: bounds the finished results waiting in memory
+
 
 @dataclass
 class BuildResult:
@@ -214,4 +216,5 @@ def _run(jobs: list, workers: int):
         yield from map(_process_file, jobs)
         return
     with get_context("spawn" if os.name == "nt" else "fork").Pool(workers) as pool:
-        yield from pool.imap(_process_file, jobs, chunksize=8)
+        for begin in range(0, len(jobs), IN_FLIGHT):  # imap buffers every result a slow parent has not taken
+            yield from pool.imap(_process_file, jobs[begin : begin + IN_FLIGHT], chunksize=8)
