@@ -32,10 +32,12 @@ except ImportError:  # an optional speed-up: mido reads everything without it
 
 END_MARKER = "seqvae:track-end:"  # then the track's number
 MAX_TRACKS = 127  # a probe's velocity is its track's number + 1
-META_LENGTHS = {0x51: 3, 0x58: 4, 0x59: 2}  # set_tempo, time_signature, key_signature: mido needs these whole
+MIDO_META_TYPES = frozenset((0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x09, 0x20, 0x21, 0x2F, 0x51, 0x54, 0x58,
+                             0x59, 0x7F))  # the meta events mido 1.3 decodes
 _FILE_HEADER = struct.Struct(">4sLHHH")
 _CHUNK_HEADER = struct.Struct(">4sL")
 _END_OF_TRACK = b"\xff\x2f\x00"
+_REFUSED_SYSTEM = b"\xfa\xfb\xfc"  # start, continue, stop: mido refuses them in a file
 _CHANNEL_STATUS = tuple(range(0x90, 0xA0)) + tuple(range(0xC0, 0xD0))  # note-on and program change, by channel
 _UNKNOWN = -1  # a channel's program after a track that may or may not have set it to 0
 
@@ -197,17 +199,62 @@ def _track_chunks(data: bytes) -> tuple[int, list[bytes]] | None:
 
 
 def _plain_bytes(chunk: bytes) -> bool:
-    """No short tempo, meter or key event (mido refuses those, symusic reads past) and no meter denominator
-    past 2**7 (symusic's shift wraps). Checks every byte pair that might start such an event, so a false
-    alarm only sends the file to mido."""
-    for kind, length in META_LENGTHS.items():
-        marker = bytes((0xFF, kind))
-        at = chunk.find(marker)
-        while at >= 0:
-            if at + 2 >= len(chunk) or chunk[at + 2] != length or kind == 0x58 and chunk[at + 4] >= 8:
+    """Nothing mido reads otherwise than symusic: every meta event of a type mido knows (it drops the delta
+    time of any other) and long enough for mido to decode (it refuses the file otherwise), a meter
+    denominator under 2**8 (symusic's shift wraps), no start, continue or stop byte (mido refuses them),
+    no running status straight after a system exclusive message ending in 0xF7 (mido takes it for more of
+    the message). Checks every byte that might start such an event, so a false alarm only sends the file
+    to mido."""
+    metas = []  # where each meta event starts and ends
+    at = chunk.find(b"\xff")
+    while 0 <= at < len(chunk) - 1:
+        kind = chunk[at + 1]
+        length, data = _varint(chunk, at + 2)
+        if kind not in MIDO_META_TYPES or not _decodable(kind, chunk[data : data + length], length):
+            return False
+        metas.append((at, data + length))
+        at = chunk.find(b"\xff", data + length)  # on past its payload, which may hold 0xFF bytes
+    if _next_status(chunk, 0, metas, _REFUSED_SYSTEM) >= 0:
+        return False
+    at = _next_status(chunk, 0, metas)
+    while at >= 0:
+        length, after = _varint(chunk, at + 1)
+        if length and after + length <= len(chunk) and chunk[after + length - 1] == 0xF7:  # a whole message
+            _, status = _varint(chunk, after + length)  # past the next event's delta
+            if status >= len(chunk) or chunk[status] < 0x80:
                 return False
-            at = chunk.find(marker, at + 2)
+            at = _next_status(chunk, status, metas)
+        else:  # a delta's byte, most likely
+            at = _next_status(chunk, at + 1, metas)
     return True
+
+
+def _next_status(chunk: bytes, start: int, metas: list[tuple[int, int]], statuses: bytes = b"\xf0\xf7") -> int:
+    """Where the next of `statuses` (system exclusive by default) that may start an event is, from `start`:
+    not inside a meta event, and after the last byte of a delta time (under 0x80, where a longer delta's
+    inner bytes are not); -1 if none."""
+    while True:
+        found = [i for i in (chunk.find(bytes((status,)), start) for status in statuses) if i >= 0]
+        if not found:
+            return -1
+        at = min(found)
+        inside = next((end for begin, end in metas if begin < at < end), None)
+        if inside is None and (at == 0 or chunk[at - 1] < 0x80):
+            return at
+        start = inside or at + 1
+
+
+def _decodable(kind: int, data: bytes, length: int) -> bool:
+    """Whether mido decodes a meta event of this type and length the way symusic reads it."""
+    if len(data) != length:
+        return False
+    if kind in (0x00, 0x20):  # sequence number (empty or 2 bytes), channel prefix
+        return length in (0, 2) if kind == 0x00 else length >= 1
+    if kind == 0x54:  # SMPTE offset: a frame rate mido knows
+        return length >= 5 and data[0] >> 5 < 4
+    if kind == 0x58:
+        return length == 4 and data[1] < 8
+    return length == {0x51: 3, 0x59: 2}.get(kind, length)
 
 
 def _varint(chunk: bytes, at: int) -> tuple[int, int]:
