@@ -52,6 +52,13 @@ CASES = {  # name: (track bytes, whether the fast reader vouches for it)
     "unknown key signature": (b"\x00\xff\x59\x02\x09\x00" + NOTES, False),
     "data byte over 127": (b"\x00\x90\x3c\xc0\x83\x60\x80\x3c\x00", False),
     "lyrics": (b"\x00\xff\x05\x02la" + NOTES + b"\x00\xff\x05\x02li", True),
+    "0xFF inside a tempo": (b"\x00\xff\x51\x03\x07\xff\x20" + NOTES, True),
+    "meta type mido does not know, after a delta": (NOTES + b"\x83\x60\xff\x0a\x01x" + NOTES, False),
+    "running status after a clock byte": (b"\x00\x90\x3c\x40\x00\xf8\x00\x3e\x40\x83\x60\x80\x3c\x00", False),
+    "a stop byte": (b"\x00\xfc" + NOTES, False),
+    "running status after a system exclusive": (b"\x00\x90\x3c\x40\x00\xf0\x02\x01\xf7\x00\x3e\x40"
+                                                 b"\x83\x60\x80\x3c\x00\x00\x3e\x00", False),
+    "a system exclusive message": (b"\x00\xf0\x05\x7e\x7f\x09\x01\xf7" + NOTES, True),
 }
 TEMPO_90, TEMPO_140 = b"\x00\xff\x51\x03\x0a\x2c\x2b", b"\x00\xff\x51\x03\x06\x8a\x1b"
 METER_34, METER_68 = b"\x00\xff\x58\x04\x03\x02\x18\x08", b"\x00\xff\x58\x04\x06\x03\x18\x08"

@@ -38,6 +38,8 @@ _FILE_HEADER = struct.Struct(">4sLHHH")
 _CHUNK_HEADER = struct.Struct(">4sL")
 _END_OF_TRACK = b"\xff\x2f\x00"
 _REFUSED_SYSTEM = b"\xfa\xfb\xfc"  # start, continue, stop: mido refuses them in a file
+_SYSTEM_DATA = {0xF1: 1, 0xF2: 2, 0xF3: 1, 0xF6: 0, 0xF8: 0, 0xFE: 0}  # data bytes of the system messages mido reads
+_SYSTEM_STATUS = bytes((0xF0, 0xF7, *_SYSTEM_DATA))
 _CHANNEL_STATUS = tuple(range(0x90, 0xA0)) + tuple(range(0xC0, 0xD0))  # note-on and program change, by channel
 _UNKNOWN = -1  # a channel's program after a track that may or may not have set it to 0
 
@@ -202,9 +204,9 @@ def _plain_bytes(chunk: bytes) -> bool:
     """Nothing mido reads otherwise than symusic: every meta event of a type mido knows (it drops the delta
     time of any other) and long enough for mido to decode (it refuses the file otherwise), a meter
     denominator under 2**8 (symusic's shift wraps), no start, continue or stop byte (mido refuses them),
-    no running status straight after a system exclusive message ending in 0xF7 (mido takes it for more of
-    the message). Checks every byte that might start such an event, so a false alarm only sends the file
-    to mido."""
+    no running status straight after a system message (mido takes it for more of the message; a system
+    exclusive one counts when it ends in 0xF7). Checks every byte that might start such an event, so a
+    false alarm only sends the file to mido."""
     metas = []  # where each meta event starts and ends
     at = chunk.find(b"\xff")
     while 0 <= at < len(chunk) - 1:
@@ -216,16 +218,19 @@ def _plain_bytes(chunk: bytes) -> bool:
         at = chunk.find(b"\xff", data + length)  # on past its payload, which may hold 0xFF bytes
     if _next_status(chunk, 0, metas, _REFUSED_SYSTEM) >= 0:
         return False
-    at = _next_status(chunk, 0, metas)
+    at = _next_status(chunk, 0, metas, _SYSTEM_STATUS)
     while at >= 0:
-        length, after = _varint(chunk, at + 1)
-        if length and after + length <= len(chunk) and chunk[after + length - 1] == 0xF7:  # a whole message
-            _, status = _varint(chunk, after + length)  # past the next event's delta
+        if chunk[at] in (0xF0, 0xF7):
+            length, after = _varint(chunk, at + 1)
+            whole = length and after + length <= len(chunk) and chunk[after + length - 1] == 0xF7
+            end = after + length if whole else None  # else a delta's byte, most likely
+        else:
+            end = at + 1 + _SYSTEM_DATA[chunk[at]]
+        if end is not None:
+            _, status = _varint(chunk, end)  # past the next event's delta
             if status >= len(chunk) or chunk[status] < 0x80:
-                return False
-            at = _next_status(chunk, status, metas)
-        else:  # a delta's byte, most likely
-            at = _next_status(chunk, at + 1, metas)
+                return False  # running status straight after a system message: mido reads it otherwise
+        at = _next_status(chunk, at + 1 if end is None else status, metas, _SYSTEM_STATUS)
     return True
 
 
