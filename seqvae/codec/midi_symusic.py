@@ -208,14 +208,14 @@ def _plain_bytes(chunk: bytes) -> bool:
     exclusive one counts when it ends in 0xF7). Checks every byte that might start such an event, so a
     false alarm only sends the file to mido."""
     metas = []  # where each meta event starts and ends
-    at = chunk.find(b"\xff")
+    at = chunk.find(b"\xff", _varint(chunk, 0)[1])  # after the first delta
     while 0 <= at < len(chunk) - 1:
         kind = chunk[at + 1]
         length, data = _varint(chunk, at + 2)
         if kind not in MIDO_META_TYPES or not _decodable(kind, chunk[data : data + length], length):
             return False
         metas.append((at, data + length))
-        at = chunk.find(b"\xff", data + length)  # on past its payload, which may hold 0xFF bytes
+        at = chunk.find(b"\xff", _varint(chunk, data + length)[1])  # past its payload and the next delta
     if _next_status(chunk, 0, metas, _REFUSED_SYSTEM) >= 0:
         return False
     at = _next_status(chunk, 0, metas, _SYSTEM_STATUS)
