@@ -1,7 +1,9 @@
 """MIDI files <-> notes on the 16th-note grid.
 
-Reading goes through mido in ticks, so quantization follows the file's own beat grid whatever
-its tempo map; writing goes through pretty_midi, which handles tempo, program and velocity.
+Reading works in ticks, so quantization follows the file's own beat grid whatever its tempo map:
+symusic's compiled parser where it is installed and can vouch for the result (midi_symusic), else mido,
+whose reading here is the reference the fast one matches bit for bit. Writing goes through pretty_midi,
+which handles tempo, program and velocity.
 Writing takes times in quarter notes, so a tune off the 16th grid (triplets) keeps its timing.
 Chord symbols travel as MIDI text events "chord:SYMBOL" (SMF has no chord event), so the chords of an
 ABC tune reach the corpus build with its notes; melodies written with their chords get a second track of
@@ -13,7 +15,6 @@ from __future__ import annotations
 import io
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import mido
@@ -25,13 +26,21 @@ from seqvae.codec.chord_track import chord_track
 from seqvae.codec.events import Note
 from seqvae.codec.melody import Melody
 from seqvae.codec.meter import STEPS_PER_QUARTER, Meter
+from seqvae.codec.midi_score import (
+    CHORD_TEXT_PREFIX,
+    DRUM_CHANNEL,
+    Line,
+    MidiReadError,
+    MidiScore,
+    line_name,
+)
+from seqvae.codec.midi_symusic import read_with_symusic
 
-DRUM_CHANNEL = 9
 WRITE_RESOLUTION = 480  # ticks per quarter: 16ths and triplets both land on whole ticks
 READABLE_SUFFIXES = (".mid", ".midi", ".kar", ".smf")  # what read_midi reads (standard MIDI files), any case
 WRITTEN_SUFFIXES = (".mid", ".midi")  # what the files this package writes are called
 MAX_TRACK_NAME = 120  # characters of a track name kept in a written file
-CHORD_TEXT_PREFIX = "chord:"  # a text event "chord:Am" is a chord symbol, one no other text can be mistaken for
+MIDI_READERS = ("auto", "mido")  # auto: symusic where it can vouch for the result, else mido
 
 
 def is_midi_path(path: str | Path) -> bool:
@@ -39,31 +48,25 @@ def is_midi_path(path: str | Path) -> bool:
     return Path(path).suffix.lower() in READABLE_SUFFIXES
 
 
-class MidiReadError(ValueError):
-    """A MIDI file that cannot be read; the message says why."""
+def read_midi(path: str | Path, reader: str = "auto") -> MidiScore:
+    """Read a MIDI file into quantized lines; raises MidiReadError naming the problem.
+
+    Both readers give the same score; `reader="mido"` skips the fast one (to check it, or to time the old way).
+    """
+    if reader not in MIDI_READERS:
+        raise ValueError(f"unknown MIDI reader {reader!r}: use one of {', '.join(MIDI_READERS)}")
+    if reader == "auto":
+        try:
+            score = read_with_symusic(path)
+        except OSError:  # a missing or unreadable file: mido's reading names it
+            score = None
+        if score is not None:
+            return score
+    return read_with_mido(path)
 
 
-@dataclass
-class Line:
-    """The notes of one (track, channel) of a file, quantized to steps; may be polyphonic."""
-
-    name: str
-    program: int
-    is_drum: bool
-    notes: list[Note] = field(default_factory=list)
-
-
-@dataclass
-class MidiScore:
-    lines: list[Line]
-    meters: list[tuple[int, Meter | None]]  # (first step, meter or None if unusable), sorted
-    bpm: float
-    n_steps: int
-    chords: list[tuple[int, str]] = field(default_factory=list)  # (step, chord symbol) from chord text events
-
-
-def read_midi(path: str | Path) -> MidiScore:
-    """Read a MIDI file into quantized lines; raises MidiReadError naming the problem."""
+def read_with_mido(path: str | Path) -> MidiScore:
+    """The reference reader: every message through mido, in file order."""
     try:
         mid = mido.MidiFile(str(path), clip=True)
     except FileNotFoundError:
@@ -132,7 +135,7 @@ def read_midi(path: str | Path) -> MidiScore:
 def _line_for(lines: dict[tuple[int, int], Line], programs: dict[int, int], track: int, channel: int) -> Line:
     key = (track, channel)
     if key not in lines:
-        lines[key] = Line(f"track {track} channel {channel + 1}", programs[channel], channel == DRUM_CHANNEL)
+        lines[key] = Line(line_name(None, track, channel), programs[channel], channel == DRUM_CHANNEL)
     return lines[key]
 
 
@@ -142,7 +145,7 @@ def _name_tracks(lines: dict[tuple[int, int], Line], track_index: int, track: mi
         if msg.type == "track_name" and msg.name.strip():
             for (ti, channel), line in lines.items():
                 if ti == track_index:
-                    line.name = f"{msg.name.strip()} (ch {channel + 1})"
+                    line.name = line_name(msg.name, ti, channel)
             return
 
 

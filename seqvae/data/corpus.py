@@ -8,6 +8,7 @@ million windows load in milliseconds.
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,7 +33,7 @@ class Split:
         return int(self.events.shape[0])
 
 
-def _split_paths(directory: Path, split: str) -> tuple[Path, Path, Path]:
+def split_paths(directory: Path, split: str) -> tuple[Path, Path, Path]:
     return directory / f"{split}.npy", directory / f"{split}_meter.npy", directory / f"{split}_source.npy"
 
 
@@ -43,7 +44,7 @@ def chords_path(directory: Path, split: str) -> Path:
 def save_split(directory: Path, split: str, events: np.ndarray, meters: np.ndarray, sources: np.ndarray,
                chords: np.ndarray | None = None) -> None:
     """Write one split's arrays, in the dtypes the loader maps (chords only when the build made them)."""
-    events_path, meters_path, sources_path = _split_paths(directory, split)
+    events_path, meters_path, sources_path = split_paths(directory, split)
     np.save(events_path, events.astype(np.int8))
     np.save(meters_path, meters.astype(np.int8))
     np.save(sources_path, sources.astype(np.int32))
@@ -55,6 +56,27 @@ def save_index(directory: Path, meta: dict, sources: list[str]) -> None:
     """Write meta.json and sources.json (the source file of each window's `sources` index)."""
     (directory / SOURCES_NAME).write_text(json.dumps(sources))
     (directory / META_NAME).write_text(json.dumps(meta, indent=2))
+
+
+def check_out_dir(out_dir: Path, force: bool) -> None:
+    """An --out a corpus may be written to: new, empty, or (with `force`) a built corpus to replace."""
+    if not out_dir.exists():
+        return
+    if not out_dir.is_dir():
+        raise NotADirectoryError(f"{out_dir} exists and is not a folder; choose another --out")
+    if not any(out_dir.iterdir()):
+        return
+    if not (out_dir / META_NAME).exists():
+        raise FileExistsError(f"{out_dir} holds files that are not a built corpus; choose an empty or new --out")
+    if not force:
+        raise FileExistsError(f"{out_dir} already holds a built corpus; pass --force to rebuild it")
+
+
+def publish(building: Path, out_dir: Path) -> None:
+    """Put a corpus written in a scratch folder in place of `out_dir`, so a crash never leaves half a corpus."""
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    building.rename(out_dir)
 
 
 @dataclass
@@ -80,7 +102,7 @@ class Corpus:
         if name not in SPLITS:
             raise ValueError(f"unknown split {name!r}: use one of {', '.join(SPLITS)}")
         if name not in self._splits:
-            arrays = [np.load(p, mmap_mode="r") for p in _split_paths(self.path, name)]
+            arrays = [np.load(p, mmap_mode="r") for p in split_paths(self.path, name)]
             chords = chords_path(self.path, name)
             self._splits[name] = Split(*arrays, np.load(chords, mmap_mode="r") if chords.is_file() else None)
         return self._splits[name]
@@ -109,7 +131,7 @@ def load_corpus(path: str | Path) -> Corpus:
         int(meta["steps"])
     except (ValueError, KeyError, TypeError) as exc:
         raise ValueError(f"{meta_path} is damaged ({exc}); rebuild the corpus with `seqvae data build`") from None
-    missing = [events.name for events, _, _ in (_split_paths(path, s) for s in SPLITS) if not events.is_file()]
+    missing = [events.name for events, _, _ in (split_paths(path, s) for s in SPLITS) if not events.is_file()]
     if missing:
         raise FileNotFoundError(f"{path} lacks {', '.join(missing)}; rebuild the corpus with `seqvae data build`")
     return Corpus(path, meta, codec)
