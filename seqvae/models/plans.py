@@ -1,5 +1,6 @@
-"""Inference backends for the recurrent networks, chosen here and nowhere else: the C kernel (native.py), else
-the numpy step plan (numpy_plan.py); torch runs whatever neither covers.
+"""Inference backends for the decoders, chosen here and nowhere else: for a recurrent core the C kernel (native.py),
+else the numpy step plan (numpy_plan.py); for a transformer decoder its C loop (transformer_plan.py); torch runs
+whatever none covers.
 
 The networks never import this module: the VAE asks `plan_for` for a decoder's `step_core` and hands the plan to
 the decoder's `generate`. Plans hold copies of the weights, so each is cached on its module and rebuilt when a
@@ -17,6 +18,8 @@ from seqvae.models import native
 from seqvae.models.decoder import StepPlan
 from seqvae.models.lstm import BidirectionalLSTMEncoder
 from seqvae.models.numpy_plan import NumpyLSTMPlan
+from seqvae.models.transformer import TransformerDecoder
+from seqvae.models.transformer_plan import NativeTransformerPlan
 
 PLAN_ATTRIBUTE = "_inference_plan"  # where a module's cached plan lives in its __dict__
 T = TypeVar("T")
@@ -38,9 +41,14 @@ def forget_plans(model: nn.Module) -> None:
         module.__dict__.pop(PLAN_ATTRIBUTE, None)
 
 
-def plan_for(core: nn.Module) -> StepPlan:
-    """The fastest available step plan for a recurrent core (a ConditionedLSTM): the C kernel, else numpy."""
+def plan_for(core: nn.Module) -> StepPlan | None:
+    """The fastest available step plan for a decoder's step core: for a ConditionedLSTM the C kernel, else numpy;
+    for a TransformerDecoder its C loop, else None (it then decodes in torch)."""
     lib = native.library()
+    if isinstance(core, TransformerDecoder):
+        if lib is None or not NativeTransformerPlan.supports(core):
+            return None
+        return cached_plan(core, "native", lambda: NativeTransformerPlan(core, lib))
     if lib is not None and native.NativeLSTMPlan.supports(core):
         return cached_plan(core, "native", lambda: native.NativeLSTMPlan(core, lib))
     return cached_plan(core, "numpy", lambda: NumpyLSTMPlan(core))

@@ -181,7 +181,8 @@ class SequenceVAE(nn.Module):
         core = self.decoder.step_core
         if self.device.type != "cpu" or core is None:
             return False
-        return plans.plan_for(core).has_bf16_dot
+        plan = plans.plan_for(core)
+        return plan is not None and plan.has_bf16_dot
 
     def decoding_precision(self, precision: str) -> str:
         """The arithmetic `precision` ("auto", "float32", "bfloat16") decodes in here. "auto" takes bfloat16 where

@@ -1,0 +1,208 @@
+/* Free-running generation for seqvae's transformer decoder (transformer.py), in one C loop per call.
+ *
+ * Why: one decode step of the 4-layer d=256 decoder is a dozen small matrix products plus layer norms and an
+ * attention per head; eager PyTorch pays dispatch overhead on each of some hundred operations per step, far
+ * more than the arithmetic. Here the whole loop runs in C with a key/value cache: each step embeds the previous
+ * token, runs every block on that one position against the cached keys and values, and chooses its token with
+ * the LSTM kernel's rules (TokenRules). Matrices are panel-packed as in lstm_kernel.c (bfloat16 panels for
+ * bfloat16-exact weights). With threads > 1 each matrix's column panels are split between the threads, so even
+ * one row decodes in parallel; results do not depend on the thread count. Built by seqvae/models/native.py.
+ */
+#include "kernel_common.h"
+
+#define MAX_BLOCKS 8
+
+typedef struct {
+    int num_classes, padded_classes, d_model, n_heads, blocks, ff_size, max_steps, bf16;
+    const float *embed;    /* [C + 1][d]: token embedding, row C = START */
+    const float *position; /* [max_steps][d] */
+    const float *ln1_w[MAX_BLOCKS], *ln1_b[MAX_BLOCKS], *ln2_w[MAX_BLOCKS], *ln2_b[MAX_BLOCKS];
+    const void *w_qkv[MAX_BLOCKS];  /* panels [3 d / 16][d][16]: columns q, k, v, each heads x d_head */
+    const float *b_qkv[MAX_BLOCKS]; /* [3 d] */
+    const void *w_proj[MAX_BLOCKS]; /* panels [d / 16][d][16] */
+    const float *b_proj[MAX_BLOCKS];
+    const void *w_ff1[MAX_BLOCKS];  /* panels [ff / 16][d][16] */
+    const float *b_ff1[MAX_BLOCKS];
+    const void *w_ff2[MAX_BLOCKS];  /* panels [d / 16][ff][16] */
+    const float *b_ff2[MAX_BLOCKS];
+    const float *norm_w, *norm_b;   /* the final layer norm */
+    const void *w_out;              /* panels [Cp / 16][d][16] */
+    const float *b_out;             /* [Cp], padding columns hold -1e30 so they never win */
+} TransformerWeights;
+
+static int team_size(int threads) { return threads < 1 ? 1 : threads > MAX_THREADS ? MAX_THREADS : threads; }
+
+/* Shared: qkv, attention output, projection, feed-forward hidden and output, logits, the key/value cache
+ * [blocks][2][B][heads][steps][d_head]. Per member: its copy of the residual stream and of a normed one, and
+ * attention scores. */
+static int64_t shared_floats(const TransformerWeights *w, int batch, int steps) {
+    int64_t d = w->d_model;
+    return (int64_t)batch * (3 * d + d + d + w->ff_size + d + w->padded_classes) +
+           (int64_t)w->blocks * 2 * batch * steps * d;
+}
+
+static int64_t member_floats(const TransformerWeights *w, int batch, int steps) {
+    return (int64_t)batch * 2 * w->d_model + steps;
+}
+
+int64_t transformer_generate_workspace(const TransformerWeights *w, int batch, int steps, int threads) {
+    return shared_floats(w, batch, steps) + team_size(threads) * member_floats(w, batch, steps);
+}
+
+typedef struct {
+    const TransformerWeights *w;
+    int batch, steps;
+    const float *z_terms; /* [blocks][B][d]: each block's projection of z, added to its input */
+    TokenRules rules;
+    float *work;
+    Team team;
+} TransformerJob;
+
+typedef struct {
+    TransformerJob *job;
+    int rank;
+} TransformerMember;
+
+/* y = layer_norm(x) * weight + bias over one row of n, as torch's LayerNorm (eps 1e-5). */
+static void layer_norm(int n, const float *x, const float *weight, const float *bias, float *y) {
+    float mean = 0.0f, var = 0.0f;
+    for (int i = 0; i < n; i++) mean += x[i];
+    mean /= (float)n;
+    for (int i = 0; i < n; i++) var += (x[i] - mean) * (x[i] - mean);
+    float inv = 1.0f / sqrtf(var / (float)n + 1e-5f);
+    for (int i = 0; i < n; i++) y[i] = (x[i] - mean) * inv * weight[i] + bias[i];
+}
+
+/* erf per lane: Abramowitz and Stegun 7.1.26 (absolute error below 1.5e-7). */
+static inline vn verf(vn x) {
+    vn a = selectn(x < 0.0f, -x, x);
+    vn t = 1.0f / (1.0f + 0.3275911f * a);
+    vn p = ((((1.061405429f * t - 1.453152027f) * t + 1.421413741f) * t - 0.284496736f) * t + 0.254829592f) * t;
+    vn y = 1.0f - p * vexp(-a * a);
+    return selectn(x < 0.0f, -y, y);
+}
+
+/* Exact GELU in place, as nn.GELU(): x / 2 * (1 + erf(x / sqrt 2)); n a multiple of 16. */
+static void gelu(int n, float *x) {
+    for (int j = 0; j < n; j += NL) {
+        vn v = loadn(x + j);
+        storen(x + j, 0.5f * v * (1.0f + verf(v * 0.70710678118654752f)));
+    }
+}
+
+/* out[:, own panels] = bias + x @ W for rows 0 .. B. */
+static void affine_panels(int B, int K, const float *x, const void *wp, const float *bias, int p0, int p1,
+                          float *out, int N, int bf16) {
+    for (int b = 0; b < B; b++)
+        memcpy(out + (size_t)b * N + p0 * LANES, bias + p0 * LANES, sizeof(float) * (p1 - p0) * LANES);
+    gemm_range(B, K, x, K, wp, p0, p1, out, N, bf16);
+}
+
+/* One (row, head)'s attention at step t: its query against keys 0 .. t, scaled dot products, softmax, the
+ * weighted sum of values into out [d_head]. */
+static void attend(int dh, int t, const float *q, const float *keys, const float *values, float *scores, float *out) {
+    float scale = 1.0f / sqrtf((float)dh), top = -INFINITY;
+    for (int j = 0; j <= t; j++) {
+        const float *k = keys + (size_t)j * dh;
+        float s = 0.0f;
+        for (int i = 0; i < dh; i++) s += q[i] * k[i];
+        scores[j] = s * scale;
+        if (scores[j] > top) top = scores[j];
+    }
+    float total = 0.0f;
+    for (int j = 0; j <= t; j++) total += scores[j] = expf(scores[j] - top);
+    for (int i = 0; i < dh; i++) out[i] = 0.0f;
+    for (int j = 0; j <= t; j++) {
+        const float *v = values + (size_t)j * dh;
+        float p = scores[j] / total;
+        for (int i = 0; i < dh; i++) out[i] += p * v[i];
+    }
+}
+
+/* One member's part: its column panels of every matrix, its (row, head) pairs of the attention, its rows of the
+ * output layer. Five barriers per block and one per step hand the shared buffers over. */
+static void *transformer_member(void *arg) {
+    const TransformerMember *me = arg;
+    TransformerJob *job = me->job;
+    if (!join_team(&job->team, me->rank)) return NULL;
+    const TransformerWeights *w = job->w;
+    const int B = job->batch, T = job->steps, d = w->d_model, H = w->n_heads, dh = d / H, F = w->ff_size;
+    const int C = w->num_classes, Cp = w->padded_classes, rank = me->rank, team = job->team.size, bf16 = w->bf16;
+    Barrier *barrier = &job->team.barrier;
+    float *qkv = job->work, *attn = qkv + (size_t)B * 3 * d, *proj = attn + (size_t)B * d;
+    float *hidden = proj + (size_t)B * d, *ffo = hidden + (size_t)B * F, *logits = ffo + (size_t)B * d;
+    float *cache = logits + (size_t)B * Cp;
+    float *x = job->work + shared_floats(w, B, T) + (size_t)rank * member_floats(w, B, T);
+    float *normed = x + (size_t)B * d, *scores = normed + (size_t)B * d;
+    int q0, q1, d0, d1, f0, f1, a0, a1, r0, r1;
+    share(3 * d / LANES, rank, team, &q0, &q1);
+    share(d / LANES, rank, team, &d0, &d1);
+    share(F / LANES, rank, team, &f0, &f1);
+    share(B * H, rank, team, &a0, &a1);
+    share(B, rank, team, &r0, &r1);
+    for (int t = 0; t < T; t++) {
+        for (int b = 0; b < B; b++) {
+            int64_t prev = t == 0 ? C : job->rules.out[(size_t)b * T + t - 1];
+            for (int i = 0; i < d; i++) x[(size_t)b * d + i] = w->embed[prev * d + i] + w->position[(size_t)t * d + i];
+        }
+        for (int l = 0; l < w->blocks; l++) {
+            const float *zt = job->z_terms + (size_t)l * B * d;
+            for (int b = 0; b < B; b++) {
+                float *row = x + (size_t)b * d;
+                for (int i = 0; i < d; i++) row[i] += zt[(size_t)b * d + i];
+                layer_norm(d, row, w->ln1_w[l], w->ln1_b[l], normed + (size_t)b * d);
+            }
+            affine_panels(B, d, normed, w->w_qkv[l], w->b_qkv[l], q0, q1, qkv, 3 * d, bf16);
+            barrier_wait(barrier);
+            for (int pair = a0; pair < a1; pair++) {
+                int b = pair / H, h = pair % H;
+                float *keys = cache + ((((size_t)l * 2 * B + b) * H + h) * T) * dh;
+                float *values = keys + (size_t)B * H * T * dh;
+                const float *row = qkv + (size_t)b * 3 * d;
+                memcpy(keys + (size_t)t * dh, row + d + h * dh, sizeof(float) * dh);
+                memcpy(values + (size_t)t * dh, row + 2 * d + h * dh, sizeof(float) * dh);
+                attend(dh, t, row + h * dh, keys, values, scores, attn + (size_t)b * d + h * dh);
+            }
+            barrier_wait(barrier);
+            affine_panels(B, d, attn, w->w_proj[l], w->b_proj[l], d0, d1, proj, d, bf16);
+            barrier_wait(barrier);
+            for (int b = 0; b < B; b++) {
+                float *row = x + (size_t)b * d;
+                for (int i = 0; i < d; i++) row[i] += proj[(size_t)b * d + i];
+                layer_norm(d, row, w->ln2_w[l], w->ln2_b[l], normed + (size_t)b * d);
+            }
+            affine_panels(B, d, normed, w->w_ff1[l], w->b_ff1[l], f0, f1, hidden, F, bf16);
+            for (int b = 0; b < B; b++) gelu((f1 - f0) * LANES, hidden + (size_t)b * F + f0 * LANES);
+            barrier_wait(barrier);
+            affine_panels(B, F, hidden, w->w_ff2[l], w->b_ff2[l], d0, d1, ffo, d, bf16);
+            barrier_wait(barrier);
+            for (size_t i = 0; i < (size_t)B * d; i++) x[i] += ffo[i];
+        }
+        for (int b = r0; b < r1; b++) layer_norm(d, x + (size_t)b * d, w->norm_w, w->norm_b, normed + (size_t)b * d);
+        if (r1 > r0)
+            affine_panels(r1 - r0, d, normed + (size_t)r0 * d, w->w_out, w->b_out, 0, Cp / LANES,
+                          logits + (size_t)r0 * Cp, Cp, bf16);
+        for (int b = r0; b < r1; b++) emit_token(&job->rules, logits + (size_t)b * Cp, C, b, t);
+        barrier_wait(barrier);
+    }
+    return NULL;
+}
+
+/* Generate `steps` (<= max_steps) tokens for each of `batch` rows from START, each block's input shifted by its
+ * row's z term (z_terms [blocks][batch][d]); tokens are chosen as TokenRules says (uniforms [steps][batch]).
+ * Returns -1 for a workspace too small or a shape the kernel does not take. */
+int transformer_generate(const TransformerWeights *w, int batch, int steps, const float *z_terms, float temperature,
+                         const float *uniforms, const int64_t *forced, const uint8_t *mask, const uint8_t *allowed,
+                         int64_t *out, float *logp, float *work, int64_t work_size, int threads) {
+    if (work_size < transformer_generate_workspace(w, batch, steps, threads) || steps > w->max_steps ||
+        w->blocks < 1 || w->blocks > MAX_BLOCKS || w->d_model % LANES || w->ff_size % LANES ||
+        w->d_model % w->n_heads)
+        return -1;
+    TransformerJob job = {w, batch, steps, z_terms, {steps, batch, uniforms, forced, mask, allowed, temperature,
+                                                     out, logp}, work};
+    TransformerMember members[MAX_THREADS];
+    int team = team_size(threads);
+    for (int i = 0; i < team; i++) members[i] = (TransformerMember){&job, i};
+    run_team(&job.team, team, transformer_member, members, sizeof members[0]);
+    return 0;
+}
