@@ -236,10 +236,11 @@ class SequenceVAE(nn.Module):
         chords: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Free-running generation [B, steps]; temperature 0 is greedy; forced tokens are kept (and fed back)
-        where forced_mask is True. `fast` (default: on CPU) runs recurrent decoders through a step plan (the C
-        kernel, else numpy); precision "bfloat16" runs its per-step matrices in bfloat16 arithmetic where
-        `bf16_decoding_available()` says so. `log_probs` (float32 [B, steps] on the CPU) receives each emitted
-        token's log-probability under the model, forced ones included. `uniforms` (float32 [steps, B] on the
+        where forced_mask is True. `fast` (default: on CPU) runs the decoder through a step plan (recurrent
+        decoders: the C kernel, else numpy; the transformer: its C loop); precision "bfloat16" runs a recurrent
+        decoder's per-step matrices in bfloat16 arithmetic where `bf16_decoding_available()` says so.
+        `log_probs` (float32 [B, steps] on the CPU) receives each emitted token's log-probability under the
+        model, forced ones included. `uniforms` (float32 [steps, B] on the
         CPU) are the sampling draws in place of drawing them from `generator`: row b's notes depend only on
         column b, so a caller that draws them once can decode the rows in any pieces and get the same notes.
         `allowed` (bool [num_classes]) masks the classes free steps may choose (a key and range: see
