@@ -79,6 +79,22 @@ def test_fast_path_matches_torch_greedy_sampled_forced_and_masked(batch, threads
     assert torch.equal(both[mask], forced[mask]) and allowed[both[~mask]].all()
 
 
+@pytest.mark.parametrize("batch", [1, 3])
+def test_forced_spans_run_ahead_with_the_same_tokens_and_scores(batch):
+    """Where every row's steps are forced the kernel runs those positions in one pass: scoring whole melodies
+    (every step forced) and an infill's kept bars (a forced span, then free steps) agree with torch."""
+    model = tiny_transformer(seed=8, steps=64)
+    z = torch.randn(batch, model.config.z_size, generator=torch.Generator().manual_seed(2))
+    forced = torch.randint(0, model.config.num_classes, (batch, 64), generator=torch.Generator().manual_seed(3))
+    every = torch.ones(batch, 64, dtype=torch.bool)
+    assert torch.equal(assert_agree(model, z, threads=2, forced=forced, forced_mask=every), forced)
+    kept = torch.zeros(batch, 64, dtype=torch.bool)
+    kept[:, :20] = kept[:, 40:50] = True
+    kept[0, 45] = False  # one row free where the others are forced
+    uniforms = torch.rand(64, batch, generator=torch.Generator().manual_seed(4))
+    assert_agree(model, z, threads=2, temperature=0.8, uniforms=uniforms, forced=forced, forced_mask=kept)
+
+
 def test_bfloat16_weights_stream_as_bfloat16_panels_with_the_same_results():
     model = tiny_transformer(seed=3, bfloat16=True)
     plan = plans.plan_for(model.decoder)

@@ -4,13 +4,16 @@
  * attention per head; eager PyTorch pays dispatch overhead on each of some hundred operations per step, far
  * more than the arithmetic. Here the whole loop runs in C with a key/value cache: each step embeds the previous
  * token, runs every block on that one position against the cached keys and values, and chooses its token with
- * the LSTM kernel's rules (TokenRules). Matrices are panel-packed as in lstm_kernel.c (bfloat16 panels for
+ * the LSTM kernel's rules (TokenRules). Where every row's next steps are forced, their inputs are known, so one
+ * pass runs those positions together and streams the weights once for all of them (a forced span is scored
+ * about as fast as teacher forcing). Matrices are panel-packed as in lstm_kernel.c (bfloat16 panels for
  * bfloat16-exact weights). With threads > 1 each matrix's column panels are split between the threads, so even
  * one row decodes in parallel; results do not depend on the thread count. Built by seqvae/models/native.py.
  */
 #include "kernel_common.h"
 
 #define MAX_BLOCKS 8
+#define MAX_PASS_ROWS 256 /* rows (batch rows x positions) one pass may take when forced steps let it run ahead */
 
 typedef struct {
     int num_classes, padded_classes, d_model, n_heads, blocks, ff_size, max_steps, bf16;
@@ -32,17 +35,34 @@ typedef struct {
 
 static int team_size(int threads) { return threads < 1 ? 1 : threads > MAX_THREADS ? MAX_THREADS : threads; }
 
-/* Shared: qkv, attention output, projection, feed-forward hidden and output, logits, the key/value cache
- * [blocks][2][B][heads][steps][d_head]. Per member: its copy of the residual stream and of a normed one, and
- * attention scores. */
+/* How many positions one pass may run per batch row. */
+static int max_span(int batch, int steps) {
+    int span = MAX_PASS_ROWS / batch;
+    return span < 1 ? 1 : span > steps ? steps : span;
+}
+
+/* Shared, per pass row: qkv, attention output, projection, feed-forward hidden and output, logits; and the
+ * key/value cache [blocks][2][B][heads][steps][d_head]. Per member: its copy of the residual stream and of a
+ * normed one, and attention scores. */
 static int64_t shared_floats(const TransformerWeights *w, int batch, int steps) {
-    int64_t d = w->d_model;
-    return (int64_t)batch * (3 * d + d + d + w->ff_size + d + w->padded_classes) +
-           (int64_t)w->blocks * 2 * batch * steps * d;
+    int64_t d = w->d_model, rows = (int64_t)batch * max_span(batch, steps);
+    return rows * (3 * d + d + d + w->ff_size + d + w->padded_classes) + (int64_t)w->blocks * 2 * batch * steps * d;
 }
 
 static int64_t member_floats(const TransformerWeights *w, int batch, int steps) {
-    return (int64_t)batch * 2 * w->d_model + steps;
+    return (int64_t)batch * max_span(batch, steps) * 2 * w->d_model + steps;
+}
+
+/* The positions the pass at step t runs: t, and after it each next step while every row's previous step is
+ * forced (its input is known), up to max_span. */
+static int pass_span(const TokenRules *r, int batch, int t, int limit) {
+    int span = 1;
+    while (span < limit && t + span < r->steps && r->mask) {
+        for (int b = 0; b < batch; b++)
+            if (!r->mask[(size_t)b * r->steps + t + span - 1]) return span;
+        span++;
+    }
+    return span;
 }
 
 int64_t transformer_generate_workspace(const TransformerWeights *w, int batch, int steps, int threads) {
@@ -120,7 +140,9 @@ static void attend(int dh, int t, const float *q, const float *keys, const float
 }
 
 /* One member's part: its column panels of every matrix, its (row, head) pairs of the attention, its rows of the
- * output layer. Five barriers per block and one per step hand the shared buffers over. */
+ * output layer. A pass runs `span` positions of every batch row, as rows b * span + i at position t + i. Five
+ * barriers per block (six when a pass runs ahead: keys and values are written before any row reads them) and
+ * one per pass hand the shared buffers over. */
 static void *transformer_member(void *arg) {
     const TransformerMember *me = arg;
     TransformerJob *job = me->job;
@@ -129,60 +151,71 @@ static void *transformer_member(void *arg) {
     const int B = job->batch, T = job->steps, d = w->d_model, H = w->n_heads, dh = d / H, F = w->ff_size;
     const int C = w->num_classes, Cp = w->padded_classes, rank = me->rank, team = job->team.size, bf16 = w->bf16;
     Barrier *barrier = &job->team.barrier;
-    float *qkv = job->work, *attn = qkv + (size_t)B * 3 * d, *proj = attn + (size_t)B * d;
-    float *hidden = proj + (size_t)B * d, *ffo = hidden + (size_t)B * F, *logits = ffo + (size_t)B * d;
-    float *cache = logits + (size_t)B * Cp;
+    const int R = B * max_span(B, T); /* the most rows a pass takes */
+    float *qkv = job->work, *attn = qkv + (size_t)R * 3 * d, *proj = attn + (size_t)R * d;
+    float *hidden = proj + (size_t)R * d, *ffo = hidden + (size_t)R * F, *logits = ffo + (size_t)R * d;
+    float *cache = logits + (size_t)R * Cp;
     float *x = job->work + shared_floats(w, B, T) + (size_t)rank * member_floats(w, B, T);
-    float *normed = x + (size_t)B * d, *scores = normed + (size_t)B * d;
-    int q0, q1, d0, d1, f0, f1, a0, a1, r0, r1;
+    float *normed = x + (size_t)R * d, *scores = normed + (size_t)R * d;
+    int q0, q1, d0, d1, f0, f1;
     share(3 * d / LANES, rank, team, &q0, &q1);
     share(d / LANES, rank, team, &d0, &d1);
     share(F / LANES, rank, team, &f0, &f1);
-    share(B * H, rank, team, &a0, &a1);
-    share(B, rank, team, &r0, &r1);
-    for (int t = 0; t < T; t++) {
-        for (int b = 0; b < B; b++) {
-            int64_t prev = t == 0 ? C : job->rules.out[(size_t)b * T + t - 1];
-            for (int i = 0; i < d; i++) x[(size_t)b * d + i] = w->embed[prev * d + i] + w->position[(size_t)t * d + i];
+    const TokenRules *rules = &job->rules;
+    for (int t = 0, span; t < T; t += span) {
+        span = pass_span(rules, B, t, max_span(B, T));
+        const int rows = B * span;
+        int a0, a1, r0, r1;
+        share(rows * H, rank, team, &a0, &a1);
+        share(rows, rank, team, &r0, &r1);
+        for (int row = 0; row < rows; row++) {
+            int b = row / span, s = t + row % span;
+            int64_t prev = s == 0 ? C : row % span ? rules->forced[(size_t)b * T + s - 1] : rules->out[(size_t)b * T + s - 1];
+            for (int i = 0; i < d; i++) x[(size_t)row * d + i] = w->embed[prev * d + i] + w->position[(size_t)s * d + i];
         }
         for (int l = 0; l < w->blocks; l++) {
             const float *zt = job->z_terms + (size_t)l * B * d;
-            for (int b = 0; b < B; b++) {
-                float *row = x + (size_t)b * d;
-                for (int i = 0; i < d; i++) row[i] += zt[(size_t)b * d + i];
-                layer_norm(d, row, w->ln1_w[l], w->ln1_b[l], normed + (size_t)b * d);
+            for (int row = 0; row < rows; row++) {
+                float *xr = x + (size_t)row * d;
+                for (int i = 0; i < d; i++) xr[i] += zt[(size_t)(row / span) * d + i];
+                layer_norm(d, xr, w->ln1_w[l], w->ln1_b[l], normed + (size_t)row * d);
             }
-            affine_panels(B, d, normed, w->w_qkv[l], w->b_qkv[l], q0, q1, qkv, 3 * d, bf16);
+            affine_panels(rows, d, normed, w->w_qkv[l], w->b_qkv[l], q0, q1, qkv, 3 * d, bf16);
             barrier_wait(barrier);
-            for (int pair = a0; pair < a1; pair++) {
-                int b = pair / H, h = pair % H;
-                float *keys = cache + ((((size_t)l * 2 * B + b) * H + h) * T) * dh;
-                float *values = keys + (size_t)B * H * T * dh;
-                const float *row = qkv + (size_t)b * 3 * d;
-                memcpy(keys + (size_t)t * dh, row + d + h * dh, sizeof(float) * dh);
-                memcpy(values + (size_t)t * dh, row + 2 * d + h * dh, sizeof(float) * dh);
-                attend(dh, t, row + h * dh, keys, values, scores, attn + (size_t)b * d + h * dh);
+            for (int stage = span > 1 ? 0 : 1; stage < 2; stage++) { /* 0: store keys and values; 1: attend */
+                for (int pair = a0; pair < a1; pair++) {
+                    int row = pair / H, h = pair % H, b = row / span, s = t + row % span;
+                    float *keys = cache + ((((size_t)l * 2 * B + b) * H + h) * T) * dh;
+                    float *values = keys + (size_t)B * H * T * dh;
+                    const float *q = qkv + (size_t)row * 3 * d;
+                    if (stage == 0 || span == 1) {
+                        memcpy(keys + (size_t)s * dh, q + d + h * dh, sizeof(float) * dh);
+                        memcpy(values + (size_t)s * dh, q + 2 * d + h * dh, sizeof(float) * dh);
+                    }
+                    if (stage == 1) attend(dh, s, q + h * dh, keys, values, scores, attn + (size_t)row * d + h * dh);
+                }
+                barrier_wait(barrier);
             }
+            affine_panels(rows, d, attn, w->w_proj[l], w->b_proj[l], d0, d1, proj, d, bf16);
             barrier_wait(barrier);
-            affine_panels(B, d, attn, w->w_proj[l], w->b_proj[l], d0, d1, proj, d, bf16);
-            barrier_wait(barrier);
-            for (int b = 0; b < B; b++) {
-                float *row = x + (size_t)b * d;
-                for (int i = 0; i < d; i++) row[i] += proj[(size_t)b * d + i];
-                layer_norm(d, row, w->ln2_w[l], w->ln2_b[l], normed + (size_t)b * d);
+            for (int row = 0; row < rows; row++) {
+                float *xr = x + (size_t)row * d;
+                for (int i = 0; i < d; i++) xr[i] += proj[(size_t)row * d + i];
+                layer_norm(d, xr, w->ln2_w[l], w->ln2_b[l], normed + (size_t)row * d);
             }
-            affine_panels(B, d, normed, w->w_ff1[l], w->b_ff1[l], f0, f1, hidden, F, bf16);
-            for (int b = 0; b < B; b++) gelu((f1 - f0) * LANES, hidden + (size_t)b * F + f0 * LANES);
+            affine_panels(rows, d, normed, w->w_ff1[l], w->b_ff1[l], f0, f1, hidden, F, bf16);
+            for (int row = 0; row < rows; row++) gelu((f1 - f0) * LANES, hidden + (size_t)row * F + f0 * LANES);
             barrier_wait(barrier);
-            affine_panels(B, F, hidden, w->w_ff2[l], w->b_ff2[l], d0, d1, ffo, d, bf16);
+            affine_panels(rows, F, hidden, w->w_ff2[l], w->b_ff2[l], d0, d1, ffo, d, bf16);
             barrier_wait(barrier);
-            for (size_t i = 0; i < (size_t)B * d; i++) x[i] += ffo[i];
+            for (size_t i = 0; i < (size_t)rows * d; i++) x[i] += ffo[i];
         }
-        for (int b = r0; b < r1; b++) layer_norm(d, x + (size_t)b * d, w->norm_w, w->norm_b, normed + (size_t)b * d);
+        for (int row = r0; row < r1; row++)
+            layer_norm(d, x + (size_t)row * d, w->norm_w, w->norm_b, normed + (size_t)row * d);
         if (r1 > r0)
             affine_panels(r1 - r0, d, normed + (size_t)r0 * d, w->w_out, w->b_out, 0, Cp / LANES,
                           logits + (size_t)r0 * Cp, Cp, bf16);
-        for (int b = r0; b < r1; b++) emit_token(&job->rules, logits + (size_t)b * Cp, C, b, t);
+        for (int row = r0; row < r1; row++) emit_token(rules, logits + (size_t)row * Cp, C, row / span, t + row % span);
         barrier_wait(barrier);
     }
     return NULL;
