@@ -1,6 +1,7 @@
 """The transformer decoder's C step loop (transformer_kernel.c) against the torch reference: the same tokens and
-log-probabilities for greedy and seeded sampling, forced steps and a key mask, at batch 1 and above; the engine
-uses it by default, scores with it, and a server morphs through it."""
+log-probabilities for greedy and seeded sampling, forced steps and a key mask, at batch 1 and above; the encoder
+in the same kernel gives torch's posteriors; the engine uses both by default, scores with them, and a server
+morphs through them."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from server_support import OscClient, notes_of, running_server
 from seqvae.codec.events import FIRST_NOTE_ON
 from seqvae.engine import Engine
 from seqvae.models import build_model, get_config, native, plans, save_model
-from seqvae.models.transformer_plan import NativeTransformerPlan
+from seqvae.models.transformer_plan import NativeTransformerEncoderPlan, NativeTransformerPlan
 
 pytestmark = pytest.mark.skipif(native.library() is None, reason="no C compiler: the fast path is not built")
 
@@ -93,6 +94,15 @@ def test_forced_spans_run_ahead_with_the_same_tokens_and_scores(batch):
     kept[0, 45] = False  # one row free where the others are forced
     uniforms = torch.rand(64, batch, generator=torch.Generator().manual_seed(4))
     assert_agree(model, z, threads=2, temperature=0.8, uniforms=uniforms, forced=forced, forced_mask=kept)
+
+
+@pytest.mark.parametrize("steps, batch", [(32, 1), (32, 11), (96, 3)])
+def test_the_encoder_runs_in_the_kernel_with_torchs_posteriors(steps, batch):
+    model = tiny_transformer(seed=9, steps=steps)
+    assert isinstance(plans.encoder_plan_for(model.encoder), NativeTransformerEncoderPlan)
+    x = torch.randint(0, model.config.num_classes, (batch, steps), generator=torch.Generator().manual_seed(5))
+    (mu, sigma), (fast_mu, fast_sigma) = model.encode(x, fast=False), model.encode(x, fast=True)
+    assert torch.allclose(mu, fast_mu, atol=1e-5) and torch.allclose(sigma, fast_sigma, atol=1e-5)
 
 
 def test_bfloat16_weights_stream_as_bfloat16_panels_with_the_same_results():

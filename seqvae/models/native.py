@@ -135,6 +135,10 @@ def library() -> ctypes.CDLL | None:
         lib.transformer_generate.restype = i32
         lib.transformer_generate_workspace.argtypes = [vp, i32, i32, i32]
         lib.transformer_generate_workspace.restype = i64
+        lib.transformer_encode.argtypes = [vp, i32, i32, vp, vp, vp, i64, i32]
+        lib.transformer_encode.restype = i32
+        lib.transformer_encode_rows.argtypes = [i32]
+        lib.transformer_encode_rows.restype = i32
         lib.kernel_has_bf16_dot.argtypes = []
         lib.kernel_has_bf16_dot.restype = i32
         _library = lib

@@ -18,8 +18,8 @@ from seqvae.models import native
 from seqvae.models.decoder import StepPlan
 from seqvae.models.lstm import BidirectionalLSTMEncoder
 from seqvae.models.numpy_plan import NumpyLSTMPlan
-from seqvae.models.transformer import TransformerDecoder
-from seqvae.models.transformer_plan import NativeTransformerPlan
+from seqvae.models.transformer import TransformerDecoder, TransformerEncoder
+from seqvae.models.transformer_plan import NativeTransformerEncoderPlan, NativeTransformerPlan
 
 PLAN_ATTRIBUTE = "_inference_plan"  # where a module's cached plan lives in its __dict__
 T = TypeVar("T")
@@ -54,10 +54,14 @@ def plan_for(core: nn.Module) -> StepPlan | None:
     return cached_plan(core, "numpy", lambda: NumpyLSTMPlan(core))
 
 
-def encoder_plan_for(encoder: nn.Module) -> native.NativeEncoderPlan | None:
-    """The C encoder for a one-layer bidirectional LSTM encoder, or None (then the encoder runs in torch)."""
+def encoder_plan_for(encoder: nn.Module) -> native.NativeEncoderPlan | NativeTransformerEncoderPlan | None:
+    """The C encoder for a one-layer bidirectional LSTM encoder or a transformer encoder, or None (then the encoder
+    runs in torch)."""
     lib = native.library()
-    if lib is None or not isinstance(encoder, BidirectionalLSTMEncoder) or not native.NativeEncoderPlan.supports(
-            encoder):
+    if lib is None:
+        return None
+    if isinstance(encoder, TransformerEncoder) and NativeTransformerEncoderPlan.supports(encoder):
+        return cached_plan(encoder, "native", lambda: NativeTransformerEncoderPlan(encoder, lib))
+    if not isinstance(encoder, BidirectionalLSTMEncoder) or not native.NativeEncoderPlan.supports(encoder):
         return None
     return cached_plan(encoder, "native", lambda: native.NativeEncoderPlan(encoder, lib))

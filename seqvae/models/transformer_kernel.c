@@ -1,4 +1,5 @@
-/* Free-running generation for seqvae's transformer decoder (transformer.py), in one C loop per call.
+/* Free-running generation for seqvae's transformer decoder (transformer.py), in one C loop per call, and the
+ * same blocks run as its encoder (every position of a window in one pass, attending both ways).
  *
  * Why: one decode step of the 4-layer d=256 decoder is a dozen small matrix products plus layer norms and an
  * attention per head; eager PyTorch pays dispatch overhead on each of some hundred operations per step, far
@@ -72,7 +73,9 @@ int64_t transformer_generate_workspace(const TransformerWeights *w, int batch, i
 typedef struct {
     const TransformerWeights *w;
     int batch, steps;
-    const float *z_terms; /* [blocks][B][d]: each block's projection of z, added to its input */
+    const float *z_terms; /* [blocks][B][d]: each block's projection of z, added to its input; NULL: none */
+    const int64_t *tokens; /* encoding: the window's events [B][steps] (NULL when generating) */
+    float *states;         /* encoding: the final layer norm's output [B][steps][d] */
     TokenRules rules;
     float *work;
     Team team;
@@ -162,22 +165,25 @@ static void *transformer_member(void *arg) {
     share(d / LANES, rank, team, &d0, &d1);
     share(F / LANES, rank, team, &f0, &f1);
     const TokenRules *rules = &job->rules;
+    const int encoding = job->tokens != NULL;
     for (int t = 0, span; t < T; t += span) {
-        span = pass_span(rules, B, t, max_span(B, T));
+        span = encoding ? T : pass_span(rules, B, t, max_span(B, T));
         const int rows = B * span;
         int a0, a1, r0, r1;
         share(rows * H, rank, team, &a0, &a1);
         share(rows, rank, team, &r0, &r1);
         for (int row = 0; row < rows; row++) {
             int b = row / span, s = t + row % span;
-            int64_t prev = s == 0 ? C : row % span ? rules->forced[(size_t)b * T + s - 1] : rules->out[(size_t)b * T + s - 1];
+            int64_t prev = encoding ? job->tokens[(size_t)b * T + s] : s == 0 ? C
+                           : row % span ? rules->forced[(size_t)b * T + s - 1] : rules->out[(size_t)b * T + s - 1];
             for (int i = 0; i < d; i++) x[(size_t)row * d + i] = w->embed[prev * d + i] + w->position[(size_t)s * d + i];
         }
         for (int l = 0; l < w->blocks; l++) {
-            const float *zt = job->z_terms + (size_t)l * B * d;
+            const float *zt = job->z_terms ? job->z_terms + (size_t)l * B * d : NULL;
             for (int row = 0; row < rows; row++) {
                 float *xr = x + (size_t)row * d;
-                for (int i = 0; i < d; i++) xr[i] += zt[(size_t)(row / span) * d + i];
+                if (job->z_terms)
+                    for (int i = 0; i < d; i++) xr[i] += zt[(size_t)(row / span) * d + i];
                 layer_norm(d, xr, w->ln1_w[l], w->ln1_b[l], normed + (size_t)row * d);
             }
             affine_panels(rows, d, normed, w->w_qkv[l], w->b_qkv[l], q0, q1, qkv, 3 * d, bf16);
@@ -192,7 +198,8 @@ static void *transformer_member(void *arg) {
                         memcpy(keys + (size_t)s * dh, q + d + h * dh, sizeof(float) * dh);
                         memcpy(values + (size_t)s * dh, q + 2 * d + h * dh, sizeof(float) * dh);
                     }
-                    if (stage == 1) attend(dh, s, q + h * dh, keys, values, scores, attn + (size_t)row * d + h * dh);
+                    if (stage == 1) /* causal when generating: keys 0 .. s; all of them when encoding */
+                        attend(dh, encoding ? T - 1 : s, q + h * dh, keys, values, scores, attn + (size_t)row * d + h * dh);
                 }
                 barrier_wait(barrier);
             }
@@ -210,8 +217,10 @@ static void *transformer_member(void *arg) {
             barrier_wait(barrier);
             for (size_t i = 0; i < (size_t)rows * d; i++) x[i] += ffo[i];
         }
+        float *final = encoding ? job->states : normed;
         for (int row = r0; row < r1; row++)
-            layer_norm(d, x + (size_t)row * d, w->norm_w, w->norm_b, normed + (size_t)row * d);
+            layer_norm(d, x + (size_t)row * d, w->norm_w, w->norm_b, final + (size_t)row * d);
+        if (encoding) break;
         if (r1 > r0)
             affine_panels(r1 - r0, d, normed + (size_t)r0 * d, w->w_out, w->b_out, 0, Cp / LANES,
                           logits + (size_t)r0 * Cp, Cp, bf16);
@@ -221,21 +230,44 @@ static void *transformer_member(void *arg) {
     return NULL;
 }
 
+/* Whether the kernel takes these shapes and this workspace. */
+static int takes(const TransformerWeights *w, int batch, int steps, int64_t work_size, int threads) {
+    return work_size >= transformer_generate_workspace(w, batch, steps, threads) && steps <= w->max_steps &&
+           w->blocks >= 1 && w->blocks <= MAX_BLOCKS && w->d_model % LANES == 0 && w->ff_size % LANES == 0 &&
+           w->d_model % w->n_heads == 0;
+}
+
+static void run_job(TransformerJob *job, int threads) {
+    TransformerMember members[MAX_THREADS];
+    int team = team_size(threads);
+    for (int i = 0; i < team; i++) members[i] = (TransformerMember){job, i};
+    run_team(&job->team, team, transformer_member, members, sizeof members[0]);
+}
+
 /* Generate `steps` (<= max_steps) tokens for each of `batch` rows from START, each block's input shifted by its
  * row's z term (z_terms [blocks][batch][d]); tokens are chosen as TokenRules says (uniforms [steps][batch]).
  * Returns -1 for a workspace too small or a shape the kernel does not take. */
 int transformer_generate(const TransformerWeights *w, int batch, int steps, const float *z_terms, float temperature,
                          const float *uniforms, const int64_t *forced, const uint8_t *mask, const uint8_t *allowed,
                          int64_t *out, float *logp, float *work, int64_t work_size, int threads) {
-    if (work_size < transformer_generate_workspace(w, batch, steps, threads) || steps > w->max_steps ||
-        w->blocks < 1 || w->blocks > MAX_BLOCKS || w->d_model % LANES || w->ff_size % LANES ||
-        w->d_model % w->n_heads)
-        return -1;
-    TransformerJob job = {w, batch, steps, z_terms, {steps, batch, uniforms, forced, mask, allowed, temperature,
-                                                     out, logp}, work};
-    TransformerMember members[MAX_THREADS];
-    int team = team_size(threads);
-    for (int i = 0; i < team; i++) members[i] = (TransformerMember){&job, i};
-    run_team(&job.team, team, transformer_member, members, sizeof members[0]);
+    if (!takes(w, batch, steps, work_size, threads)) return -1;
+    TransformerJob job = {w, batch, steps, z_terms, NULL, NULL, {steps, batch, uniforms, forced, mask, allowed,
+                                                                 temperature, out, logp}, work};
+    run_job(&job, threads);
     return 0;
 }
+
+/* The final layer norm's output [batch][steps][d] for event windows tokens [batch][steps], every position attending
+ * to all: the encoder, its embedding table without a START row. The window is one pass, so batch * steps is at most
+ * MAX_PASS_ROWS (the caller splits bigger batches). Returns -1 for a workspace too small or a shape it does not take. */
+int transformer_encode(const TransformerWeights *w, int batch, int steps, const int64_t *tokens, float *states,
+                       float *work, int64_t work_size, int threads) {
+    if (!takes(w, batch, steps, work_size, threads) || batch * steps > MAX_PASS_ROWS) return -1;
+    TransformerJob job = {w, batch, steps, NULL, tokens, states, {steps, batch, NULL, NULL, NULL, NULL, 0.0f, NULL,
+                                                                  NULL}, work};
+    run_job(&job, threads);
+    return 0;
+}
+
+/* The most windows one transformer_encode call takes. */
+int transformer_encode_rows(int steps) { return steps > MAX_PASS_ROWS ? 0 : MAX_PASS_ROWS / steps; }

@@ -1,4 +1,5 @@
-"""The transformer decoder packed for transformer_kernel.c's step loop: a `decoder.StepPlan` for TransformerDecoder.
+"""The transformer decoder packed for transformer_kernel.c's step loop (a `decoder.StepPlan` for
+TransformerDecoder), and the encoder packed for the same kernel's one-pass encoding.
 
 Eager PyTorch spends a decode step of the 4-layer decoder on dispatching a hundred small operations; the C loop
 runs the same arithmetic (a key/value cache, one position per step) with the weights packed once, as the LSTM's
@@ -10,9 +11,12 @@ precision "auto" decodes a transformer in float32.
 from __future__ import annotations
 
 import ctypes
+from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch.nn.functional as F
+from torch import nn
 
 from seqvae.models import native
 from seqvae.models.decoder import Generation
@@ -38,6 +42,61 @@ def _vector(t: torch.Tensor) -> np.ndarray:
     return np.ascontiguousarray(native.as_float32(t))
 
 
+@dataclass(frozen=True)
+class Block:
+    """One pre-norm block's tensors, however its module names them: (weight [out, in], bias) per matrix."""
+
+    norm1: nn.LayerNorm
+    qkv: tuple[torch.Tensor, torch.Tensor]  # q, k, v columns, each heads x d_head
+    proj: tuple[torch.Tensor, torch.Tensor]
+    norm2: nn.LayerNorm
+    ff1: tuple[torch.Tensor, torch.Tensor]
+    ff2: tuple[torch.Tensor, torch.Tensor]
+
+
+def _pair(linear: nn.Linear) -> tuple[torch.Tensor, torch.Tensor]:
+    return linear.weight, linear.bias
+
+
+class PackedStack:
+    """Embedding, positions, blocks and final norm packed into the kernel's TransformerWeights (bfloat16 panels
+    where `bf16`); the arrays it points at live as long as this object."""
+
+    def __init__(self, embed: torch.Tensor, position: torch.Tensor, n_heads: int, blocks: list[Block],
+                 norm: nn.LayerNorm, bf16: bool, output: nn.Linear | None = None) -> None:
+        self.keep: list[np.ndarray] = []
+        d = embed.shape[1]
+        w = _TransformerWeights()
+        w.d_model, w.n_heads, w.blocks, w.max_steps, w.bf16 = d, n_heads, len(blocks), position.shape[0], int(bf16)
+        w.ff_size = blocks[0].ff1[0].shape[0]
+        w.embed, w.position = self.held(_vector(embed)), self.held(_vector(position))
+        for i, block in enumerate(blocks):
+            w.ln1_w[i], w.ln1_b[i] = self.held(_vector(block.norm1.weight)), self.held(_vector(block.norm1.bias))
+            w.ln2_w[i], w.ln2_b[i] = self.held(_vector(block.norm2.weight)), self.held(_vector(block.norm2.bias))
+            for name in ("qkv", "proj", "ff1", "ff2"):
+                weight, bias = getattr(block, name)
+                getattr(w, f"w_{name}")[i] = self.held(native.pack_panels(native.as_float32(weight).T, bf16))
+                getattr(w, f"b_{name}")[i] = self.held(_vector(bias))
+        w.norm_w, w.norm_b = self.held(_vector(norm.weight)), self.held(_vector(norm.bias))
+        if output is not None:
+            c = output.out_features
+            w.num_classes, w.padded_classes = c, -(-c // native.LANES) * native.LANES
+            w.w_out = self.held(native.pack_panels(native.as_float32(output.weight).T, bf16))
+            b_out = np.full(w.padded_classes, -1e30, np.float32)
+            b_out[:c] = native.as_float32(output.bias)
+            w.b_out = self.held(b_out)
+        self.weights = w
+
+    def held(self, array: np.ndarray) -> int:
+        self.keep.append(array)
+        return native.pointer(array)
+
+
+def stack_supported(d_model: int, ff_size: int, blocks: int) -> bool:
+    """The shapes the kernel takes: widths in whole 16-float panels, at most MAX_BLOCKS blocks."""
+    return blocks <= MAX_BLOCKS and d_model % native.LANES == 0 and ff_size % native.LANES == 0
+
+
 class NativeTransformerPlan:
     """A TransformerDecoder's weights laid out for transformer_generate."""
 
@@ -46,43 +105,19 @@ class NativeTransformerPlan:
     def __init__(self, decoder, lib: ctypes.CDLL) -> None:
         self.lib = lib
         bf16 = native.bfloat16_exact(decoder)
-        c, d = decoder.num_classes, decoder.embed.embedding_dim
-        self.keep: list[np.ndarray] = []
-        w = _TransformerWeights()
-        w.num_classes, w.d_model, w.n_heads, w.blocks = c, d, decoder.n_heads, len(decoder.blocks)
-        w.ff_size, w.max_steps, w.bf16 = decoder.blocks[0].ff[0].out_features, decoder.steps, int(bf16)
-        w.padded_classes = -(-c // native.LANES) * native.LANES
-
-        def held(array: np.ndarray) -> int:
-            self.keep.append(array)
-            return native.pointer(array)
-
-        def panels(linear: torch.nn.Linear) -> int:
-            return held(native.pack_panels(native.as_float32(linear.weight).T, bf16))
-
-        w.embed, w.position = held(_vector(decoder.embed.weight)), held(_vector(decoder.position))
-        for i, block in enumerate(decoder.blocks):
-            w.ln1_w[i], w.ln1_b[i] = held(_vector(block.norm1.weight)), held(_vector(block.norm1.bias))
-            w.ln2_w[i], w.ln2_b[i] = held(_vector(block.norm2.weight)), held(_vector(block.norm2.bias))
-            for name, linear in (("qkv", block.qkv), ("proj", block.proj), ("ff1", block.ff[0]), ("ff2", block.ff[2])):
-                getattr(w, f"w_{name}")[i] = panels(linear)
-                getattr(w, f"b_{name}")[i] = held(_vector(linear.bias))
-        w.norm_w, w.norm_b = held(_vector(decoder.norm.weight)), held(_vector(decoder.norm.bias))
-        w.w_out = panels(decoder.output)
-        b_out = np.full(w.padded_classes, -1e30, np.float32)
-        b_out[:c] = native.as_float32(decoder.output.bias)
-        w.b_out = held(b_out)
-        self.weights = w
+        blocks = [Block(b.norm1, _pair(b.qkv), _pair(b.proj), b.norm2, _pair(b.ff[0]), _pair(b.ff[2]))
+                  for b in decoder.blocks]
+        self.stack = PackedStack(decoder.embed.weight, decoder.position, decoder.n_heads, blocks, decoder.norm, bf16,
+                                 decoder.output)
+        self.weights = self.stack.weights
         z_weights = np.concatenate([native.as_float32(b.z_proj.weight).T for b in decoder.blocks], axis=1)
         z_bias = np.concatenate([native.as_float32(b.z_proj.bias) for b in decoder.blocks])
         self.z_terms = native.PackedAffine(lib, z_weights, z_bias, bf16)  # every block's z term in one product
-        self.num_classes, self.d_model, self.blocks = c, d, len(decoder.blocks)
+        self.d_model, self.blocks = decoder.embed.embedding_dim, len(decoder.blocks)
 
     @staticmethod
     def supports(decoder) -> bool:
-        """The shapes the kernel takes: widths in whole 16-float panels, at most MAX_BLOCKS blocks."""
-        d, ff = decoder.embed.embedding_dim, decoder.blocks[0].ff[0].out_features
-        return len(decoder.blocks) <= MAX_BLOCKS and d % native.LANES == 0 and ff % native.LANES == 0
+        return stack_supported(decoder.embed.embedding_dim, decoder.blocks[0].ff[0].out_features, len(decoder.blocks))
 
     def generate(self, cond: torch.Tensor, generation: Generation, *, steps: int, prev: torch.Tensor | None = None,
                  offset: int = 0) -> torch.Tensor:
@@ -105,3 +140,50 @@ class NativeTransformerPlan:
         if code:
             raise RuntimeError(f"C transformer decoding kernel failed (code {code})")
         return tokens.finish(generation)
+
+
+class NativeTransformerEncoderPlan:
+    """A TransformerEncoder's weights laid out for transformer_encode, its mu and sigma heads included."""
+
+    def __init__(self, encoder, lib: ctypes.CDLL) -> None:
+        self.lib = lib
+        bf16 = native.bfloat16_exact(encoder)
+        layers = encoder.layers.layers
+        blocks = [Block(layer.norm1, (layer.self_attn.in_proj_weight, layer.self_attn.in_proj_bias),
+                        _pair(layer.self_attn.out_proj), layer.norm2, _pair(layer.linear1), _pair(layer.linear2))
+                  for layer in layers]
+        self.stack = PackedStack(encoder.embed.weight, encoder.position, layers[0].self_attn.num_heads, blocks,
+                                 encoder.norm, bf16)
+        heads = np.concatenate([native.as_float32(encoder.mu.weight), native.as_float32(encoder.sigma.weight)]).T
+        bias = np.concatenate([native.as_float32(encoder.mu.bias), native.as_float32(encoder.sigma.bias)])
+        self.heads = native.PackedAffine(lib, heads, bias, bf16)
+        self.z_size, self.d_model = encoder.mu.out_features, encoder.embed.embedding_dim
+
+    @staticmethod
+    def supports(encoder) -> bool:
+        layers = encoder.layers.layers
+        return (stack_supported(encoder.embed.embedding_dim, layers[0].linear1.out_features, len(layers))
+                and all(layer.norm_first and layer.activation_relu_or_gelu == 2 for layer in layers))
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(mu, sigma) [B, z] for event windows x [B, steps], a few windows per kernel call (one pass each)."""
+        tokens = np.ascontiguousarray(x.detach().cpu().numpy(), dtype=np.int64)
+        batch, steps = tokens.shape
+        per_call = self.lib.transformer_encode_rows(steps)
+        if per_call < 1:
+            raise ValueError(f"the C encoder takes windows of at most 256 steps, not {steps}: encode with fast=False")
+        ref = ctypes.byref(self.stack.weights)
+        threads = max(1, torch.get_num_threads())
+        pooled = np.empty((batch, self.d_model), np.float32)
+        for start in range(0, batch, per_call):
+            part = tokens[start:start + per_call]
+            size = self.lib.transformer_generate_workspace(ref, len(part), steps, threads)
+            work = np.empty(size, np.float32)
+            states = np.empty((len(part), steps, self.d_model), np.float32)
+            if self.lib.transformer_encode(ref, len(part), steps, native.pointer(part), native.pointer(states),
+                                           native.pointer(work), size, threads):
+                raise RuntimeError("C transformer encoding kernel failed")
+            pooled[start:start + len(part)] = states.mean(axis=1)
+        heads = self.heads(pooled)
+        mu = torch.from_numpy(heads[:, : self.z_size].copy())
+        return mu, F.softplus(torch.from_numpy(heads[:, self.z_size:].copy())) + 1e-5
