@@ -121,15 +121,24 @@ static void affine_panels(int B, int K, const float *x, const void *wp, const fl
     gemm_range(B, K, x, K, wp, p0, p1, out, N, bf16);
 }
 
+/* sum a[i] b[i], in native-width partial sums. */
+static float dot(int n, const float *a, const float *b) {
+    vn acc = (vn){0};
+    int i = 0;
+    for (; i + NL <= n; i += NL) acc += loadn(a + i) * loadn(b + i);
+    float lanes[NL], total = 0.0f;
+    storen(lanes, acc);
+    for (int j = 0; j < NL; j++) total += lanes[j];
+    for (; i < n; i++) total += a[i] * b[i];
+    return total;
+}
+
 /* One (row, head)'s attention at step t: its query against keys 0 .. t, scaled dot products, softmax, the
  * weighted sum of values into out [d_head]. */
 static void attend(int dh, int t, const float *q, const float *keys, const float *values, float *scores, float *out) {
     float scale = 1.0f / sqrtf((float)dh), top = -INFINITY;
     for (int j = 0; j <= t; j++) {
-        const float *k = keys + (size_t)j * dh;
-        float s = 0.0f;
-        for (int i = 0; i < dh; i++) s += q[i] * k[i];
-        scores[j] = s * scale;
+        scores[j] = dot(dh, q, keys + (size_t)j * dh) * scale;
         if (scores[j] > top) top = scores[j];
     }
     float total = 0.0f;
