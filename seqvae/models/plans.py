@@ -60,7 +60,7 @@ def encoder_plan_for(encoder: nn.Module) -> native.NativeEncoderPlan | NativeTra
     lib = native.library()
     if lib is None:
         return None
-    if isinstance(encoder, TransformerEncoder) and NativeTransformerEncoderPlan.supports(encoder):
+    if isinstance(encoder, TransformerEncoder) and NativeTransformerEncoderPlan.supports(encoder, lib):
         return cached_plan(encoder, "native", lambda: NativeTransformerEncoderPlan(encoder, lib))
     if not isinstance(encoder, BidirectionalLSTMEncoder) or not native.NativeEncoderPlan.supports(encoder):
         return None

@@ -160,18 +160,18 @@ class NativeTransformerEncoderPlan:
         self.z_size, self.d_model = encoder.mu.out_features, encoder.embed.embedding_dim
 
     @staticmethod
-    def supports(encoder) -> bool:
+    def supports(encoder, lib: ctypes.CDLL) -> bool:
+        """Pre-norm GELU layers the kernel's stack takes, over windows short enough for one pass."""
         layers = encoder.layers.layers
         return (stack_supported(encoder.embed.embedding_dim, layers[0].linear1.out_features, len(layers))
-                and all(layer.norm_first and layer.activation_relu_or_gelu == 2 for layer in layers))
+                and all(layer.norm_first and layer.activation_relu_or_gelu == 2 for layer in layers)
+                and lib.transformer_encode_rows(encoder.position.shape[0]) > 0)
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(mu, sigma) [B, z] for event windows x [B, steps], a few windows per kernel call (one pass each)."""
         tokens = np.ascontiguousarray(x.detach().cpu().numpy(), dtype=np.int64)
         batch, steps = tokens.shape
-        per_call = self.lib.transformer_encode_rows(steps)
-        if per_call < 1:
-            raise ValueError(f"the C encoder takes windows of at most 256 steps, not {steps}: encode with fast=False")
+        per_call = self.lib.transformer_encode_rows(steps)  # >= 1: `supports` checked the window length
         ref = ctypes.byref(self.stack.weights)
         threads = max(1, torch.get_num_threads())
         pooled = np.empty((batch, self.d_model), np.float32)
