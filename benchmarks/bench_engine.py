@@ -5,6 +5,7 @@
     python benchmarks/bench_engine.py --configs mel_2bar_small,mel_16bar_hier,mel_2bar_transformer
     python benchmarks/bench_engine.py --device cuda
     python benchmarks/bench_engine.py --baseline run        # measure Magenta on this machine first
+    python benchmarks/bench_engine.py --transformer-path mel_2bar_transformer  # torch vs C loop vs the LSTM
 
 Cases (as ../shared/baseline times Magenta's TF 2.9 MusicVAE): sample(1); encode + decode of one
 melody; interpolate 8 steps between two melodies (encode both, decode 8); sample(64); and morph with
@@ -37,6 +38,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--json", default=None, help="also write the results to this JSON file")
     p.add_argument("--baseline", default="auto", choices=CHOICES,
                    help=HELP)
+    p.add_argument("--transformer-path", default=None, metavar="CONFIGS",
+                   help="instead: these transformer configs through torch and the C loop against the LSTM of --model "
+                   "(default: default), sample(1), sample(64) and encode+decode (see transformer_path.py)")
     return p.parse_args(argv)
 
 
@@ -55,6 +59,8 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+
+import transformer_path  # noqa: E402  (after the thread settings: it loads torch)
 
 from seqvae.codec import Melody  # noqa: E402
 from seqvae.data.synthetic import synthetic_windows  # noqa: E402
@@ -155,6 +161,10 @@ def print_table(results: list[CaseResult]) -> None:
 
 def main(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
+    if args.transformer_path:
+        names = [n.strip() for n in args.transformer_path.split(",") if n.strip()]
+        transformer_path.compare(args.model or "default", names, args.threads, args.repeats, args.warmup)
+        return 0
     results: list[CaseResult] = []
     overheads: dict[str, float] = {}
     magenta: MagentaBaseline | None = None

@@ -78,8 +78,8 @@ class StepPlan(Protocol):
 class Decoder(nn.Module, ABC):
     """What the VAE asks of a decoder: teacher-forced logits, scheduled-sampling logits, free-running tokens.
 
-    `step_core` is the recurrent core a step plan can run for this decoder (None: the decoder decodes in torch
-    only); `generate` receives that plan, or None for the torch path.
+    `step_core` is what a step plan can run for this decoder, a recurrent core or a whole transformer (None: it
+    decodes in torch only); `generate` receives that plan, or None for the torch path.
     """
 
     steps: int  # window length in 16th-note steps

@@ -1,8 +1,8 @@
-"""The C step loops of lstm_kernel.c: compiled on first use, cached, and optional.
+"""The C step loops of lstm_kernel.c and transformer_kernel.c: compiled on first use, cached, and optional.
 
-The shared library is built once per machine with the system C compiler (`cc -O3 -march=native`)
-into ~/.cache/seqvae/kernels (or $SEQVAE_CACHE) and reused; the file name carries a hash of the
-source, flags and CPU so a changed kernel or another machine gets its own build. Without a compiler
+The shared library is built once per machine with the system C compiler (`cc -O3 -march=native`), both kernels
+into one file, into ~/.cache/seqvae/kernels (or $SEQVAE_CACHE) and reused; the file name carries a hash of the
+sources, flags and CPU so a changed kernel or another machine gets its own build. Without a compiler
 (or with SEQVAE_NATIVE=0) everything still works through the numpy plan in numpy_plan.py, only slower.
 
 Plans hold the weights packed for the kernel. Each call allocates its own workspace, so concurrent
@@ -20,6 +20,7 @@ import subprocess
 import tempfile
 import threading
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +31,8 @@ from seqvae.models.decoder import Generation, step_classes
 MAX_LAYERS = 4
 LANES = 16
 MAX_CHUNKS = 8  # gate column chunks per layer: up to this many threads share one layer's work
-SOURCE = Path(__file__).with_name("lstm_kernel.c")
+SOURCES = tuple(Path(__file__).with_name(name) for name in ("lstm_kernel.c", "transformer_kernel.c"))
+HEADER = Path(__file__).with_name("kernel_common.h")
 _FLAG_SETS = (["-O3", "-march=native"], ["-O3"])
 _lock = threading.Lock()
 _library: ctypes.CDLL | None = None
@@ -72,20 +74,20 @@ def _cpu_signature() -> str:
 
 
 def _compile(compiler: str) -> Path | None:
-    source = SOURCE.read_bytes()
+    source = b"\0".join(path.read_bytes() for path in (*SOURCES, HEADER))
     directory = _cache_dir()
     errors = []
     for flags in _FLAG_SETS:
         key = hashlib.sha256(b"\0".join([source, " ".join(flags).encode(), compiler.encode(),
                                           platform.machine().encode(), _cpu_signature().encode()])).hexdigest()[:16]
-        target = directory / f"lstm_kernel-{key}.so"
+        target = directory / f"seqvae_kernels-{key}.so"
         if target.is_file():
             return target
         directory.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(suffix=".so", dir=directory)
         os.close(fd)
-        command = [compiler, *flags, "-std=gnu11", "-fPIC", "-shared", "-pthread", "-Wno-psabi", str(SOURCE), "-o",
-                   tmp, "-lm"]
+        command = [compiler, *flags, "-std=gnu11", "-fPIC", "-shared", "-pthread", "-Wno-psabi", *map(str, SOURCES),
+                   "-o", tmp, "-lm"]
         result = subprocess.run(command, capture_output=True, text=True)
         if result.returncode == 0:
             os.replace(tmp, target)  # atomic: concurrent builders all end with one complete file
@@ -107,7 +109,7 @@ def library() -> ctypes.CDLL | None:
             return _library
         _tried = True
         compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
-        if not compiler or not SOURCE.is_file():
+        if not compiler or not all(path.is_file() for path in (*SOURCES, HEADER)):
             return None
         try:
             path = _compile(compiler)
@@ -129,13 +131,22 @@ def library() -> ctypes.CDLL | None:
         lib.bilstm_workspace.restype = i64
         lib.affine.argtypes = [i32, i32, vp, vp, i32, vp, vp, i32]
         lib.affine.restype = None
+        lib.transformer_generate.argtypes = [vp, i32, i32, vp, f32, vp, vp, vp, vp, vp, vp, vp, i64, i32]
+        lib.transformer_generate.restype = i32
+        lib.transformer_generate_workspace.argtypes = [vp, i32, i32, i32]
+        lib.transformer_generate_workspace.restype = i64
+        lib.transformer_encode.argtypes = [vp, i32, i32, vp, vp, vp, i64, i32]
+        lib.transformer_encode.restype = i32
+        lib.transformer_encode_rows.argtypes = [i32]
+        lib.transformer_encode_rows.restype = i32
         lib.kernel_has_bf16_dot.argtypes = []
         lib.kernel_has_bf16_dot.restype = i32
         _library = lib
         return lib
 
 
-def _f32(t: torch.Tensor) -> np.ndarray:
+def as_float32(t: torch.Tensor) -> np.ndarray:
+    """A tensor's values as a float32 numpy array on the CPU (a view where it can be)."""
     return t.detach().to("cpu", torch.float32).numpy()
 
 
@@ -199,8 +210,46 @@ def chunk_order(hidden: int, chunks: int) -> np.ndarray:
     return np.concatenate([q * hidden + k * units + np.arange(units) for k in range(chunks) for q in range(4)])
 
 
-def _ptr(array: np.ndarray | None) -> int | None:
+def pointer(array: np.ndarray | None) -> int | None:
+    """The address the kernel reads an array at (None for NULL)."""
     return None if array is None else array.ctypes.data
+
+
+@dataclass
+class TokenArrays:
+    """A Generation's token rules for window steps offset..offset + steps, as the arrays the kernels' TokenRules
+    read (None for NULL), and the tokens and log-probabilities they write."""
+
+    uniforms: np.ndarray | None
+    forced: np.ndarray | None
+    mask: np.ndarray | None
+    allowed: np.ndarray | None
+    out: np.ndarray
+    log_probs: np.ndarray | None
+
+    @classmethod
+    def of(cls, generation: Generation, batch: int, steps: int, offset: int = 0) -> TokenArrays:
+        window = slice(offset, offset + steps)
+        uniforms = forced = mask = allowed = None
+        if generation.uniforms is not None and generation.temperature > 0:
+            uniforms = np.ascontiguousarray(generation.uniforms.numpy()[window], dtype=np.float32)
+        if generation.forced is not None:
+            forced = np.ascontiguousarray(generation.forced.detach().cpu().numpy()[:, window], dtype=np.int64)
+            mask = np.ascontiguousarray(generation.mask.detach().cpu().numpy()[:, window], dtype=np.uint8)
+        if generation.allowed is not None:
+            allowed = np.ascontiguousarray(generation.allowed.cpu().numpy(), np.uint8)
+        log_probs = None if generation.log_probs is None else np.empty((batch, steps), np.float32)
+        return cls(uniforms, forced, mask, allowed, np.empty((batch, steps), np.int64), log_probs)
+
+    def pointers(self) -> tuple[int | None, ...]:
+        """uniforms, forced, mask, allowed, out, logp: the kernels' argument order."""
+        return tuple(map(pointer, (self.uniforms, self.forced, self.mask, self.allowed, self.out, self.log_probs)))
+
+    def finish(self, generation: Generation, offset: int = 0) -> torch.Tensor:
+        """The tokens [B, steps]; the log-probabilities go into the generation's window."""
+        if self.log_probs is not None:
+            generation.log_probs[:, offset:offset + self.out.shape[1]] = torch.from_numpy(self.log_probs)
+        return torch.from_numpy(self.out)
 
 
 class PackedAffine:
@@ -219,8 +268,8 @@ class PackedAffine:
         """[B, N] for x [B, K]."""
         x = np.ascontiguousarray(x, dtype=np.float32)
         out = np.empty((len(x), len(self.bias)), np.float32)
-        self.lib.affine(len(x), self.inputs, _ptr(x), _ptr(self.panels), len(self.bias), _ptr(self.bias), _ptr(out),
-                        int(self.bf16))
+        self.lib.affine(len(x), self.inputs, pointer(x), pointer(self.panels), len(self.bias), pointer(self.bias),
+                        pointer(out), int(self.bf16))
         return out[:, : self.outputs]
 
 
@@ -236,43 +285,43 @@ class NativeLSTMPlan:
         chunks = [gate_chunks(size) for size in sizes]
         order = [chunk_order(size, n) for size, n in zip(sizes, chunks, strict=True)]
         first = core.layers[0]
-        w_ih = _f32(first.weight_ih_l0)[order[0]]
-        bias = (_f32(first.bias_ih_l0) + _f32(first.bias_hh_l0))[order[0]]
+        w_ih = as_float32(first.weight_ih_l0)[order[0]]
+        bias = (as_float32(first.bias_ih_l0) + as_float32(first.bias_hh_l0))[order[0]]
         table = np.zeros((c + 1, 4 * sizes[0]), np.float32)
         table[:c] = w_ih[:, :c].T
         self.keep = {"table": np.ascontiguousarray(table + bias)}
         self.keep["w_cond"] = pack_panels(w_ih[:, c:c + d].T, bf16)
         self.keep["features"] = np.ascontiguousarray(w_ih[:, c + d:].T)  # [F, 4 H0]
-        init_w = _f32(core.init_state.weight).T
+        init_w = as_float32(core.init_state.weight).T
         init_size = -(-init_w.shape[1] // LANES) * LANES
         self.keep["w_init"] = pack_panels(init_w, bf16)
         b_init = np.zeros(init_size, np.float32)
-        b_init[: init_w.shape[1]] = _f32(core.init_state.bias)
+        b_init[: init_w.shape[1]] = as_float32(core.init_state.bias)
         self.keep["b_init"] = b_init
         padded = -(-c // LANES) * LANES
-        self.keep["w_out"] = pack_panels(_f32(core.output.weight).T, bf16)
+        self.keep["w_out"] = pack_panels(as_float32(core.output.weight).T, bf16)
         b_out = np.full(padded, -1e30, np.float32)
-        b_out[:c] = _f32(core.output.bias)
+        b_out[:c] = as_float32(core.output.bias)
         self.keep["b_out"] = b_out
         w = _LSTMWeights()
         w.num_classes, w.padded_classes, w.cond_size = c, padded, d
         w.layers, w.init_size, w.bf16 = len(sizes), init_size, int(bf16)
-        self._matrices = {"out": _f32(core.output.weight).T}  # [K, N] per-step matrices, for the dot path
+        self._matrices = {"out": as_float32(core.output.weight).T}  # [K, N] per-step matrices, for the dot path
         for i, size in enumerate(sizes):
             w.sizes[i], w.chunks[i] = size, chunks[i]
             layer = core.layers[i]
-            self._matrices[f"hh{i}"] = _f32(layer.weight_hh_l0)[order[i]].T
+            self._matrices[f"hh{i}"] = as_float32(layer.weight_hh_l0)[order[i]].T
             self.keep[f"w_hh{i}"] = pack_panels(self._matrices[f"hh{i}"], bf16)
-            w.w_hh[i] = _ptr(self.keep[f"w_hh{i}"])
+            w.w_hh[i] = pointer(self.keep[f"w_hh{i}"])
             if i:
-                self._matrices[f"ih{i}"] = _f32(layer.weight_ih_l0)[order[i]].T
+                self._matrices[f"ih{i}"] = as_float32(layer.weight_ih_l0)[order[i]].T
                 self.keep[f"w_ih{i}"] = pack_panels(self._matrices[f"ih{i}"], bf16)
-                self.keep[f"bias{i}"] = (_f32(layer.bias_ih_l0) + _f32(layer.bias_hh_l0))[order[i]]
-                w.w_ih[i], w.bias[i] = _ptr(self.keep[f"w_ih{i}"]), _ptr(self.keep[f"bias{i}"])
+                self.keep[f"bias{i}"] = (as_float32(layer.bias_ih_l0) + as_float32(layer.bias_hh_l0))[order[i]]
+                w.w_ih[i], w.bias[i] = pointer(self.keep[f"w_ih{i}"]), pointer(self.keep[f"bias{i}"])
         for name in ("table", "w_cond", "w_init", "b_init", "w_out", "b_out"):
-            setattr(w, name, _ptr(self.keep[name]))
+            setattr(w, name, pointer(self.keep[name]))
         if self.feature_size:
-            w.features = _ptr(self.keep["features"])
+            w.features = pointer(self.keep["features"])
         self.weights = w
         self.num_classes = c
 
@@ -292,52 +341,39 @@ class NativeLSTMPlan:
         for name, matrix in self._matrices.items():
             self.keep[f"dot_{name}"] = pack_pairs(matrix)
         for i in range(self.weights.layers):
-            self.weights.dot_hh[i] = _ptr(self.keep[f"dot_hh{i}"])
+            self.weights.dot_hh[i] = pointer(self.keep[f"dot_hh{i}"])
             if i:
-                self.weights.dot_ih[i] = _ptr(self.keep[f"dot_ih{i}"])
-        self.weights.dot_out = _ptr(self.keep["dot_out"])
+                self.weights.dot_ih[i] = pointer(self.keep[f"dot_ih{i}"])
+        self.weights.dot_out = pointer(self.keep["dot_out"])
 
     def generate(self, cond: torch.Tensor, generation: Generation, *, steps: int, prev: torch.Tensor | None = None,
                  offset: int = 0) -> torch.Tensor:
         """As decoder.StepPlan; `generation.bfloat16` runs the per-step matrices in bfloat16 arithmetic (see
         has_bf16_dot)."""
-        bf16, temperature, uniforms = generation.bfloat16, generation.temperature, generation.uniforms
-        forced, mask = generation.forced, generation.mask
+        bf16, temperature = generation.bfloat16, generation.temperature
         if bf16:
             if not self.has_bf16_dot:
                 raise ValueError("bfloat16 arithmetic needs a CPU with AVX512-BF16; decode in float32 instead")
             if not self.weights.dot_out:
                 with _lock:
                     self._pack_dot()
-        cond_np = np.ascontiguousarray(_f32(cond))
+        cond_np = np.ascontiguousarray(as_float32(cond))
         batch = cond_np.shape[0]
         classes = generation.feature_classes(self.feature_size, batch, offset, steps)
         prev_np = (np.full(batch, self.num_classes, np.int64) if prev is None
                    else np.ascontiguousarray(prev.detach().cpu().numpy(), dtype=np.int64))
-        u_np = None
-        if uniforms is not None and temperature > 0:
-            u_np = np.ascontiguousarray(uniforms.numpy()[offset:offset + steps], dtype=np.float32)
-        forced_np = mask_np = None
-        if forced is not None:
-            forced_np = np.ascontiguousarray(forced.detach().cpu().numpy()[:, offset:offset + steps], dtype=np.int64)
-            mask_np = np.ascontiguousarray(mask.detach().cpu().numpy()[:, offset:offset + steps], dtype=np.uint8)
-        allowed = None
-        if generation.allowed is not None:
-            allowed = np.ascontiguousarray(generation.allowed.cpu().numpy(), np.uint8)
-        out = np.empty((batch, steps), np.int64)
-        logp = None if generation.log_probs is None else np.empty((batch, steps), np.float32)
+        tokens = TokenArrays.of(generation, batch, steps, offset)
         ref = ctypes.byref(self.weights)
         size = self.lib.lstm_generate_workspace(ref, batch)
         work = np.empty(size, np.float32)
         threads = torch.get_num_threads()  # the kernel caps it at what the layers' chunks allow
-        code = self.lib.lstm_generate(ref, batch, steps, _ptr(cond_np), _ptr(prev_np), float(temperature), _ptr(u_np),
-                                      _ptr(forced_np), _ptr(mask_np), _ptr(allowed), _ptr(classes), _ptr(out),
-                                      _ptr(logp), _ptr(work), size, max(1, threads), int(bf16))
+        uniforms, forced, mask, allowed, out, logp = tokens.pointers()
+        code = self.lib.lstm_generate(ref, batch, steps, pointer(cond_np), pointer(prev_np), float(temperature),
+                                      uniforms, forced, mask, allowed, pointer(classes), out, logp, pointer(work),
+                                      size, max(1, threads), int(bf16))
         if code:
             raise RuntimeError(f"C decoding kernel failed (code {code})")
-        if logp is not None:
-            generation.log_probs[:, offset:offset + steps] = torch.from_numpy(logp)
-        return torch.from_numpy(out)
+        return tokens.finish(generation, offset)
 
 
 class NativeEncoderPlan:
@@ -355,18 +391,18 @@ class NativeEncoderPlan:
         self.feature_size = encoder.feature_size
         w.num_classes, w.hidden, w.bf16 = c, hidden, int(self.bf16)
         for d, suffix in enumerate(("", "_reverse")):
-            w_ih = _f32(getattr(layer, f"weight_ih_l0{suffix}"))
-            bias = _f32(getattr(layer, f"bias_ih_l0{suffix}")) + _f32(getattr(layer, f"bias_hh_l0{suffix}"))
+            w_ih = as_float32(getattr(layer, f"weight_ih_l0{suffix}"))
+            bias = as_float32(getattr(layer, f"bias_ih_l0{suffix}")) + as_float32(getattr(layer, f"bias_hh_l0{suffix}"))
             self.keep[f"table{d}"] = np.ascontiguousarray(w_ih[:, :c].T + bias)
             if self.feature_size:
                 self.keep[f"features{d}"] = np.ascontiguousarray(w_ih[:, c:].T)
-                w.features[d] = _ptr(self.keep[f"features{d}"])
-            self.keep[f"w_hh{d}"] = pack_panels(_f32(getattr(layer, f"weight_hh_l0{suffix}")).T, self.bf16)
-            w.table[d], w.w_hh[d] = _ptr(self.keep[f"table{d}"]), _ptr(self.keep[f"w_hh{d}"])
-        heads = np.concatenate([_f32(encoder.mu.weight), _f32(encoder.sigma.weight)], axis=0).T  # [2H, 2Z]
+                w.features[d] = pointer(self.keep[f"features{d}"])
+            self.keep[f"w_hh{d}"] = pack_panels(as_float32(getattr(layer, f"weight_hh_l0{suffix}")).T, self.bf16)
+            w.table[d], w.w_hh[d] = pointer(self.keep[f"table{d}"]), pointer(self.keep[f"w_hh{d}"])
+        heads = np.concatenate([as_float32(encoder.mu.weight), as_float32(encoder.sigma.weight)], axis=0).T  # [2H, 2Z]
         self.z_size = encoder.mu.out_features
-        self.heads = PackedAffine(lib, heads, np.concatenate([_f32(encoder.mu.bias), _f32(encoder.sigma.bias)]),
-                                  self.bf16)
+        head_bias = np.concatenate([as_float32(encoder.mu.bias), as_float32(encoder.sigma.bias)])
+        self.heads = PackedAffine(lib, heads, head_bias, self.bf16)
         self.weights = w
         self.hidden = hidden
 
@@ -384,7 +420,8 @@ class NativeEncoderPlan:
         work = np.empty(size, np.float32)
         states = np.empty((batch, 2 * self.hidden), np.float32)
         threads = min(2, torch.get_num_threads())
-        if self.lib.bilstm_final_states(ref, batch, steps, _ptr(x_np), _ptr(classes), _ptr(states), _ptr(work), size,
+        if self.lib.bilstm_final_states(ref, batch, steps, pointer(x_np), pointer(classes), pointer(states),
+                                        pointer(work), size,
                                         threads):
             raise RuntimeError("C encoding kernel failed")
         heads = self.heads(states)

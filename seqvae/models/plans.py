@@ -1,6 +1,7 @@
-"""Inference backends for the recurrent networks, chosen here and nowhere else: on a GPU, the step loop as CUDA
-graphs (cuda_graph_decode.py); on the CPU, the C kernel (native.py), else the numpy step plan (numpy_plan.py);
-torch runs whatever none covers.
+"""Inference backends for the decoders, chosen here and nowhere else: on a GPU, a recurrent core's step loop as
+CUDA graphs (cuda_graph_decode.py); on the CPU, for a recurrent core the C kernel (native.py), else the numpy step
+plan (numpy_plan.py), and for a transformer decoder its C loop (transformer_plan.py); torch runs whatever none
+covers.
 
 The networks never import this module: the VAE asks `plan_for` for a decoder's `step_core` and hands the plan to
 the decoder's `generate`. Plans hold copies of the weights, so each is cached on its module and rebuilt when a
@@ -19,6 +20,8 @@ from seqvae.models.cuda_graph_decode import CudaGraphLSTMPlan
 from seqvae.models.decoder import StepPlan
 from seqvae.models.lstm import BidirectionalLSTMEncoder
 from seqvae.models.numpy_plan import NumpyLSTMPlan
+from seqvae.models.transformer import TransformerDecoder, TransformerEncoder
+from seqvae.models.transformer_plan import NativeTransformerEncoderPlan, NativeTransformerPlan
 
 PLAN_ATTRIBUTE = "_inference_plan"  # where a module's cached plan lives in its __dict__
 T = TypeVar("T")
@@ -44,23 +47,32 @@ def device_type(module: nn.Module) -> str:
     return next(module.parameters()).device.type
 
 
-def plan_for(core: nn.Module) -> StepPlan:
-    """The fastest available step plan for a recurrent core (a ConditionedLSTM): CUDA graphs on a GPU; on the
-    CPU the C kernel, else numpy."""
+def plan_for(core: nn.Module) -> StepPlan | None:
+    """The fastest available step plan for a decoder's step core: on a GPU, CUDA graphs for a ConditionedLSTM (a
+    transformer decodes in torch there); on the CPU, for a ConditionedLSTM the C kernel, else numpy, and for a
+    TransformerDecoder its C loop, else None (it then decodes in torch)."""
     if device_type(core) == "cuda":
+        if isinstance(core, TransformerDecoder):
+            return None
         return cached_plan(core, "cuda_graph", lambda: CudaGraphLSTMPlan(core))
     lib = native.library()
+    if isinstance(core, TransformerDecoder):
+        if lib is None or not NativeTransformerPlan.supports(core):
+            return None
+        return cached_plan(core, "native", lambda: NativeTransformerPlan(core, lib))
     if lib is not None and native.NativeLSTMPlan.supports(core):
         return cached_plan(core, "native", lambda: native.NativeLSTMPlan(core, lib))
     return cached_plan(core, "numpy", lambda: NumpyLSTMPlan(core))
 
 
-def encoder_plan_for(encoder: nn.Module) -> native.NativeEncoderPlan | None:
-    """The C encoder for a one-layer bidirectional LSTM encoder on the CPU, or None (then the encoder runs in
-    torch: cuDNN's fused LSTM on a GPU)."""
-    if not isinstance(encoder, BidirectionalLSTMEncoder) or device_type(encoder) != "cpu":
-        return None
+def encoder_plan_for(encoder: nn.Module) -> native.NativeEncoderPlan | NativeTransformerEncoderPlan | None:
+    """The C encoder for a one-layer bidirectional LSTM encoder or a transformer encoder on the CPU, or None (then
+    the encoder runs in torch: cuDNN's fused LSTM on a GPU)."""
     lib = native.library()
-    if lib is None or not native.NativeEncoderPlan.supports(encoder):
+    if lib is None or device_type(encoder) != "cpu":
+        return None
+    if isinstance(encoder, TransformerEncoder) and NativeTransformerEncoderPlan.supports(encoder, lib):
+        return cached_plan(encoder, "native", lambda: NativeTransformerEncoderPlan(encoder, lib))
+    if not isinstance(encoder, BidirectionalLSTMEncoder) or not native.NativeEncoderPlan.supports(encoder):
         return None
     return cached_plan(encoder, "native", lambda: native.NativeEncoderPlan(encoder, lib))

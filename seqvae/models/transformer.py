@@ -1,7 +1,8 @@
 """Transformer encoder (mean-pooled to mu/sigma) and a causal decoder conditioned on z in every layer.
 
 The decoder keeps a key/value cache during generation, so each new step attends over the stored keys
-instead of re-running the whole prefix: decoding T steps costs T single-step passes.
+instead of re-running the whole prefix: decoding T steps costs T single-step passes. `generate` below is the
+torch reference; on the CPU the C loop of transformer_plan.py runs the same arithmetic, chosen in plans.py.
 """
 
 from __future__ import annotations
@@ -77,6 +78,11 @@ class TransformerDecoder(Decoder):
         self.norm = nn.LayerNorm(d_model)
         self.output = nn.Linear(d_model, num_classes)
 
+    @property
+    def step_core(self) -> TransformerDecoder:
+        """The whole decoder: a step plan runs all of it (plans.py)."""
+        return self
+
     def _z_terms(self, z: torch.Tensor) -> list[torch.Tensor]:
         return [block.z_proj(z).unsqueeze(1) for block in self.blocks]
 
@@ -97,9 +103,9 @@ class TransformerDecoder(Decoder):
         return self._logits_for_prev(two_pass_previous(self.teacher_forced, x, z, coin, uniforms, self.num_classes), z)
 
     def generate(self, z: torch.Tensor, generation: Generation, plan: StepPlan | None) -> torch.Tensor:
-        """Step-by-step generation with a key/value cache; torch only (no step plan runs a transformer)."""
+        """Step-by-step generation with a key/value cache, through `plan` when one is given."""
         if plan is not None:
-            raise ValueError("the transformer decoder has no step plan: decode it with plan=None")
+            return plan.generate(z, generation, steps=self.steps).to(z.device)
         batch = z.shape[0]
         first = self.blocks[0]
         d_head = first.qkv.out_features // 3 // self.n_heads

@@ -180,7 +180,8 @@ class SequenceVAE(nn.Module):
         core = self.decoder.step_core
         if self.device.type != "cpu" or core is None:
             return False
-        return plans.plan_for(core).has_bf16_dot
+        plan = plans.plan_for(core)
+        return plan is not None and plan.has_bf16_dot
 
     def decoding_precision(self, precision: str) -> str:
         """The arithmetic `precision` ("auto", "float32", "bfloat16") decodes in here. "auto" takes bfloat16 where
@@ -214,7 +215,7 @@ class SequenceVAE(nn.Module):
             if self._check_fast(fast):
                 plan = plans.encoder_plan_for(self.encoder)
                 if plan is not None:
-                    return plan.encode(x, features)
+                    return plan.encode(x) if features is None else plan.encode(x, features)
             if features is None:
                 return self.encoder(x)
             return self.encoder(x, features)
@@ -234,11 +235,12 @@ class SequenceVAE(nn.Module):
         chords: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Free-running generation [B, steps]; temperature 0 is greedy; forced tokens are kept (and fed back)
-        where forced_mask is True. `fast` (default: on CPU and CUDA) runs recurrent decoders through a step plan
-        (on a GPU the step loop replayed as CUDA graphs; on the CPU the C kernel, else numpy) and fast=False the
-        torch reference loop; precision "bfloat16" runs its per-step matrices in bfloat16 arithmetic where
-        `bf16_decoding_available()` says so. `log_probs` (float32 [B, steps] on the CPU) receives each emitted
-        token's log-probability under the model, forced ones included. `uniforms` (float32 [steps, B] on the
+        where forced_mask is True. `fast` (default: on the CPU, and on CUDA for a model without chords) runs the
+        decoder through a step plan (on a GPU a recurrent step loop replayed as CUDA graphs; on the CPU the C
+        kernel, else numpy, for a recurrent decoder and the C loop for the transformer) and fast=False the torch
+        reference loop; precision "bfloat16" runs a recurrent decoder's per-step matrices in bfloat16 arithmetic
+        where `bf16_decoding_available()` says so. `log_probs` (float32 [B, steps] on the CPU) receives each
+        emitted token's log-probability under the model, forced ones included. `uniforms` (float32 [steps, B] on the
         CPU) are the sampling draws in place of drawing them from `generator`: row b's notes depend only on
         column b, so a caller that draws them once can decode the rows in any pieces and get the same notes.
         `allowed` (bool [num_classes]) masks the classes free steps may choose (a key and range: see
