@@ -50,6 +50,9 @@ class ChordBank:
             raise ValueError(f"a chord bank's bandwidth must be a positive number, got {self.bandwidth!r}")
         if self.chords.max(initial=0) >= NUM_CHORD_CLASSES:
             raise ValueError(f"chord classes must lie in 0..{NUM_CHORD_CLASSES - 1}")
+        onsets = self.events >= FIRST_NOTE_ON  # each window's lowest and highest note-on, once: every lookup moves them
+        self._low = np.where(onsets, self.events, 127).min(axis=1).astype(np.int64)
+        self._high = np.where(onsets, self.events, FIRST_NOTE_ON).max(axis=1).astype(np.int64)
 
     @classmethod
     def fit(cls, events: np.ndarray, chords: np.ndarray, seed: int = 0, max_windows: int = MAX_WINDOWS) -> ChordBank:
@@ -92,27 +95,21 @@ class ChordBank:
         events = self.events[rows[pick]].astype(np.int64)
         return np.where(events >= FIRST_NOTE_ON, events + shifts[pick][:, None], events)
 
-    def _ranges(self) -> tuple[np.ndarray, np.ndarray]:
-        onsets = self.events >= FIRST_NOTE_ON
-        low = np.where(onsets, self.events, 127).min(axis=1).astype(np.int64)
-        high = np.where(onsets, self.events, FIRST_NOTE_ON).max(axis=1).astype(np.int64)
-        return low, high
+    def _fits(self, low: np.ndarray, high: np.ndarray, shift: np.ndarray, num_classes: int) -> np.ndarray:
+        """Whether notes spanning low..high moved by `shift` semitones (broadcast) stay inside the codec."""
+        return (low + shift >= FIRST_NOTE_ON) & (high + shift <= num_classes - 1)
 
     def _out_of_range(self, num_classes: int) -> np.ndarray:
         """[N, 12]: no signed version of shift k keeps window i's notes inside the codec."""
-        low, high = self._ranges()
-        k = np.arange(12)[None, :]
-        fits = lambda s: (low[:, None] + s >= FIRST_NOTE_ON) & (high[:, None] + s <= num_classes - 1)  # noqa: E731
-        return ~(fits(k) | fits(k - 12))
+        k, low, high = np.arange(12)[None, :], self._low[:, None], self._high[:, None]
+        return ~(self._fits(low, high, k, num_classes) | self._fits(low, high, k - 12, num_classes))
 
     def _signed(self, rows: np.ndarray, shifts: np.ndarray, num_classes: int) -> np.ndarray:
         """Each shift as the semitones nearest zero (k or k - 12) that keep the window's notes inside."""
-        low, high = self._ranges()
         up, down = shifts.astype(np.int64), shifts.astype(np.int64) - 12
-        up_fits = (low[rows] + up >= FIRST_NOTE_ON) & (high[rows] + up <= num_classes - 1)
-        down_fits = (low[rows] + down >= FIRST_NOTE_ON) & (high[rows] + down <= num_classes - 1)
-        prefer_up = up_fits & (~down_fits | (up <= -down))
-        return np.where(prefer_up, up, down)
+        low, high = self._low[rows], self._high[rows]
+        up_fits, down_fits = self._fits(low, high, up, num_classes), self._fits(low, high, down, num_classes)
+        return np.where(up_fits & (~down_fits | (up <= -down)), up, down)
 
     def save(self, directory: str | Path) -> Path:
         path = Path(directory) / CHORD_BANK_FILE
