@@ -164,3 +164,12 @@ def test_mel_2bar_chords_starts_as_the_shipped_default():
     x, chords, z = _inputs(model, rows=2)
     with torch.no_grad():
         assert torch.allclose(model.logits(x, z, chords=chords), default.logits(x, z), atol=1e-5)
+
+
+def test_a_fine_tune_of_a_fine_tune_goes_on_where_its_source_schedules_stopped(tmp_path):
+    from seqvae.models.warm_start import copy_weights
+
+    save_model(_chord_model(), tmp_path / "tuned", extra={"step": 300, "schedule_offset": 1000})
+    save_model(_chord_model(), tmp_path / "fresh", extra={"step": 300})
+    assert copy_weights(_chord_model(), tmp_path / "tuned") == 1300
+    assert copy_weights(_chord_model(), tmp_path / "fresh") == 300

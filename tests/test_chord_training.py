@@ -116,3 +116,43 @@ def test_warm_started_chord_weights_leave_zero_in_training(chord_corpus, tmp_pat
     chord_columns = slice(model.config.num_classes + model.config.z_size, None)
     assert model.decoder.core.layers[0].weight_ih_l0[:, chord_columns].abs().sum() > 0
     assert model.encoder.layers[0].weight_ih_l0[:, model.config.num_classes:].abs().sum() > 0
+
+
+def test_z_dropout_decodes_the_chosen_rows_from_prior_draws(chord_corpus, tmp_path):
+    """Dropped rows decode from their prior draw, whatever the encoder says; kept rows from their posterior sample;
+    the draws are a pure function of (seed, step) on a stream of their own; a run with dropout trains and resumes."""
+    import dataclasses
+
+    from seqvae.data.corpus import load_corpus
+    from seqvae.models import build_model
+
+    corpus = load_corpus(chord_corpus)
+    train_split = corpus.split("train")
+    config = dataclasses.replace(get_config("tiny_chords"), z_dropout=0.5)
+    source = BatchSource(train_split.events, 64, 3, config, corpus.codec, train_split.chords)
+    assert BatchSource(train_split.events, 64, 3, get_config("tiny_chords"), corpus.codec).prior_rows(0) is None
+    dropped, draws = source.prior_rows(5)
+    again, same_draws = source.prior_rows(5)
+    assert np.array_equal(dropped, again) and np.array_equal(draws, same_draws)
+    assert 0 < dropped.sum() < len(dropped) and draws.shape == (64, config.z_size)
+    events, chords, eps, _ = source.batch(5, 0.0)
+    assert np.array_equal(eps, BatchSource(train_split.events, 64, 3, get_config("tiny_chords"), corpus.codec,
+                                           train_split.chords).batch(5, 0.0)[2])
+
+    torch.manual_seed(0)
+    model = build_model(config).eval()
+    x, c = torch.as_tensor(events), torch.as_tensor(chords)
+    prior = (torch.as_tensor(dropped), torch.as_tensor(draws))
+    with torch.no_grad():
+        out = model(x, eps=torch.as_tensor(eps), chords=c, prior_rows=prior)
+        from_draws = model.logits(x, torch.as_tensor(draws), chords=c)
+        from_posterior = model.logits(x, out.z, chords=c)
+    rows = torch.as_tensor(dropped)
+    assert torch.allclose(out.logits[rows], from_draws[rows], atol=1e-5)
+    assert torch.allclose(out.logits[~rows], from_posterior[~rows], atol=1e-5)
+    assert not torch.allclose(out.logits[rows], from_posterior[rows], atol=1e-3)
+
+    run = train(_options(chord_corpus, tmp_path / "run", settings=("z_dropout=0.3",), train_steps=3))
+    assert run.step == 3 and load_model(tmp_path / "run", device="cpu").model.config.z_dropout == 0.3
+    with pytest.raises(ValueError, match="z_dropout"):
+        dataclasses.replace(config, z_dropout=1.0)

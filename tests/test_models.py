@@ -455,3 +455,38 @@ def test_override_config_reads_each_field_as_its_type():
         override_config(base, ["max_beta=lots"])
     with pytest.raises(ValueError, match="segments=3"):  # the changed config is validated like any other
         override_config(base, ["segments=3"])
+
+
+def test_a_thread_cap_holds_for_its_thread_only_and_keeps_the_tokens():
+    from seqvae.models import native
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        _check_thread_caps(native)
+    finally:
+        torch.set_num_threads(before)
+
+
+def _check_thread_caps(native) -> None:
+    import threading
+
+    seen = []
+    with native.thread_cap(1):
+        assert native.kernel_threads() == 1
+        other = threading.Thread(target=lambda: seen.append(native.kernel_threads()))
+        other.start()
+        other.join()
+        with native.thread_cap(None):
+            assert native.kernel_threads() == 2
+        assert native.kernel_threads() == 1
+    assert native.kernel_threads() == 2 and seen == [2]
+    with native.thread_cap(8):
+        assert native.kernel_threads() == 2  # a cap never adds threads
+    torch.manual_seed(0)
+    model = build_model(get_config("tiny_lstm")).eval()
+    z = torch.randn(3, model.config.z_size)
+    with torch.no_grad():
+        full = model.decode(z)
+        with native.thread_cap(1):
+            assert torch.equal(model.decode(z), full)

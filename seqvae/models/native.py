@@ -20,6 +20,8 @@ import subprocess
 import tempfile
 import threading
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -143,6 +145,29 @@ def library() -> ctypes.CDLL | None:
         lib.kernel_has_bf16_dot.restype = i32
         _library = lib
         return lib
+
+
+_caps = threading.local()
+
+
+@contextmanager
+def thread_cap(threads: int | None) -> Iterator[None]:
+    """Kernel calls made by this thread inside the block use at most `threads` threads (None: torch's count).
+    Two kernel teams meeting at barriers on fewer cores than they have threads take turns a time slice at a time,
+    so a server running two lanes at once keeps each call to its share of the cores."""
+    before = getattr(_caps, "cap", None)
+    _caps.cap = threads
+    try:
+        yield
+    finally:
+        _caps.cap = before
+
+
+def kernel_threads() -> int:
+    """Threads for a kernel call from this thread: torch's count, under the thread's `thread_cap`."""
+    threads = max(1, torch.get_num_threads())
+    cap = getattr(_caps, "cap", None)
+    return threads if cap is None else max(1, min(threads, cap))
 
 
 def as_float32(t: torch.Tensor) -> np.ndarray:
@@ -366,11 +391,11 @@ class NativeLSTMPlan:
         ref = ctypes.byref(self.weights)
         size = self.lib.lstm_generate_workspace(ref, batch)
         work = np.empty(size, np.float32)
-        threads = torch.get_num_threads()  # the kernel caps it at what the layers' chunks allow
+        threads = kernel_threads()  # the kernel caps it at what the layers' chunks allow
         uniforms, forced, mask, allowed, out, logp = tokens.pointers()
         code = self.lib.lstm_generate(ref, batch, steps, pointer(cond_np), pointer(prev_np), float(temperature),
                                       uniforms, forced, mask, allowed, pointer(classes), out, logp, pointer(work),
-                                      size, max(1, threads), int(bf16))
+                                      size, threads, int(bf16))
         if code:
             raise RuntimeError(f"C decoding kernel failed (code {code})")
         return tokens.finish(generation, offset)
@@ -419,7 +444,7 @@ class NativeEncoderPlan:
         size = self.lib.bilstm_workspace(ref, batch)
         work = np.empty(size, np.float32)
         states = np.empty((batch, 2 * self.hidden), np.float32)
-        threads = min(2, torch.get_num_threads())
+        threads = min(2, kernel_threads())
         if self.lib.bilstm_final_states(ref, batch, steps, pointer(x_np), pointer(classes), pointer(states),
                                         pointer(work), size,
                                         threads):

@@ -132,7 +132,7 @@ class NativeTransformerPlan:
         z_terms = np.ascontiguousarray(z_terms.reshape(batch, self.blocks, self.d_model).transpose(1, 0, 2))
         tokens = native.TokenArrays.of(generation, batch, steps)
         ref = ctypes.byref(self.weights)
-        threads = max(1, torch.get_num_threads())
+        threads = native.kernel_threads()
         size = self.lib.transformer_generate_workspace(ref, batch, steps, threads)
         work = np.empty(size, np.float32)
         code = self.lib.transformer_generate(ref, batch, steps, native.pointer(z_terms), float(generation.temperature),
@@ -173,7 +173,7 @@ class NativeTransformerEncoderPlan:
         batch, steps = tokens.shape
         per_call = self.lib.transformer_encode_rows(steps)  # >= 1: `supports` checked the window length
         ref = ctypes.byref(self.stack.weights)
-        threads = max(1, torch.get_num_threads())
+        threads = native.kernel_threads()
         pooled = np.empty((batch, self.d_model), np.float32)
         for start in range(0, batch, per_call):
             part = tokens[start:start + per_call]

@@ -318,6 +318,7 @@ class SequenceVAE(nn.Module):
         sampling_uniforms: torch.Tensor | None = None,
         segments: tuple[torch.Tensor, torch.Tensor] | None = None,
         chords: torch.Tensor | None = None,
+        prior_rows: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> VAEOutput | LatentOutput:
         """Training pass. `eps` [B, Z] is the reparameterisation noise and `sampling_uniforms` [B, T, 2] the
         scheduled-sampling draws; both are passed in so that data-parallel ranks can share one random
@@ -325,7 +326,8 @@ class SequenceVAE(nn.Module):
 
         With `segments` (segment posterior mu and sigma, [B, S, Zs]) in place of events `x`, a two-level model
         runs its latent stage: upper encoder and conductor only, no pass over events. A chord model takes the
-        batch's `chords` [B, T] (long chord classes) in both encoder and decoder."""
+        batch's `chords` [B, T] (long chord classes) in both encoder and decoder. `prior_rows` (bool [B], draws
+        [B, Z]) replaces the chosen rows' z by prior draws for the decoder (z dropout); the KL still sees them."""
         if segments is not None:
             target_mu, target_sigma = segments
             mu, sigma = self.encoder.top.summarize(target_mu)
@@ -337,13 +339,14 @@ class SequenceVAE(nn.Module):
         if eps is None:
             eps = torch.randn_like(mu)
         z = mu + sigma * eps
+        decoder_z = z if prior_rows is None else torch.where(prior_rows[0][:, None], prior_rows[1].to(z.dtype), z)
         if sampling_prob > 0:
             if sampling_uniforms is None:
                 sampling_uniforms = torch.rand(*x.shape, 2, device=x.device)
-            logits = self.decoder.scheduled(x, z, sampling_prob, sampling_uniforms, self.config.scheduled_sampling,
-                                            *chord_args)
+            logits = self.decoder.scheduled(x, decoder_z, sampling_prob, sampling_uniforms,
+                                            self.config.scheduled_sampling, *chord_args)
         else:
-            logits = self.decoder.teacher_forced(x, z, *chord_args)
+            logits = self.decoder.teacher_forced(x, decoder_z, *chord_args)
         return VAEOutput(logits, mu, sigma, z)
 
 

@@ -17,8 +17,9 @@ from seqvae.models.vae import SequenceVAE
 
 def copy_weights(model: SequenceVAE, source: str | Path) -> int:
     """Load every weight of the trained model `source` (shipped name or directory) into `model`; errors name each
-    missing, extra or differently shaped weight. Returns the step `source` records it was trained to (0 when it
-    records none), where a fine-tune's schedules go on from.
+    missing, extra or differently shaped weight. Returns where `source`'s schedules stopped: the step it records it
+    was trained to plus the schedule offset it started from when it was a fine-tune itself (0 when it records
+    none), where a fine-tune's schedules go on from.
 
     A chord model starts from the same model without chords: its first encoder and decoder layers have the
     source's input weights plus zero columns for the chord one-hot (the last inputs), so at step 0 it computes
@@ -47,7 +48,7 @@ def copy_weights(model: SequenceVAE, source: str | Path) -> int:
         raise ValueError(f"{source!r} cannot start {model.config.name!r}: its weights differ: {shown}")
     with torch.no_grad():
         model.load_state_dict(theirs)
-    return int(loaded.extra.get("step", 0))
+    return int(loaded.extra.get("step", 0)) + int(loaded.extra.get("schedule_offset", 0))
 
 
 def _chord_input_weights(model: SequenceVAE) -> list[str]:

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from seqvae.codec import Melody
+from seqvae.server.morph_tables import MorphTables
 from seqvae.server.params import RequestError
 from seqvae.server.parking import ParkedSlots
 from seqvae.server.transport import TcpConnection, is_loopback
@@ -50,6 +51,7 @@ class Client:
     music_key: Any = None  # this client's Key (/seqvae/key): every melody made for it is decoded in it
     pitch_range: Any = None  # this client's PitchRange (/seqvae/range), likewise
     chords: str | None = None  # this client's progression (/seqvae/chords): a chord model plays every request under it
+    morph_tables: MorphTables = field(default_factory=MorphTables)  # its morph knobs' positions, decoded ahead
 
     def slot(self, name: str) -> Slot:
         found = self.slots.get(name)

@@ -12,6 +12,7 @@ import logging
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Hashable
+from dataclasses import replace
 from typing import Any
 
 from seqvae.server import protocol
@@ -38,7 +39,7 @@ class Ticket:
         self.on_reply = on_reply  # replies go here instead of to the client (a knob's request)
         self.messages: list[protocol.Message] = []
         self.done = False
-        self.work: protocol.DecodeWork | protocol.CallWork | None = None
+        self.work: protocol.DecodeWork | protocol.CallWork | protocol.Ready | None = None
         self.result: Any = None
         self.writes: tuple[str, ...] = ()
 
@@ -166,7 +167,7 @@ class RequestOrder:
             pending = self.queues[client].pending_writes
             if pending and self._waits(route, values, pending):
                 return False
-            session = self.session_for(client)
+            session = replace(self.session_for(client), background=lambda work: self._background(client, work))
             if route.plays:
                 protocol.check_progression(session)
             reply = route.handler(session, *values)
@@ -179,6 +180,11 @@ class RequestOrder:
             return True
         if isinstance(reply, list):
             self._finish(client, ticket, reply)
+        elif isinstance(reply, protocol.Ready):
+            ticket.writes = tuple(reply.writes)
+            self.queues[client].pending_writes.update(ticket.writes)
+            ticket.work, ticket.result, ticket.done = reply, reply.result, True
+            self._flush(client)
         else:
             self._submit(client, ticket, address, reply, session.engine)
         return True
@@ -213,6 +219,20 @@ class RequestOrder:
             return
         ticket.writes = tuple(work.writes)
         self.queues[client].pending_writes.update(ticket.writes)
+
+    def _background(self, client: Client, work: protocol.CallWork) -> bool:
+        """Queue work that answers nobody (its `finish` runs on the loop, its messages are dropped); False when the
+        lanes are full, so a client's own requests keep their room."""
+        loop = self.transport.loop
+        assert loop is not None
+
+        def done(result: Any) -> None:
+            try:
+                loop.call_soon_threadsafe(work.finish, result)
+            except RuntimeError:  # shutting down
+                pass
+
+        return self.worker.submit(CallJob(work.fn, done, owner=client.key, heavy=work.heavy)) is None
 
     def _complete(self, client: Client, ticket: Ticket, address: str,
                   work: protocol.DecodeWork | protocol.CallWork, result: Any) -> None:

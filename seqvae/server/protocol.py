@@ -35,6 +35,7 @@ from seqvae.engine.latent import blend_corners, path_positions, slerp, variation
 from seqvae.engine.personalize import MIN_WINDOWS, PersonalModel, personal_engine, save_personal_model
 from seqvae.server.clients import Client, Slot
 from seqvae.server.file_jobs import FileJobs, read_line
+from seqvae.server.morph_tables import grid_amounts, grid_position
 from seqvae.server.params import Param, RequestError, as_float, as_int, as_slot
 from seqvae.server.paths import export_path, midi_input_path, new_export_folder
 from seqvae.server.player import Player
@@ -71,7 +72,17 @@ class CallWork:
     heavy: bool = True  # False only for work about as short as one decode: it then takes the fast lane
 
 
-Reply = list[Message] | DecodeWork | CallWork
+@dataclass
+class Ready:
+    """A result already at hand (a morph table's melody): `finish(result)` runs on the loop when its turn in the
+    client's reply order comes, like a decode's."""
+
+    result: Any
+    finish: Callable[[Any], list[Message]]
+    writes: tuple[str, ...] = ()
+
+
+Reply = list[Message] | DecodeWork | CallWork | Ready
 
 
 @dataclass(frozen=True)
@@ -91,6 +102,8 @@ class Session:
     midi_in: Any = None  # the server's MidiIn (midi_in.py), None without --midi-in
     parked: Any = None  # the server's ParkedSlots (parking.py): slots of clients a full table let go
     files: FileJobs = field(default_factory=FileJobs)  # the server's helper process for MIDI files (file_jobs.py)
+    # Queues work with no reply of its own for this client (a morph table); False when the lanes refuse it.
+    background: Callable[[CallWork], bool] | None = None
 
     def store(self, name: str, melody: Melody, z: np.ndarray) -> Melody:
         """Put a melody (at the server tempo) and its latent in a slot; a playing voice switches at the next bar."""
@@ -333,7 +346,33 @@ def morph(session: Session, a: str, b: str, t: float, out: str) -> Reply:
         steps = session.engine.steps
         return _clip_work(session, [out], [clips.blend(za, zb, t)], [ma if t < 0.5 else mb],
                           [clips.morph_layout(clips.layout(ma, steps), clips.layout(mb, steps), t)])
-    return _decode_into(session, out, slerp(za, zb, t))
+    index, t = grid_position(t)
+    z = np.asarray(slerp(za, zb, t), dtype=np.float32)
+    signature = (id(client.personal), client.music_key, client.pitch_range, client.chords)
+    table = client.morph_tables.find(za, zb, signature)
+    if table is not None and table.melodies is not None:
+        client.check_room([out])
+        return Ready(table.melodies[index], lambda melody: _stored(session, out, melody, z), writes=(out,))
+    if table is None and session.background is not None:
+        _build_morph_table(session, za, zb, signature)
+    return _decode_into(session, out, z)
+
+
+def _build_morph_table(session: Session, za: np.ndarray, zb: np.ndarray, signature: tuple) -> None:
+    """Queue the decode of every grid position of this pair on the heavy lane (morph_tables.py)."""
+    tables, engine = session.client.morph_tables, session.engine
+    key, _ = tables.begin(za, zb, signature)
+    z = np.asarray(slerp(za, zb, grid_amounts()), dtype=np.float32)
+
+    def filled(result: Any) -> list[Message]:
+        if isinstance(result, Exception):
+            tables.drop(key)  # the next morph of the pair decodes and tries again
+        else:
+            tables.fill(key, result)
+        return []
+
+    if not session.background(CallWork(lambda: engine.decode(z, temperature=0.0, seed=None), filled)):
+        tables.drop(key)
 
 
 def morph_xy(session: Session, a: str, b: str, c: str, d: str, x: float, y: float, out: str) -> Reply:

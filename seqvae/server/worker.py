@@ -14,7 +14,8 @@ answers 'busy' to that sender, not to the performer next to it.
 Heavy jobs (infill, novelty, long interpolations, files) go to the heavy lane's own thread, one at a
 time, taking turns between clients. They take the model a piece at a time (`Engine.piece_rows`);
 the fast lane runs inside `engine.urgent()`, so its next batch goes before heavy work's next piece
-and a knob waits at most for the piece already running.
+and a knob waits at most for the piece already running. While heavy work runs, each lane's kernel calls
+use one thread (`native.thread_cap`), so the two lanes never make more threads than a 2-core machine has.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
+from seqvae.models.native import thread_cap
 
 log = logging.getLogger("seqvae.server")
 
@@ -146,6 +149,7 @@ class InferenceWorker:
         self._fast_waiting: Counter[Hashable] = Counter()
         self._fast_lock = threading.Lock()
         self._heavy = TurnQueue(self.lane_limit, per_owner=max_queue)
+        self._heavy_running = False  # the fast lane then keeps its kernel calls to one thread
         self._thread = threading.Thread(target=self._run, name="seqvae-inference", daemon=True)
         self._heavy_thread = threading.Thread(target=self._run_heavy, name="seqvae-heavy", daemon=True)
         self._thread.start()
@@ -179,15 +183,20 @@ class InferenceWorker:
         self._heavy_thread.join(timeout)
 
     def _run_heavy(self) -> None:
-        while True:
-            job = self._heavy.get()
-            if job is _STOP:
-                return
-            self.stats.heavy_jobs += 1
-            if isinstance(job, DecodeJob):
-                self._decode([job])
-            else:
-                self._call(job)
+        with thread_cap(1):
+            while True:
+                job = self._heavy.get()
+                if job is _STOP:
+                    return
+                self.stats.heavy_jobs += 1
+                self._heavy_running = True
+                try:
+                    if isinstance(job, DecodeJob):
+                        self._decode([job])
+                    else:
+                        self._call(job)
+                finally:
+                    self._heavy_running = False
 
     def _run(self) -> None:
         with self.engine.urgent():
@@ -213,7 +222,8 @@ class InferenceWorker:
             with self._fast_lock:  # taken off the lane: their owners may queue more
                 self._fast_waiting.subtract(taken.owner for taken in jobs)
                 self._fast_waiting += Counter()  # drops owners at zero
-            self._run_jobs(jobs)
+            with thread_cap(1 if self._heavy_running else None):
+                self._run_jobs(jobs)
             if stop:
                 return
 

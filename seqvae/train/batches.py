@@ -50,3 +50,12 @@ class BatchSource:
         eps = rng.standard_normal((self.batch_size, self.config.z_size), dtype=np.float32)
         uniforms = rng.random((self.batch_size, events.shape[1], 2), dtype=np.float32) if sampling_prob > 0 else None
         return events, chords, eps, uniforms
+
+    def prior_rows(self, step: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """For z dropout: which rows (bool [B]) decode from a prior draw, and the draws (float32 [B, Z]); None when
+        the config drops none. A stream of its own, so runs without dropout keep their batches."""
+        if not self.config.z_dropout:
+            return None
+        rng = np.random.default_rng([self.seed, 3, step])
+        dropped = rng.random(self.batch_size) < self.config.z_dropout
+        return dropped, rng.standard_normal((self.batch_size, self.config.z_size), dtype=np.float32)

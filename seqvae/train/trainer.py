@@ -159,8 +159,11 @@ class _Run:
         chords = torch.as_tensor(chords[rows], device=device) if chords is not None else None
         eps = torch.as_tensor(eps[rows], device=device)
         uniforms = torch.as_tensor(uniforms[rows], device=device) if uniforms is not None else None
+        prior = self.events.prior_rows(step)
+        prior = None if prior is None else tuple(torch.as_tensor(a[rows], device=device) for a in prior)
         with self.autocast():
-            out = self.net(x, eps=eps, sampling_prob=sampling_prob, sampling_uniforms=uniforms, chords=chords)
+            out = self.net(x, eps=eps, sampling_prob=sampling_prob, sampling_uniforms=uniforms, chords=chords,
+                           prior_rows=prior)
         return vae_loss(out, x, beta, self.config.free_bits)
 
     def update(self, terms: LossTerms, step: int, lr: float) -> float:
