@@ -148,3 +148,24 @@ def test_a_knob_is_answered_while_another_clients_heavy_request_runs(tiny_engine
             release.set()
             a.close()
             b.close()
+
+
+def test_a_long_reply_goes_out_in_slices_and_in_order(tiny_engine, tmp_path):
+    """64 interpolation points are 64 slots and messages: sent SEND_SLICE per turn of the loop (other clients'
+    requests are read in between), the client's next reply after them all."""
+    from seqvae.server.ordering import SEND_SLICE
+
+    with running_server(tiny_engine, tmp_path) as server:
+        a = OscClient(server.address[1], "udp")
+        try:
+            a.one("/seqvae/sample", "x", 0.5, 1)
+            a.one("/seqvae/sample", "y", 0.5, 2)
+            pauses = server.stats.reply_pauses
+            a.send("/seqvae/interpolate", "x", "y", 64, "p")
+            a.send("/seqvae/sample", "after", 0.0, 4)
+            replies = a.replies(65)
+            assert [args[0] for _, args in replies] == [f"p_{i}" for i in range(64)] + ["after"]
+            assert server.stats.reply_pauses - pauses == 64 // SEND_SLICE  # the turn after the last slice finds the end
+            assert a.one("/seqvae/morph", "p_0", "p_63", 0.5)[0] == "/seqvae/notes"  # every point was stored
+        finally:
+            a.close()

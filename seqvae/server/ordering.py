@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterable, Iterator
 from dataclasses import replace
 from typing import Any
 
@@ -27,12 +27,13 @@ log = logging.getLogger("seqvae.server")
 MAX_SCHEDULE_AHEAD_S = 60.0
 MAX_SCHEDULED_PER_CLIENT = 256
 MAX_PENDING_PER_CLIENT = 256
+SEND_SLICE = 8  # replies sent per turn of the loop
 
 
 class Ticket:
     """A request's place in its client's order: replies go out, and results land in slots, in this order."""
 
-    __slots__ = ("address", "messages", "done", "work", "result", "writes", "on_reply")
+    __slots__ = ("address", "messages", "done", "work", "result", "writes", "on_reply", "sending")
 
     def __init__(self, address: str = "?", on_reply: Callable[[list[protocol.Message]], None] | None = None) -> None:
         self.address = address
@@ -42,6 +43,7 @@ class Ticket:
         self.work: protocol.DecodeWork | protocol.CallWork | protocol.Ready | None = None
         self.result: Any = None
         self.writes: tuple[str, ...] = ()
+        self.sending: Iterator[protocol.Message] | None = None  # replies still to send, once it started
 
 
 class ClientQueue:
@@ -263,7 +265,9 @@ class RequestOrder:
                 progress = False
                 tickets = queue.tickets
                 while tickets and tickets[0].done:
-                    self._deliver(client, queue, tickets.popleft())
+                    if not self._deliver(client, queue, tickets[0]):
+                        break  # a long reply gives the loop back between slices; the rest follows
+                    tickets.popleft()
                     progress = True
                 while queue.blocked:
                     ticket, address, args = queue.blocked[0]
@@ -276,33 +280,69 @@ class RequestOrder:
         if queue.idle:
             del self.queues[client]
 
-    def _deliver(self, client: Client, queue: ClientQueue, ticket: Ticket) -> None:
-        messages = ticket.messages
-        if ticket.work is not None:
-            try:
-                messages = ticket.work.finish(ticket.result)
-            except ValueError as exc:
-                messages = [protocol.error_message(ticket.address, str(exc))]
-            except Exception as exc:
-                log.exception("finishing %s failed", ticket.address)
-                messages = [protocol.error_message(ticket.address, f"internal error: {exc}")]
+    def _deliver(self, client: Client, queue: ClientQueue, ticket: Ticket) -> bool:
+        """Send a finished ticket's replies; False when SEND_SLICE went out and more follow from the loop's next
+        turn (a 64-step interpolation is 64 slots and messages: other clients' requests run in between)."""
+        if ticket.sending is None:
+            messages: Iterable[protocol.Message] = ticket.messages
+            if ticket.work is not None:
+                try:
+                    messages = ticket.work.finish(ticket.result)
+                except ValueError as exc:
+                    messages = [protocol.error_message(ticket.address, str(exc))]
+                except Exception as exc:
+                    log.exception("finishing %s failed", ticket.address)
+                    messages = [protocol.error_message(ticket.address, f"internal error: {exc}")]
+            if ticket.on_reply is not None:
+                replies = list(self._replies(ticket, iter(messages)))
+                self._release_writes(queue, ticket)
+                ticket.on_reply(replies)
+                return True
+            ticket.sending = self._replies(ticket, iter(messages))
+        for _ in range(SEND_SLICE):
+            reply = next(ticket.sending, None)
+            if reply is None:
+                self._release_writes(queue, ticket)
+                return True
+            self._send_reply(client, ticket, *reply)
+        self.stats.reply_pauses += 1
+        loop = self.transport.loop
+        if loop is not None:
+            loop.call_soon(self._resume, client)
+        return False
+
+    def _resume(self, client: Client) -> None:
+        if client in self.queues:
+            self._flush(client)
+
+    @staticmethod
+    def _replies(ticket: Ticket, messages: Iterator[protocol.Message]) -> Iterator[protocol.Message]:
+        """The messages, a finish step that fails part way (it may yield as it stores) ending in its error."""
+        try:
+            yield from messages
+        except ValueError as exc:
+            yield protocol.error_message(ticket.address, str(exc))
+        except Exception as exc:
+            log.exception("finishing %s failed", ticket.address)
+            yield protocol.error_message(ticket.address, f"internal error: {exc}")
+
+    @staticmethod
+    def _release_writes(queue: ClientQueue, ticket: Ticket) -> None:
         if ticket.writes:
             queue.pending_writes.subtract(ticket.writes)
             for name in ticket.writes:
                 if queue.pending_writes[name] <= 0:
                     del queue.pending_writes[name]
-        if ticket.on_reply is not None:
-            ticket.on_reply(messages)
-            return
-        for address, args in messages:
-            if address == protocol.ERROR:
-                self.stats.errors += 1
-            try:
-                packet = encode_message(address, args)
-            except (TypeError, OverflowError) as exc:
-                log.error("reply %s %r could not be encoded: %s", address, args[:8], exc)
-                packet = encode_message(protocol.ERROR, [ticket.address, f"internal error: reply not sendable ({exc})"])
-            self._send(client, packet)
+
+    def _send_reply(self, client: Client, ticket: Ticket, address: str, args: list) -> None:
+        if address == protocol.ERROR:
+            self.stats.errors += 1
+        try:
+            packet = encode_message(address, args)
+        except (TypeError, OverflowError) as exc:
+            log.error("reply %s %r could not be encoded: %s", address, args[:8], exc)
+            packet = encode_message(protocol.ERROR, [ticket.address, f"internal error: reply not sendable ({exc})"])
+        self._send(client, packet)
 
     def _send(self, client: Client, packet: bytes) -> None:
         if client.reply_addr is not None:

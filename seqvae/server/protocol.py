@@ -19,7 +19,7 @@ from __future__ import annotations
 import ipaddress
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -55,7 +55,7 @@ class DecodeWork:
     """Decode latents z [k, Z] on the worker, then `finish(melodies)` on the loop."""
 
     z: np.ndarray
-    finish: Callable[[list[Melody]], list[Message]]
+    finish: Callable[[list[Melody]], Iterable[Message]]  # a generator may store and yield as it goes
     temperature: float = 0.0
     seed: int | None = None
     writes: tuple[str, ...] = ()  # slots `finish` fills: later requests reading them wait
@@ -328,12 +328,10 @@ def interpolate(session: Session, a: str, b: str, points: int, prefix: str) -> R
                           [ma if t < 0.5 else mb for t in positions], layouts, then=remember)
     z = slerp(za, zb, path_positions(points))
 
-    def finish(melodies: list[Melody]) -> list[Message]:
-        out: list[Message] = []
+    def finish(melodies: list[Melody]) -> Iterator[Message]:  # stores as it is sent, a slice per loop turn
         for name, melody, zi in zip(names, melodies, z, strict=True):
-            out += _stored(session, name, melody, zi)
+            yield from _stored(session, name, melody, zi)
         remember()
-        return out
 
     return DecodeWork(z, finish, writes=tuple(names))
 

@@ -41,6 +41,7 @@ class ServerStats:
     tcp_connections: int = 0  # accepted
     refused_connections: int = 0  # over --max-connections
     timed_out: int = 0  # closed by --idle-timeout or --frame-timeout
+    reply_pauses: int = 0  # long replies that gave the loop back between slices
 
 
 @dataclass(frozen=True)
