@@ -27,7 +27,7 @@ log = logging.getLogger("seqvae.server")
 MAX_SCHEDULE_AHEAD_S = 60.0
 MAX_SCHEDULED_PER_CLIENT = 256
 MAX_PENDING_PER_CLIENT = 256
-SEND_SLICE = 8  # replies sent per turn of the loop
+SEND_SLICE = 4  # replies sent per turn of the loop (8 let a knob wait 6.7 ms at p99 behind interpolate 64, 4: 3.0)
 
 
 class Ticket:
