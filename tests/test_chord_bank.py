@@ -68,3 +68,42 @@ def test_an_engine_with_a_bank_samples_near_windows_of_the_progression(tmp_path)
     per_row = engine.draw_prior(2, np.random.default_rng(3), chords=np.repeat(view.chord_steps(32)[None], 2, 0))
     assert per_row.shape == (2, engine.z_size) and np.isfinite(per_row).all()
     assert len(view.sample(3, seed=1)) == 3
+
+
+def test_the_server_draws_from_a_bank_on_its_worker_not_its_receiving_loop(tmp_path):
+    """A bank's draw runs the encoder: /seqvae/sample and /seqvae/similar draw on the inference thread, and a
+    seeded sample gives what the engine gives."""
+    import threading
+
+    from server_support import OscClient, notes_of, running_server
+
+    from seqvae.engine import Engine
+
+    torch.manual_seed(0)
+    directory = save_model(build_model(get_config("tiny_chords")), tmp_path / "ck")
+    engine = Engine.load(directory, device="cpu")
+    engine.set_latent_prior(LatentPrior.fit(np.random.default_rng(0).standard_normal((64, engine.z_size))))
+    engine.chord_bank = _bank()
+    view = engine.with_chords("C Am")
+    assert view.prior_draw_runs_model and not engine.prior_draw_runs_model
+    z = view.draw_prior(1, np.random.default_rng(5))
+    expected = [(int(p), float(s), float(d), int(v)) for p, s, d, v in
+                view.decode(z, temperature=0.0, seed=5)[0].notes_in_beats()]
+    threads = []
+    encode = engine.encode_events
+
+    def noted(*args, **kwargs):
+        threads.append(threading.current_thread().name)
+        return encode(*args, **kwargs)
+
+    engine.encode_events = noted  # views made from now on share it
+    with running_server(engine, tmp_path / "exports") as server:
+        client = OscClient(server.address[1], "udp")
+        try:
+            assert client.one("/seqvae/chords", "C", "Am")[0] == "/seqvae/chords"
+            assert notes_of(client.one("/seqvae/sample", "a", 0.0, 5)) == expected
+            assert client.one("/seqvae/sample", "b", 0.5, 0)[0] == "/seqvae/notes"  # unseeded
+            assert client.one("/seqvae/similar", "a", 0.4, "c", 3)[0] == "/seqvae/notes"
+        finally:
+            client.close()
+    assert len(threads) >= 3 and set(threads) == {"seqvae-inference"}

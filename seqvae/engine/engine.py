@@ -429,6 +429,12 @@ class Engine:
             return self._prior.sample(n, rng)
         return rng.standard_normal((n, self.z_size), dtype=np.float32)
 
+    @property
+    def prior_draw_runs_model(self) -> bool:
+        """Whether `draw_prior` (without per-row chords) runs the encoder: a chord bank under a progression does.
+        The server then draws on its inference worker, not on its receiving loop."""
+        return self.chord_bank is not None and self._prior is not None and self.progression is not None
+
     def _draw_under_chords(self, n: int, rng: np.random.Generator, chords: np.ndarray | None) -> np.ndarray:
         """Kernel draws around the latents of the bank's windows nearest each row's progression, encoded under it."""
         heard = self._row_chords(n, chords)

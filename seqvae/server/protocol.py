@@ -265,8 +265,27 @@ def clock(session: Session) -> Reply:
 def sample(session: Session, slot: str, temperature: float, seed: int) -> Reply:
     seed_or_none = _seed(seed)
     rng = np.random.default_rng(seed_or_none) if seed_or_none is not None else session.rng
-    z = session.engine.draw_prior(1, rng)  # as Engine.sample draws it
-    return _decode_into(session, slot, z, temperature, seed_or_none)
+    eng = session.engine
+    if eng.prior_draw_runs_model:
+        return _drawn_on_worker(session, slot, lambda r: eng.draw_prior(1, r), rng, temperature, seed_or_none)
+    return _decode_into(session, slot, eng.draw_prior(1, rng), temperature, seed_or_none)  # as Engine.sample draws
+
+
+def _drawn_on_worker(session: Session, slot: str, draw: Callable[[np.random.Generator], np.ndarray],
+                     rng: np.random.Generator, temperature: float, seed: int | None) -> CallWork:
+    """Draw a latent [1, Z] that runs the model (a chord bank encodes its nearest windows under the progression)
+    and decode it, both on the fast lane; an unseeded draw gets a generator of its own, since the loop's is not
+    shared with a worker thread."""
+    session.client.check_room([slot])
+    eng = session.engine
+    if seed is None:
+        rng = np.random.default_rng(int(session.rng.integers(2**63)))
+
+    def run() -> tuple[Melody, np.ndarray]:
+        z = np.asarray(draw(rng), dtype=np.float32).reshape(1, -1)
+        return eng.decode(z, temperature=temperature, seed=seed)[0], z[0]
+
+    return CallWork(run, lambda result: _stored(session, slot, *result), writes=(slot,), heavy=False)
 
 
 def encode(session: Session, slot: str, n: int, values: tuple) -> Reply:
@@ -398,7 +417,11 @@ def similar(session: Session, slot: str, amount: float, out: str, seed: int) -> 
     if _is_clip(z):
         return _clip_of(session, slot, out or slot, clips.variation_latents(z, 1, amount, rng,
                                                                             session.engine.draw_prior)[0])
-    return _decode_into(session, out or slot, variations(z, 1, amount, rng, session.engine.draw_prior)[0])
+    eng = session.engine
+    if eng.prior_draw_runs_model:
+        return _drawn_on_worker(session, out or slot, lambda r: variations(z, 1, amount, r, eng.draw_prior), rng,
+                                0.0, None)
+    return _decode_into(session, out or slot, variations(z, 1, amount, rng, eng.draw_prior)[0])
 
 
 def shift(session: Session, slot: str, attribute: str, amount: float, out: str) -> Reply:
