@@ -73,8 +73,9 @@ def test_shipped_model(name):
 
 
 def test_fine_tuned_models_went_on_from_their_sources_step():
-    """A fine-tune's schedules go on from the step its init_from model was trained to, which the trainer reads from
-    that model: the offset each shipped fine-tune ran with (its extra; older files kept it in the config) is it."""
+    """A fine-tune's schedules go on from where its init_from model's stopped (its step, plus its own offset when it
+    was a fine-tune too), which the trainer reads from that model: the offset each shipped fine-tune ran with (its
+    extra; older files kept it in the config) is it."""
     tuned = {}
     for name in SHIPPED:
         stored = json.loads((CHECKPOINTS_DIR / name / "config.json").read_text())
@@ -84,7 +85,8 @@ def test_fine_tuned_models_went_on_from_their_sources_step():
     for name, stored in tuned.items():
         offset = stored["extra"].get("schedule_offset", stored["config"].get("schedule_offset"))
         source = load_model(stored["config"]["init_from"], device="cpu")
-        assert offset == source.extra["step"], f"{name} ran its schedules from step {offset}, not its source's"
+        stopped = source.extra["step"] + source.extra.get("schedule_offset", 0)
+        assert offset == stopped, f"{name} ran its schedules from step {offset}, not where its source's stopped"
 
 
 def test_default_reconstructs_as_accurately_in_bfloat16():

@@ -214,12 +214,12 @@ _BASE = [
         encoder_layers=4,
         decoder_layers=3,
         ff_size=512,
-        sampling_rate=0.0,
-        train_steps=12000,
+        train_steps=30000,
         eval_every=1000,
         notes="Transformer encoder (mean-pooled) and decoder with z added to every layer. Three decoder layers with "
         "512-wide feed-forwards: a sample(1) reads each decoder weight once per step, and this size keeps it within "
-        "2x the LSTM default's time on the CPU (4 layers of 1024 took 2.85x).",
+        "2x the LSTM default's time on the CPU (4 layers of 1024 took 2.85x). Scheduled sampling as the LSTM's: "
+        "teacher forcing alone left greedy decoding far behind (0.58 against 0.84 teacher-forced at step 3,387).",
     ),
     ModelConfig(
         name="mel_16bar_transformer",
