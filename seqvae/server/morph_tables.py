@@ -1,16 +1,18 @@
 """A morph knob's positions decoded ahead: the knob then answers without waiting for the model.
 
-A morph is deterministic (greedy) and a knob sweeps one pair of slots back and forth, so the first morph of a
-pair (under the client's key, range, chords and model) queues one heavy job that decodes all RESOLUTION + 1
-positions in one batch; from then on a morph of that pair is a lookup on the receiving loop, however busy
-the model is with other performers' work. Every morph, looked up or decoded, is resolved to the same grid of
-1/RESOLUTION (twice a MIDI controller's 128 steps), so a position gives the same melody before and after its
-table is there. Tables match on the endpoints' latents by value: refilling a slot makes a new table.
+A morph is deterministic (greedy) and a knob sweeps one pair of slots back and forth, so the second of a pair's
+recent morphs (under the client's key, range, chords and model: a knob turning, not a one-off) queues one heavy
+job that decodes all RESOLUTION + 1 positions in one batch; from then on a morph of that pair is a lookup on the
+receiving loop, however busy the model is with other performers' work. A client has at most one table being
+decoded, and a table evicted before its job runs is skipped, so one-off morphs of fresh pairs cost nothing.
+Every morph, looked up or decoded, is resolved to the same grid of 1/RESOLUTION (twice a MIDI controller's 128
+steps), so a position gives the same melody before and after its table is there.
+Tables match on the endpoints' latents by value: refilling a slot makes a new table.
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Hashable
 from dataclasses import dataclass
 
@@ -36,6 +38,7 @@ class MorphTable:
     zb: np.ndarray
     signature: Hashable  # what else decides the melodies: the client's model, key, range and chords
     melodies: list | None = None  # one per grid position, None while its job runs
+    evicted: bool = False  # read by its job before it decodes
 
     def matches(self, za: np.ndarray, zb: np.ndarray, signature: Hashable) -> bool:
         return signature == self.signature and np.array_equal(za, self.za) and np.array_equal(zb, self.zb)
@@ -48,6 +51,7 @@ class MorphTables:
         self.limit = limit
         self._tables: OrderedDict[int, MorphTable] = OrderedDict()
         self._next = 0
+        self._missed: deque[MorphTable] = deque(maxlen=limit + 1)  # pairs of the last morphs that found no table
 
     def find(self, za: np.ndarray, zb: np.ndarray, signature: Hashable) -> MorphTable | None:
         for key, table in self._tables.items():
@@ -56,12 +60,22 @@ class MorphTables:
                 return table
         return None
 
+    def wants(self, za: np.ndarray, zb: np.ndarray, signature: Hashable) -> bool:
+        """Called for a morph that found no table: True when one of the last few such morphs was of the same pair
+        (a knob turning, or two knobs taking turns) and no other table is being decoded: a table is worth its job."""
+        again = any(seen.matches(za, zb, signature) for seen in self._missed)
+        if not again:
+            self._missed.append(MorphTable(np.array(za, copy=True), np.array(zb, copy=True), signature))
+        return again and all(table.melodies is not None for table in self._tables.values())
+
     def begin(self, za: np.ndarray, zb: np.ndarray, signature: Hashable) -> tuple[int, MorphTable]:
         """Register a table whose melodies are still to come; returns its key for `fill` or `drop`."""
         key, self._next = self._next, self._next + 1
         self._tables[key] = MorphTable(np.array(za, copy=True), np.array(zb, copy=True), signature)
         while len(self._tables) > self.limit:
-            self._tables.popitem(last=False)
+            self._tables.popitem(last=False)[1].evicted = True
+        self._missed = deque((seen for seen in self._missed if not seen.matches(za, zb, signature)),
+                             maxlen=self._missed.maxlen)
         return key, self._tables[key]
 
     def fill(self, key: int, melodies: list) -> None:
@@ -70,7 +84,9 @@ class MorphTables:
             table.melodies = melodies
 
     def drop(self, key: int) -> None:
-        self._tables.pop(key, None)
+        table = self._tables.pop(key, None)
+        if table is not None:
+            table.evicted = True
 
     def __len__(self) -> int:
         return len(self._tables)

@@ -370,7 +370,7 @@ def morph(session: Session, a: str, b: str, t: float, out: str) -> Reply:
     if table is not None and table.melodies is not None:
         client.check_room([out])
         return Ready(table.melodies[index], lambda melody: _stored(session, out, melody, z), writes=(out,))
-    if table is None and session.background is not None:
+    if table is None and session.background is not None and client.morph_tables.wants(za, zb, signature):
         _build_morph_table(session, za, zb, signature)
     return _decode_into(session, out, z)
 
@@ -378,17 +378,20 @@ def morph(session: Session, a: str, b: str, t: float, out: str) -> Reply:
 def _build_morph_table(session: Session, za: np.ndarray, zb: np.ndarray, signature: tuple) -> None:
     """Queue the decode of every grid position of this pair on the heavy lane (morph_tables.py)."""
     tables, engine = session.client.morph_tables, session.engine
-    key, _ = tables.begin(za, zb, signature)
+    key, table = tables.begin(za, zb, signature)
     z = np.asarray(slerp(za, zb, grid_amounts()), dtype=np.float32)
 
+    def run() -> list[Melody] | None:
+        return None if table.evicted else engine.decode(z, temperature=0.0, seed=None)
+
     def filled(result: Any) -> list[Message]:
-        if isinstance(result, Exception):
-            tables.drop(key)  # the next morph of the pair decodes and tries again
+        if result is None or isinstance(result, Exception):
+            tables.drop(key)  # evicted before its turn, or failed: the pair's next morphs decode and try again
         else:
             tables.fill(key, result)
         return []
 
-    if not session.background(CallWork(lambda: engine.decode(z, temperature=0.0, seed=None), filled)):
+    if not session.background(CallWork(run, filled)):
         tables.drop(key)
 
 
