@@ -10,7 +10,7 @@ import numpy as np
 from server_support import OscClient, notes_of, running_server
 
 from seqvae.engine.latent import slerp
-from seqvae.server.morph_tables import RESOLUTION, MorphTables, grid_amounts, grid_position
+from seqvae.server.morph_tables import KNOB_RUN, RESOLUTION, MorphTables, grid_amounts, grid_position
 
 
 def test_the_grid_and_the_tables_of_one_client():
@@ -20,18 +20,18 @@ def test_the_grid_and_the_tables_of_one_client():
     assert len(grid_amounts()) == RESOLUTION + 1
     za, zb, zc = (np.full(4, v, np.float32) for v in (1.0, 2.0, 3.0))
     tables = MorphTables(limit=2)
-    assert not tables.wants(za, zb, "view")  # a one-off morph
-    assert not tables.wants(zb, zc, "view")  # another pair: still one-offs
-    assert tables.wants(za, zb, "view")  # a pair seen again, as two knobs taking turns are
+    for _ in range(3):  # pairs taking turns (a patch hopping between slots) never make a run
+        assert not tables.wants(za, zb, "view") and not tables.wants(zb, zc, "view")
+    assert [tables.wants(za, zb, "view") for _ in range(KNOB_RUN)] == [False] * (KNOB_RUN - 1) + [True]  # a knob
     key, table = tables.begin(za, zb, "view")
-    assert tables.wants(zb, zc, "view") is False  # seen before, but one table is decoded at a time
+    assert not any(tables.wants(zb, zc, "view") for _ in range(KNOB_RUN))  # one table is decoded at a time
     assert tables.find(za, zb, "view") is table and table.melodies is None and tables.filled() == 0
     assert tables.find(za, zb, "other key") is None and tables.find(zb, za, "view") is None
     za[0] = 9.0  # the table kept its own copy: a slot refilled in place does not match it
     assert tables.find(np.full(4, 1.0, np.float32), zb, "view") is table
     tables.fill(key, ["m"] * (RESOLUTION + 1))
     assert tables.filled() == 1
-    assert not tables.wants(zc, za, "view") and tables.wants(zc, za, "view")  # nothing pending now
+    assert tables.wants(zb, zc, "view")  # its run went on, and nothing is pending now
     _, second = tables.begin(zb, zc, "view")
     tables.find(np.full(4, 1.0, np.float32), zb, "view")  # used last: the next new pair evicts the other one
     tables.begin(za, zc, "view")
@@ -58,8 +58,10 @@ def test_a_knob_is_answered_from_its_table_while_the_model_is_held(tiny_engine, 
             b.one("/seqvae/sample", "x", 0.5, 2)
             b.one("/seqvae/sample", "y", 0.5, 3)
             first = notes_of(b.one("/seqvae/morph", "x", "y", 0.3))  # decoded: the table is not there yet
-            assert not _client_tables(server)  # one morph of a pair is not a knob yet
-            assert notes_of(b.one("/seqvae/morph", "x", "y", 0.3)) == first  # the second queues the table
+            for _ in range(KNOB_RUN - 2):
+                assert notes_of(b.one("/seqvae/morph", "x", "y", 0.3)) == first
+            assert not _client_tables(server)  # a few morphs of a pair are not a knob yet
+            assert notes_of(b.one("/seqvae/morph", "x", "y", 0.3)) == first  # the run's last queues the table
             _wait_for_table(server)
             client = next(iter(server.clients.clients.values()))
             za, zb = client.latent("x"), client.latent("y")
@@ -97,13 +99,13 @@ def test_a_refilled_slot_gets_a_new_table_and_a_full_heavy_lane_only_skips_the_t
         try:
             b.one("/seqvae/sample", "x", 0.5, 2)
             b.one("/seqvae/sample", "y", 0.5, 3)
-            b.one("/seqvae/morph", "x", "y", 0.5)
-            b.one("/seqvae/morph", "x", "y", 0.6)
+            for _ in range(KNOB_RUN):
+                b.one("/seqvae/morph", "x", "y", 0.5)
             _wait_for_table(server)
             tables = _client_tables(server)[0]
             b.one("/seqvae/sample", "x", 0.5, 9)  # new endpoint: the old table no longer matches
-            b.one("/seqvae/morph", "x", "y", 0.5)
-            assert b.one("/seqvae/morph", "x", "y", 0.5)[0] == "/seqvae/notes"
+            for _ in range(KNOB_RUN):
+                assert b.one("/seqvae/morph", "x", "y", 0.5)[0] == "/seqvae/notes"
             deadline = time.monotonic() + 20
             while tables.filled() < 2:
                 assert time.monotonic() < deadline, "the second table was never filled"

@@ -1,10 +1,11 @@
 """A morph knob's positions decoded ahead: the knob then answers without waiting for the model.
 
-A morph is deterministic (greedy) and a knob sweeps one pair of slots back and forth, so the second of a pair's
-recent morphs (under the client's key, range, chords and model: a knob turning, not a one-off) queues one heavy
-job that decodes all RESOLUTION + 1 positions in one batch; from then on a morph of that pair is a lookup on the
-receiving loop, however busy the model is with other performers' work. A client has at most one table being
-decoded, and a table evicted before its job runs is skipped, so one-off morphs of fresh pairs cost nothing.
+A morph is deterministic (greedy) and a knob sweeps one pair of slots back and forth, so KNOB_RUN morphs in a row
+of one pair (under the client's key, range, chords and model: a knob turning, not one-offs or a patch hopping
+between pairs) queue one heavy job that decodes all RESOLUTION + 1 positions in one batch; from then on a morph
+of that pair is a lookup on the receiving loop, however busy the model is with other performers' work. A client
+has at most one table being decoded, and a table evicted before its job runs is skipped, so one-off morphs of
+fresh pairs cost nothing.
 Every morph, looked up or decoded, is resolved to the same grid of 1/RESOLUTION (twice a MIDI controller's 128
 steps), so a position gives the same melody before and after its table is there.
 Tables match on the endpoints' latents by value: refilling a slot makes a new table.
@@ -12,7 +13,7 @@ Tables match on the endpoints' latents by value: refilling a slot makes a new ta
 
 from __future__ import annotations
 
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from collections.abc import Hashable
 from dataclasses import dataclass
 
@@ -20,6 +21,7 @@ import numpy as np
 
 RESOLUTION = 256  # grid steps of t in [0, 1]
 TABLES_PER_CLIENT = 2  # pairs a client's knobs keep decoded; the least recently used goes first
+KNOB_RUN = 4  # morphs in a row of one pair that make it a knob worth a table (a table costs 257 rows of decoding)
 
 
 def grid_position(t: float) -> tuple[int, float]:
@@ -51,7 +53,8 @@ class MorphTables:
         self.limit = limit
         self._tables: OrderedDict[int, MorphTable] = OrderedDict()
         self._next = 0
-        self._missed: deque[MorphTable] = deque(maxlen=limit + 1)  # pairs of the last morphs that found no table
+        self._run: MorphTable | None = None  # the pair of the last morphs that found no table, and how many
+        self._run_length = 0
 
     def find(self, za: np.ndarray, zb: np.ndarray, signature: Hashable) -> MorphTable | None:
         for key, table in self._tables.items():
@@ -61,12 +64,14 @@ class MorphTables:
         return None
 
     def wants(self, za: np.ndarray, zb: np.ndarray, signature: Hashable) -> bool:
-        """Called for a morph that found no table: True when one of the last few such morphs was of the same pair
-        (a knob turning, or two knobs taking turns) and no other table is being decoded: a table is worth its job."""
-        again = any(seen.matches(za, zb, signature) for seen in self._missed)
-        if not again:
-            self._missed.append(MorphTable(np.array(za, copy=True), np.array(zb, copy=True), signature))
-        return again and all(table.melodies is not None for table in self._tables.values())
+        """Called for a morph that found no table: True once KNOB_RUN such morphs in a row were of this pair (a knob
+        turning; 8 slots morphed at random hardly ever make a run, so they never churn tables) and no other table
+        is being decoded."""
+        if self._run is not None and self._run.matches(za, zb, signature):
+            self._run_length += 1
+        else:
+            self._run, self._run_length = MorphTable(np.array(za, copy=True), np.array(zb, copy=True), signature), 1
+        return self._run_length >= KNOB_RUN and all(table.melodies is not None for table in self._tables.values())
 
     def begin(self, za: np.ndarray, zb: np.ndarray, signature: Hashable) -> tuple[int, MorphTable]:
         """Register a table whose melodies are still to come; returns its key for `fill` or `drop`."""
@@ -74,8 +79,7 @@ class MorphTables:
         self._tables[key] = MorphTable(np.array(za, copy=True), np.array(zb, copy=True), signature)
         while len(self._tables) > self.limit:
             self._tables.popitem(last=False)[1].evicted = True
-        self._missed = deque((seen for seen in self._missed if not seen.matches(za, zb, signature)),
-                             maxlen=self._missed.maxlen)
+        self._run, self._run_length = None, 0
         return key, self._tables[key]
 
     def fill(self, key: int, melodies: list) -> None:
