@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import shutil
 import subprocess
@@ -58,9 +59,17 @@ def jack_server():
     old = os.environ.get("JACK_DEFAULT_SERVER")
     os.environ["JACK_DEFAULT_SERVER"] = name
     time.sleep(1.0)
+    # A collection of the whole suite's objects holds the GIL for a long time: a Python callback in a JACK
+    # process cycle then misses the cycle (its MIDI is lost), and clock ticks arrive late. `seqvae serve`
+    # freezes its objects after loading for the same reason.
+    gc.collect()
+    gc.freeze()
+    gc.disable()
     try:
         yield name
     finally:
+        gc.enable()
+        gc.unfreeze()
         if old is None:
             os.environ.pop("JACK_DEFAULT_SERVER", None)
         else:

@@ -265,7 +265,9 @@ def test_midi_clock_drives_the_server(jack_server, tiny_engine, tmp_path, monkey
 
             assert client.one("/seqvae/status")[1][-1] == "midi:seqvae-clock-test"
             time.sleep(1.2)  # ticks while stopped: the tempo is known before Start
-            assert clock().tempo == pytest.approx(120.0, abs=1.0) and clock().playing == 0
+            # A period JACK's dummy driver falls behind on a loaded machine loses its ticks; the two-beat fit then
+            # reads low until the window moves past them, so the tempo is waited for, not read once.
+            assert _wait_for(lambda: abs(clock().tempo - 120.0) <= 1.0, timeout=5.0) and clock().playing == 0
             error = client.one("/seqvae/tempo", 100.0)
             assert error[0] == "/seqvae/error" and "change it on the device" in error[1][1]
             notes_of(client.one("/seqvae/encode", "a", 1, 60, 0.0, 0.25, 100))
@@ -278,8 +280,8 @@ def test_midi_clock_drives_the_server(jack_server, tiny_engine, tmp_path, monkey
             assert _wait_for(lambda: clock().playing == 1)
             listener.settimeout(5)
             listener.recv(65536)  # the voice plays from the downbeat
-            now = clock()
-            assert now.beat < 4.0 and now.tempo == pytest.approx(120.0, abs=1.0)
+            assert clock().beat < 4.0
+            assert _wait_for(lambda: abs(clock().tempo - 120.0) <= 1.0, timeout=5.0)
             sender.send("stop")
             assert _wait_for(lambda: clock().playing == 0)
             held = clock().beat

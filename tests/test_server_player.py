@@ -163,16 +163,16 @@ def test_play_through_the_server_sends_osc_note_events(tiny_engine, tmp_path):
 
 def test_midi_out_through_a_jack_virtual_port(jack_server, monkeypatch):
     import mido
+    import rtmidi
 
     from seqvae.server.player import open_midi_output
 
     monkeypatch.setenv("MIDO_BACKEND", "mido.backends.rtmidi/UNIX_JACK")
     port = open_midi_output("seqvae-out")
-    backend = mido.Backend("mido.backends.rtmidi/UNIX_JACK")
-    name = next(n for n in backend.get_input_names() if "seqvae-out" in n)
-    inport = backend.open_input(name)
-    received: list = []
-    inport.callback = received.append
+    # The listener queues in rtmidi's own thread, with no Python in JACK's process cycle: a callback there waits
+    # for the GIL, and a cycle it misses loses its MIDI (the test then blamed the player for the transport).
+    inport = rtmidi.MidiIn(rtmidi.API_UNIX_JACK, name="listener")
+    inport.open_port(next(i for i, n in enumerate(inport.get_ports()) if "seqvae-out" in n))
     ended = threading.Event()
     player = Player([MidiSink(port)], bpm=BPM, on_voice_end=lambda key, slot: ended.set())
     try:
@@ -180,9 +180,12 @@ def test_midi_out_through_a_jack_virtual_port(jack_server, monkeypatch):
         player.play(("c", "a"), "a", melody, loop=False, channel=2)
         assert ended.wait(5)
         time.sleep(0.2)
+        received = []
+        while (message := inport.get_message()) is not None:
+            received.append(mido.Message.from_bytes(message[0]))
     finally:
         player.close()
-        inport.close()
+        inport.close_port()
     assert received[0].type == "program_change" and received[0].channel == 2
     ons = [m.note for m in received if m.type == "note_on" and m.velocity > 0]
     offs = [m.note for m in received if m.type == "note_off" or (m.type == "note_on" and m.velocity == 0)]
