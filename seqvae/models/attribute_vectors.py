@@ -12,10 +12,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
-from safetensors import safe_open
-from safetensors.numpy import load_file, save
 
-from seqvae.codec.atomic_files import atomic_write_bytes
+from seqvae.models.side_file import read_side_file, write_side_file
 
 ATTRIBUTE_FILE = "attributes.safetensors"
 
@@ -54,22 +52,15 @@ class AttributeVectors:
             "info": json.dumps([asdict(i) for i in self.info]),
             "meta": json.dumps(self.meta),
         }
-        atomic_write_bytes(path, save({"vectors": np.ascontiguousarray(self.vectors, dtype=np.float32)},
-                                      metadata=metadata))
-        return path
+        return write_side_file(path, {"vectors": np.ascontiguousarray(self.vectors, dtype=np.float32)}, metadata)
 
     @classmethod
     def load(cls, directory: str | Path, z_size: int | None = None) -> AttributeVectors:
         path = Path(directory) / ATTRIBUTE_FILE
-        try:
-            with safe_open(str(path), framework="numpy") as handle:
-                metadata = handle.metadata() or {}
-            vectors = load_file(str(path))["vectors"]
-            names = json.loads(metadata["names"])
-            info = [AttributeInfo(**i) for i in json.loads(metadata.get("info", "[]"))]
-            meta = json.loads(metadata.get("meta", "{}"))
-        except (OSError, KeyError, ValueError, TypeError) as exc:
-            raise ValueError(f"{path} is damaged ({exc}); recompute it with `seqvae attributes`") from None
+        vectors, names, info, meta = read_side_file(path, lambda tensors, metadata: (
+            tensors["vectors"], json.loads(metadata["names"]),
+            [AttributeInfo(**i) for i in json.loads(metadata.get("info", "[]"))],
+            json.loads(metadata.get("meta", "{}"))))
         if vectors.ndim != 2 or vectors.shape[0] != len(names) or (z_size is not None and vectors.shape[1] != z_size):
             raise ValueError(f"{path} does not match this model (vectors {vectors.shape}, latent {z_size}); "
                              "recompute it with `seqvae attributes`")

@@ -21,12 +21,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from safetensors import safe_open
-from safetensors.numpy import save
 
-from seqvae.codec.atomic_files import atomic_write_bytes
 from seqvae.codec.chords import NO_CHORD, NUM_CHORD_CLASSES, transpose_chords
 from seqvae.codec.events import FIRST_NOTE_ON
+from seqvae.models.side_file import read_side_file, write_side_file
 
 CHORD_BANK_FILE = "chord_bank.safetensors"
 MAX_WINDOWS = 20000  # 2 x 1 byte x steps each: 1.3 MB for 2-bar windows
@@ -112,10 +110,8 @@ class ChordBank:
         return np.where(up_fits & (~down_fits | (up <= -down)), up, down)
 
     def save(self, directory: str | Path) -> Path:
-        path = Path(directory) / CHORD_BANK_FILE
-        atomic_write_bytes(path, save({"events": self.events.astype(np.int8), "chords": self.chords.astype(np.uint8)},
-                                      metadata={"bandwidth": str(self.bandwidth)}))
-        return path
+        return write_side_file(Path(directory) / CHORD_BANK_FILE, {"events": self.events.astype(np.int8),
+                               "chords": self.chords.astype(np.uint8)}, {"bandwidth": str(self.bandwidth)})
 
     @classmethod
     def load(cls, directory: str | Path, steps: int) -> ChordBank | None:
@@ -123,12 +119,8 @@ class ChordBank:
         path = Path(directory) / CHORD_BANK_FILE
         if not path.is_file():
             return None
-        try:
-            with safe_open(str(path), "np") as handle:
-                bandwidth = float((handle.metadata() or {}).get("bandwidth", BANDWIDTH))
-                bank = cls(handle.get_tensor("events"), handle.get_tensor("chords"), bandwidth)
-        except Exception as exc:  # noqa: BLE001 - any damage is reported the same way
-            raise ValueError(f"{path} is damaged ({exc}); recompute it with `seqvae attributes`") from None
+        bank = read_side_file(path, lambda tensors, metadata: cls(
+            tensors["events"], tensors["chords"], float(metadata.get("bandwidth", BANDWIDTH))))
         if bank.steps != steps:
             raise ValueError(f"{path} holds {bank.steps}-step windows, the model reads {steps}; recompute it with "
                              "`seqvae attributes`")

@@ -26,11 +26,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from safetensors import safe_open
-from safetensors.numpy import save
 
-from seqvae.codec.atomic_files import atomic_write_bytes
 from seqvae.models import native
+from seqvae.models.side_file import read_side_file, write_side_file
 
 LATENT_PRIOR_FILE = "latent_prior.safetensors"
 BANDWIDTHS = np.round(np.concatenate([np.arange(0.2, 1.0, 0.05), np.arange(1.0, 3.01, 0.25)]), 3)
@@ -193,9 +191,8 @@ class LatentPrior:
         tensors = {"mean": self.mean.astype(np.float32), "scale_tril": self.scale_tril.astype(np.float32)}
         if self.centers is not None:
             tensors["centers"] = self.centers.astype(np.float16)
-        atomic_write_bytes(path, save(tensors, metadata={"windows": str(self.windows), "bandwidth": str(self.bandwidth),
-                                                         "bandwidth_rule": self.bandwidth_rule}))
-        return path
+        return write_side_file(path, tensors, {"windows": str(self.windows), "bandwidth": str(self.bandwidth),
+                                               "bandwidth_rule": self.bandwidth_rule})
 
     @classmethod
     def load(cls, directory: str | Path, z_size: int) -> LatentPrior | None:
@@ -203,16 +200,13 @@ class LatentPrior:
         path = Path(directory) / LATENT_PRIOR_FILE
         if not path.is_file():
             return None
-        try:
-            with safe_open(str(path), "np") as handle:
-                metadata = handle.metadata() or {}
-                windows, bandwidth = int(metadata.get("windows", 0)), float(metadata.get("bandwidth", 0.0))
-                mean, tril = handle.get_tensor("mean"), handle.get_tensor("scale_tril")
-                centers = handle.get_tensor("centers") if "centers" in handle.keys() else None
-            rule = metadata.get("bandwidth_rule", cls.bandwidth_rule)
-            prior = cls(mean.astype(np.float64), tril.astype(np.float64), windows, centers, bandwidth, rule)
-        except Exception as exc:  # noqa: BLE001 - any damage is reported the same way
-            raise ValueError(f"{path} is damaged ({exc}); recompute it with `seqvae attributes`") from None
+        def build(tensors: dict[str, np.ndarray], metadata: dict[str, str]) -> LatentPrior:
+            return cls(tensors["mean"].astype(np.float64), tensors["scale_tril"].astype(np.float64),
+                       int(metadata.get("windows", 0)), tensors.get("centers"),
+                       float(metadata.get("bandwidth", 0.0)), metadata.get("bandwidth_rule", cls.bandwidth_rule))
+
+        prior = read_side_file(path, build)
+        centers, bandwidth = prior.centers, prior.bandwidth
         if prior.mean.shape != (z_size,) or prior.scale_tril.shape != (z_size, z_size):
             raise ValueError(f"{path} is for a {prior.mean.shape[0]}-dim latent, the model has {z_size}; "
                              "recompute it with `seqvae attributes`")
