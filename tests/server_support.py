@@ -148,3 +148,16 @@ def notes_of(reply: Reply) -> list[tuple[int, float, float, int]]:
         assert isinstance(pitch, int) and isinstance(velocity, int)
         assert isinstance(start, float) and isinstance(duration, float)
     return notes
+
+
+def count_model_rows(monkeypatch, engine) -> list[int]:
+    """The row counts of every decoder call of `engine`'s model from now on (how a decode was cut into pieces)."""
+    rows: list[int] = []
+    decode = engine.model.decode
+
+    def counted(zt, **kwargs):
+        rows.append(len(zt))
+        return decode(zt, **kwargs)
+
+    monkeypatch.setattr(engine.model, "decode", counted)
+    return rows

@@ -8,7 +8,7 @@ import time
 
 import numpy as np
 import pytest
-from server_support import OscClient, notes_of, running_server
+from server_support import OscClient, count_model_rows, notes_of, running_server
 
 from seqvae.engine.model_lock import ModelLock
 from seqvae.server.worker import TurnQueue
@@ -92,14 +92,7 @@ def test_heavy_work_takes_the_model_in_pieces_and_urgent_work_in_one(tiny_engine
     z = np.random.default_rng(0).standard_normal((9, tiny_engine.z_size)).astype(np.float32)
     whole = tiny_engine.decode_events(z)
     seeded = tiny_engine.decode_events(z, temperature=0.8, seed=5)
-    rows: list[int] = []
-    decode = tiny_engine.model.decode
-
-    def counted(zt, **kwargs):
-        rows.append(len(zt))
-        return decode(zt, **kwargs)
-
-    monkeypatch.setattr(tiny_engine.model, "decode", counted)
+    rows = count_model_rows(monkeypatch, tiny_engine)
     monkeypatch.setattr(tiny_engine, "piece_rows", 4)
     np.testing.assert_array_equal(tiny_engine.decode_events(z), whole)
     assert rows == [4, 4, 1]
@@ -110,6 +103,11 @@ def test_heavy_work_takes_the_model_in_pieces_and_urgent_work_in_one(tiny_engine
     rows.clear()
     np.testing.assert_array_equal(tiny_engine.decode_events(z, temperature=0.8, seed=5), seeded)
     assert rows == [4, 4, 1]  # a seeded sample is cut too: its draws are taken first, so its notes stay
+    rows.clear()
+    monkeypatch.setattr(tiny_engine, "piece_rows", 1)
+    np.testing.assert_array_equal(tiny_engine.decode_events(z, piece_rows=3), whole)  # one call's own pieces
+    assert rows == [3, 3, 3]
+    monkeypatch.setattr(tiny_engine, "piece_rows", 4)
     rows.clear()
     _, scores = tiny_engine.decode_scored(z, temperature=0.8, seed=5)
     monkeypatch.setattr(tiny_engine, "piece_rows", None)

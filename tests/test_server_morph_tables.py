@@ -7,10 +7,17 @@ import threading
 import time
 
 import numpy as np
-from server_support import OscClient, notes_of, running_server
+from server_support import OscClient, count_model_rows, notes_of, running_server
 
 from seqvae.engine.latent import slerp
-from seqvae.server.morph_tables import KNOB_RUN, RESOLUTION, MorphTables, grid_amounts, grid_position
+from seqvae.server.morph_tables import (
+    KNOB_RUN,
+    RESOLUTION,
+    TABLE_PIECE_ROWS,
+    MorphTables,
+    grid_amounts,
+    grid_position,
+)
 
 
 def test_the_grid_and_the_tables_of_one_client():
@@ -61,8 +68,12 @@ def test_a_knob_is_answered_from_its_table_while_the_model_is_held(tiny_engine, 
             for _ in range(KNOB_RUN - 2):
                 assert notes_of(b.one("/seqvae/morph", "x", "y", 0.3)) == first
             assert not _client_tables(server)  # a few morphs of a pair are not a knob yet
+            rows = count_model_rows(monkeypatch, tiny_engine)
             assert notes_of(b.one("/seqvae/morph", "x", "y", 0.3)) == first  # the run's last queues the table
             _wait_for_table(server)
+            monkeypatch.undo()
+            # The morph's own row, then the table's in pieces of its own size, not the heavy lane's single rows.
+            assert sum(rows) == 1 + RESOLUTION + 1 and max(rows) == TABLE_PIECE_ROWS
             client = next(iter(server.clients.clients.values()))
             za, zb = client.latent("x"), client.latent("y")
             grid = [grid_position(t)[1] for t in (0.3, 0.7)]

@@ -214,10 +214,11 @@ class Engine:
         """Model calls of this thread inside the block go before waiting heavy work, and in one piece."""
         return self._lock.urgent()
 
-    def _rows_per_call(self, most: int) -> int:
-        if self.piece_rows is None or self._lock.is_urgent():
+    def _rows_per_call(self, most: int, piece_rows: int | None = None) -> int:
+        pieces = piece_rows or self.piece_rows
+        if pieces is None or self._lock.is_urgent():
             return most
-        return max(1, min(most, self.piece_rows))
+        return max(1, min(most, pieces))
 
     def __repr__(self) -> str:
         chords = self.progression if isinstance(self.progression, str) or self.progression is None else "per-step"
@@ -290,12 +291,13 @@ class Engine:
 
     def decode_events(self, z: np.ndarray, temperature: float = 0.0, seed: int | None = None,
                       forced: np.ndarray | None = None, mask: np.ndarray | None = None,
-                      chords: np.ndarray | None = None) -> np.ndarray:
+                      chords: np.ndarray | None = None, piece_rows: int | None = None) -> np.ndarray:
         """Event windows [n, steps] for latents [n, Z]: the one place decoding is batched. Greedy unless
         `temperature` > 0 (then `seed` makes it repeatable); where `mask` [n, steps] is True the step is
         `forced`'s token, kept and fed back. A chord model decodes under `chords` [n, steps] (default: the view's
-        progression on every row)."""
-        return self._decode_rows(z, temperature, seed, forced, mask, scored=False, chords=chords)[0]
+        progression on every row). `piece_rows` overrides the engine's pieces for this call's heavy work."""
+        return self._decode_rows(z, temperature, seed, forced, mask, scored=False, chords=chords,
+                                 piece_rows=piece_rows)[0]
 
     def decode_scored(self, z: np.ndarray, temperature: float = 0.0, seed: int | None = None,
                       forced: np.ndarray | None = None, mask: np.ndarray | None = None,
@@ -307,8 +309,8 @@ class Engine:
         return tokens, scores
 
     def _decode_rows(self, z: np.ndarray, temperature: float, seed: int | None, forced: np.ndarray | None,
-                     mask: np.ndarray | None, scored: bool, chords: np.ndarray | None = None
-                     ) -> tuple[np.ndarray, np.ndarray | None]:
+                     mask: np.ndarray | None, scored: bool, chords: np.ndarray | None = None,
+                     piece_rows: int | None = None) -> tuple[np.ndarray, np.ndarray | None]:
         arr = self._check_latent_rows(z)
         row_chords = self._row_chords(len(arr), chords)
         temperature, seed = _check_temperature(temperature), _check_seed(seed)
@@ -323,7 +325,7 @@ class Engine:
         generator = self._generator(seed) if temperature > 0 else None
         # The sampling draws of each block of rows are taken before it is cut into pieces, so a seeded sample's
         # notes never depend on the pieces (nor on who else is waiting for the model).
-        chunk = self._rows_per_call(DECODE_CHUNK)
+        chunk = self._rows_per_call(DECODE_CHUNK, piece_rows)
         parts, scores = [], []
         for block in range(0, len(arr), DECODE_CHUNK):
             draws = draw_uniforms(self.steps, len(arr[block:block + DECODE_CHUNK]), temperature, generator)
@@ -462,10 +464,12 @@ class Engine:
         return self.encode_events(self._events_of(melodies))
 
     def decode(self, z: np.ndarray | Sequence[float], temperature: float = 0.0, seed: int | None = None,
-               like: Melody | None = None, chords: np.ndarray | None = None) -> list[Melody]:
+               like: Melody | None = None, chords: np.ndarray | None = None,
+               piece_rows: int | None = None) -> list[Melody]:
         """Melodies for latents [n, Z] (or one [Z]); greedy unless `temperature` > 0. A chord model hears `chords`
-        [n, steps] when given (a clip's windows, each its own part), else the view's progression on every row."""
-        return self._melodies(self.decode_events(z, temperature, seed, chords=chords), like)
+        [n, steps] when given (a clip's windows, each its own part), else the view's progression on every row.
+        `piece_rows` overrides the engine's pieces for this call (see the class docstring)."""
+        return self._melodies(self.decode_events(z, temperature, seed, chords=chords, piece_rows=piece_rows), like)
 
     def reconstruct(self, melody: Melody, temperature: float = 0.0, seed: int | None = None) -> Melody:
         """Encode to the posterior mean and decode again: what the model makes of this melody."""

@@ -35,7 +35,7 @@ from seqvae.engine.latent import blend_corners, path_positions, slerp, variation
 from seqvae.engine.personalize import MIN_WINDOWS, PersonalModel, personal_engine, save_personal_model
 from seqvae.server.clients import Client, Slot
 from seqvae.server.file_jobs import FileJobs, read_line
-from seqvae.server.morph_tables import grid_amounts, grid_position
+from seqvae.server.morph_tables import TABLE_PIECE_ROWS, grid_amounts, grid_position
 from seqvae.server.params import Param, RequestError, as_float, as_int, as_slot
 from seqvae.server.paths import export_path, midi_input_path, new_export_folder
 from seqvae.server.player import Player
@@ -382,7 +382,7 @@ def _build_morph_table(session: Session, za: np.ndarray, zb: np.ndarray, signatu
     z = np.asarray(slerp(za, zb, grid_amounts()), dtype=np.float32)
 
     def run() -> list[Melody] | None:
-        return None if table.evicted else engine.decode(z, temperature=0.0, seed=None)
+        return None if table.evicted else engine.decode(z, temperature=0.0, seed=None, piece_rows=TABLE_PIECE_ROWS)
 
     def filled(result: Any) -> list[Message]:
         if result is None or isinstance(result, Exception):
