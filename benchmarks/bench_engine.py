@@ -38,9 +38,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--json", default=None, help="also write the results to this JSON file")
     p.add_argument("--baseline", default="auto", choices=CHOICES,
                    help=HELP)
-    p.add_argument("--transformer-path", default=None, metavar="CONFIGS",
-                   help="instead: these transformer configs through torch and the C loop against the LSTM of --model "
-                   "(default: default), sample(1), sample(64) and encode+decode (see transformer_path.py)")
+    p.add_argument("--transformer-path", default=None, metavar="NAMES",
+                   help="instead: these transformer configs (random weights) or trained models through torch and "
+                   "the C loop against the LSTM of --model (default: default), sample(1), sample(64) and "
+                   "encode+decode (see transformer_path.py)")
     return p.parse_args(argv)
 
 

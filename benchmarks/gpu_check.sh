@@ -8,8 +8,8 @@
 # (2-bar sample(1), batches of 1k/8k/64k, the shipped 16bar model); the OSC morph round trip of
 # `seqvae serve --device cuda`; training examples/s at batch 512 (mel_2bar_small, mel_2bar_transformer) on the
 # folk build if the tree has one, else a synthetic corpus built offline; DDP over NCCL where there are 2 GPUs;
-# then, in the time left, a mel_2bar_transformer run whose resumable checkpoint lands in $OUT/transformer_run
-# (go on with the printed --resume command).
+# then, in the time left, a mel_2bar_transformer run (the registry's recipe, batch 512) whose resumable checkpoint
+# lands in $TRANSFORMER_RUN (default $OUT/transformer_run); a second call on the same machine resumes it there.
 #
 #     DEVICE=cpu QUICK=1 BUDGET_S=240 bash benchmarks/gpu_check.sh   # the script's plumbing, small, on any machine
 set -u
@@ -90,12 +90,14 @@ else
 fi
 
 LEFT=$((BUDGET_S - SECONDS - 20))
-RUN="$OUT/transformer_run"
+RUN="${TRANSFORMER_RUN:-$OUT/transformer_run}"
+RESUME=()
+[ -f "$RUN/checkpoint.safetensors" ] && RESUME=(--resume)
 if [ "$LEFT" -ge 30 ]; then
     # SIGTERM at the limit makes the trainer stop at the next step and write its checkpoint.
     TIMED=1 step "$LEFT" "mel_2bar_transformer training run (the time left)" python3 -m seqvae.cli.main train \
         --config mel_2bar_transformer --data "$CORPUS" --out "$RUN" --device "$DEVICE" --batch-size "$BATCH" \
-        --steps 100000 --checkpoint-every 500 --eval-every 2000 --log-every 100 --no-progress
+        ${RESUME[@]+"${RESUME[@]}"} --checkpoint-every 500 --eval-every 1000 --log-every 100 --no-progress
     say "checkpoint: $RUN (go on: seqvae train --resume --out $RUN --data CORPUS; a synthetic CORPUS is rebuilt"
     say "  exactly by write_synthetic_corpus(CORPUS, 16384, 512, 64, steps=32, seed=0))"
     [ -f "$RUN/metrics.csv" ] && tail -n 3 "$RUN/metrics.csv" | tee -a "$REPORT"

@@ -3,11 +3,13 @@ through its C loop, against the LSTM, in one run.
 
     python benchmarks/bench_engine.py --transformer-path mel_2bar_transformer
     python benchmarks/bench_engine.py --transformer-path mel_2bar_transformer,mel_16bar_transformer --repeats 10
+    python benchmarks/bench_engine.py --transformer-path transformer    # the shipped, trained transformer
 
-Random transformer weights (no trained one is shipped), measured twice on the fast path: as built (float32) and
-rounded to bfloat16, as `seqvae train` saves a checkpoint, which lets the kernel stream bfloat16 panels. Cases:
-sample(1), sample(64), encode + decode of one melody (encode cache cleared). The engines take turns call by call,
-so a busy machine slows them alike; the ratio column is each median over the LSTM's for the same case.
+A config name gets random weights, measured twice on the fast path: as built (float32) and rounded to bfloat16, as
+`seqvae train` saves a checkpoint, which lets the kernel stream bfloat16 panels. A shipped model's name (or a
+checkpoint directory) gets its trained weights, through torch and through the engine's own path. Cases: sample(1),
+sample(64), encode + decode of one melody (encode cache cleared). The engines take turns call by call, so a busy
+machine slows them alike; the ratio column is each median over the LSTM's for the same case.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import functools
 import statistics
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 
@@ -23,12 +26,19 @@ from seqvae.codec import Melody
 from seqvae.data.synthetic import synthetic_windows
 from seqvae.engine import Engine
 from seqvae.models import build_model, get_config
+from seqvae.models.checkpoint import shipped_models
 
 CASES = ("sample(1)", "sample(64)", "encode+decode")
 
 
 def transformer_engines(name: str) -> dict[str, Engine]:
-    """The torch path, the C loop on float32 weights, and the C loop on the same weights rounded to bfloat16."""
+    """A trained model (shipped name or directory) through torch and through the engine's own path; a config's
+    random weights through torch, the C loop on float32 weights, and the C loop on them rounded to bfloat16."""
+    if name in shipped_models() or Path(name).is_dir():
+        trained, through_torch = Engine.load(name, device="cpu"), Engine.load(name, device="cpu")
+        model = through_torch.model
+        model.decode = functools.partial(type(model).decode, model, fast=False)
+        return {f"{name} torch": through_torch, f"{name} fast ({trained.precision})": trained}
     engines = {}
     for label in ("torch", "fast", "fast, bf16 weights"):
         torch.manual_seed(0)
