@@ -35,7 +35,8 @@ def transformer_engines(name: str) -> dict[str, Engine]:
     """A trained model (shipped name or directory) through torch and through the engine's own path; a config's
     random weights through torch, the C loop on float32 weights, and the C loop on them rounded to bfloat16."""
     if name in shipped_models() or Path(name).is_dir():
-        trained, through_torch = Engine.load(name, device="cpu"), Engine.load(name, device="cpu")
+        trained = Engine.load(name, device="cpu")
+        through_torch = Engine.load(name, device="cpu", precision="float32")  # torch has no bfloat16 arithmetic
         model = through_torch.model
         model.decode = functools.partial(type(model).decode, model, fast=False)
         return {f"{name} torch": through_torch, f"{name} fast ({trained.precision})": trained}
@@ -49,7 +50,8 @@ def transformer_engines(name: str) -> dict[str, Engine]:
             with torch.no_grad():
                 for p in model.parameters():
                     p.copy_(p.to(torch.bfloat16).float())
-        engines[f"{name} {label}"] = Engine(model, device="cpu")
+        engine = Engine(model, device="cpu")
+        engines[f"{name} {label} ({engine.precision})"] = engine
     return engines
 
 

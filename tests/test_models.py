@@ -20,6 +20,7 @@ from seqvae.models import (
     kl_divergence,
     latent_loss,
     load_model,
+    plans,
     save_model,
     vae_loss,
 )
@@ -405,7 +406,7 @@ def test_fast_paths_follow_fused_optimizer_steps():
     assert torch.equal(model.decode(mu_ref), model.decode(mu_ref, fast=False))
 
 
-@pytest.mark.parametrize("name", ["tiny_lstm", "tiny_hier", "tiny_hier2"])
+@pytest.mark.parametrize("name", ["tiny_lstm", "tiny_hier", "tiny_hier2", "tiny_transformer"])
 def test_bfloat16_arithmetic_decoding(name, tmp_path):
     """The AVX512-BF16 path rounds activations to bfloat16: it must pick nearly the reference's tokens, keep forced
     steps, and stay deterministic and independent of the thread count."""
@@ -435,8 +436,9 @@ def test_bfloat16_arithmetic_decoding(name, tmp_path):
         model.decode(z, precision="bfloat16", fast=False)
 
 
-def test_bfloat16_decoding_is_refused_where_it_cannot_run():
+def test_bfloat16_decoding_is_refused_where_it_cannot_run(monkeypatch):
     model = build_model(get_config("tiny_transformer")).eval()
+    monkeypatch.setattr(plans, "plan_for", lambda core: None)  # no C kernel here (SEQVAE_NATIVE=0, no compiler)
     assert not model.bf16_decoding_available()
     with pytest.raises(ValueError, match="bfloat16 decoding needs"):
         model.decode(torch.zeros(1, model.config.z_size), precision="bfloat16")

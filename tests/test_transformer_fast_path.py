@@ -121,16 +121,27 @@ def test_a_long_window_decodes_past_the_two_bar_cache():
     assert_agree(model, z, temperature=0.6, uniforms=torch.rand(96, 2, generator=torch.Generator().manual_seed(1)))
 
 
-def test_plan_follows_weight_changes_and_refuses_bfloat16_arithmetic():
+def test_plan_follows_weight_changes():
     model = tiny_transformer(seed=5)
     z = torch.randn(2, model.config.z_size)
     before = model.decode(z, fast=True)
     with torch.no_grad():
         model.decoder.output.bias[int(before[0, 0])] -= 100.0
     assert_agree(model, z)
-    assert model.decoding_precision("auto") == "float32"
-    with pytest.raises(ValueError, match="float32"):
-        model.decode(z, precision="bfloat16")
+    assert model.decoding_precision("auto") == "float32"  # float32 weights: no bfloat16 arithmetic unasked
+
+
+def test_bfloat16_arithmetic_follows_weight_changes_and_batches():
+    model = tiny_transformer(seed=5, bfloat16=True)
+    if not model.bf16_decoding_available():
+        pytest.skip("this CPU or build has no bfloat16 dot products")
+    assert model.decoding_precision("auto") == "bfloat16"
+    z = torch.randn(3, model.config.z_size, generator=torch.Generator().manual_seed(2))
+    before = model.decode(z, precision="bfloat16")
+    assert all(torch.equal(before[i], model.decode(z[i:i + 1], precision="bfloat16")[0]) for i in range(3))
+    with torch.no_grad():  # one row's first token made impossible: the packed pairs must be packed again
+        model.decoder.output.bias[int(before[0, 0])] -= 100.0
+    assert int(model.decode(z, precision="bfloat16")[0, 0]) != int(before[0, 0])
 
 
 def test_engine_scores_and_morphs_through_the_fast_path(tmp_path):

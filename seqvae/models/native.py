@@ -133,7 +133,7 @@ def library() -> ctypes.CDLL | None:
         lib.bilstm_workspace.restype = i64
         lib.affine.argtypes = [i32, i32, vp, vp, i32, vp, vp, i32]
         lib.affine.restype = None
-        lib.transformer_generate.argtypes = [vp, i32, i32, vp, f32, vp, vp, vp, vp, vp, vp, vp, i64, i32]
+        lib.transformer_generate.argtypes = [vp, i32, i32, vp, f32, vp, vp, vp, vp, vp, vp, vp, i64, i32, i32]
         lib.transformer_generate.restype = i32
         lib.transformer_generate_workspace.argtypes = [vp, i32, i32, i32]
         lib.transformer_generate_workspace.restype = i64

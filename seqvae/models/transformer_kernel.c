@@ -8,7 +8,9 @@
  * the LSTM kernel's rules (TokenRules). Where every row's next steps are forced, their inputs are known, so one
  * pass runs those positions together and streams the weights once for all of them (a forced span is scored
  * about as fast as teacher forcing). Matrices are panel-packed as in lstm_kernel.c (bfloat16 panels for
- * bfloat16-exact weights). With threads > 1 each matrix's column panels are split between the threads, so even
+ * bfloat16-exact weights). On request (`dot`) generation runs its matrices in bfloat16 arithmetic instead, as the
+ * LSTM's does: activations rounded to bfloat16 and AVX512-BF16 dot products summed in float32 (attention, norms and
+ * the cache stay float32). With threads > 1 each matrix's column panels are split between the threads, so even
  * one row decodes in parallel; results do not depend on the thread count. Built by seqvae/models/native.py.
  */
 #include "kernel_common.h"
@@ -32,6 +34,8 @@ typedef struct {
     const float *norm_w, *norm_b;   /* the final layer norm */
     const void *w_out;              /* panels [Cp / 16][d][16] */
     const float *b_out;             /* [Cp], padding columns hold -1e30 so they never win */
+    /* The same matrices as bfloat16 row pairs [N / 16][K / 2][16][2] for gemm_dot; NULL until packed. */
+    const void *dot_qkv[MAX_BLOCKS], *dot_proj[MAX_BLOCKS], *dot_ff1[MAX_BLOCKS], *dot_ff2[MAX_BLOCKS], *dot_out;
 } TransformerWeights;
 
 static int team_size(int threads) { return threads < 1 ? 1 : threads > MAX_THREADS ? MAX_THREADS : threads; }
@@ -44,14 +48,15 @@ static int max_span(int batch, int steps) {
 
 /* Shared, per pass row: qkv, attention output, projection, feed-forward hidden and output, logits; and the
  * key/value cache [blocks][2][B][heads][steps][d_head]. Per member: its copy of the residual stream and of a
- * normed one, and attention scores. */
+ * normed one, attention scores, and a matrix input rounded to bfloat16 for the dot-product path. */
 static int64_t shared_floats(const TransformerWeights *w, int batch, int steps) {
     int64_t d = w->d_model, rows = (int64_t)batch * max_span(batch, steps);
     return rows * (3 * d + d + d + w->ff_size + d + w->padded_classes) + (int64_t)w->blocks * 2 * batch * steps * d;
 }
 
 static int64_t member_floats(const TransformerWeights *w, int batch, int steps) {
-    return (int64_t)batch * max_span(batch, steps) * 2 * w->d_model + steps;
+    int64_t rows = (int64_t)batch * max_span(batch, steps), widest = w->ff_size > w->d_model ? w->ff_size : w->d_model;
+    return rows * 2 * w->d_model + steps + (rows * widest + 1) / 2;
 }
 
 /* The positions the pass at step t runs: t, and after it each next step while every row's previous step is
@@ -78,6 +83,7 @@ typedef struct {
     float *states;         /* encoding: the final layer norm's output [B][steps][d] */
     TokenRules rules;
     float *work;
+    int dot; /* bfloat16 arithmetic for the matrices (generation only) */
     Team team;
 } TransformerJob;
 
@@ -121,6 +127,21 @@ static void affine_panels(int B, int K, const float *x, const void *wp, const fl
     gemm_range(B, K, x, K, wp, p0, p1, out, N, bf16);
 }
 
+/* affine_panels in the job's arithmetic: with `dot`, x is rounded into xb (bfloat16 pairs) and multiplied by the
+ * row-pair packed wd; a member without panels of this matrix skips the rounding too. */
+static void job_affine(const TransformerJob *job, int B, int K, const float *x, uint16_t *xb, const void *wp,
+                       const void *wd, const float *bias, int p0, int p1, float *out, int N) {
+    if (!job->dot) {
+        affine_panels(B, K, x, wp, bias, p0, p1, out, N, job->w->bf16);
+        return;
+    }
+    if (p1 <= p0) return;
+    for (size_t i = 0; i < (size_t)B * K; i++) xb[i] = to_bf16(x[i]);
+    for (int b = 0; b < B; b++)
+        memcpy(out + (size_t)b * N + p0 * LANES, bias + p0 * LANES, sizeof(float) * (p1 - p0) * LANES);
+    gemm_dot(B, K / 2, (const uint32_t *)xb, K / 2, wd, p0, p1, out, N);
+}
+
 /* sum a[i] b[i], in native-width partial sums. */
 static float dot(int n, const float *a, const float *b) {
     vn acc = (vn){0};
@@ -161,7 +182,7 @@ static void *transformer_member(void *arg) {
     if (!join_team(&job->team, me->rank)) return NULL;
     const TransformerWeights *w = job->w;
     const int B = job->batch, T = job->steps, d = w->d_model, H = w->n_heads, dh = d / H, F = w->ff_size;
-    const int C = w->num_classes, Cp = w->padded_classes, rank = me->rank, team = job->team.size, bf16 = w->bf16;
+    const int C = w->num_classes, Cp = w->padded_classes, rank = me->rank, team = job->team.size;
     Barrier *barrier = &job->team.barrier;
     const int R = B * max_span(B, T); /* the most rows a pass takes */
     float *qkv = job->work, *attn = qkv + (size_t)R * 3 * d, *proj = attn + (size_t)R * d;
@@ -169,6 +190,7 @@ static void *transformer_member(void *arg) {
     float *cache = logits + (size_t)R * Cp;
     float *x = job->work + shared_floats(w, B, T) + (size_t)rank * member_floats(w, B, T);
     float *normed = x + (size_t)R * d, *scores = normed + (size_t)R * d;
+    uint16_t *rounded = (uint16_t *)(scores + T);
     int q0, q1, d0, d1, f0, f1;
     share(3 * d / LANES, rank, team, &q0, &q1);
     share(d / LANES, rank, team, &d0, &d1);
@@ -195,7 +217,7 @@ static void *transformer_member(void *arg) {
                     for (int i = 0; i < d; i++) xr[i] += zt[(size_t)(row / span) * d + i];
                 layer_norm(d, xr, w->ln1_w[l], w->ln1_b[l], normed + (size_t)row * d);
             }
-            affine_panels(rows, d, normed, w->w_qkv[l], w->b_qkv[l], q0, q1, qkv, 3 * d, bf16);
+            job_affine(job, rows, d, normed, rounded, w->w_qkv[l], w->dot_qkv[l], w->b_qkv[l], q0, q1, qkv, 3 * d);
             barrier_wait(barrier);
             for (int stage = span > 1 ? 0 : 1; stage < 2; stage++) { /* 0: store keys and values; 1: attend */
                 for (int pair = a0; pair < a1; pair++) {
@@ -212,17 +234,17 @@ static void *transformer_member(void *arg) {
                 }
                 barrier_wait(barrier);
             }
-            affine_panels(rows, d, attn, w->w_proj[l], w->b_proj[l], d0, d1, proj, d, bf16);
+            job_affine(job, rows, d, attn, rounded, w->w_proj[l], w->dot_proj[l], w->b_proj[l], d0, d1, proj, d);
             barrier_wait(barrier);
             for (int row = 0; row < rows; row++) {
                 float *xr = x + (size_t)row * d;
                 for (int i = 0; i < d; i++) xr[i] += proj[(size_t)row * d + i];
                 layer_norm(d, xr, w->ln2_w[l], w->ln2_b[l], normed + (size_t)row * d);
             }
-            affine_panels(rows, d, normed, w->w_ff1[l], w->b_ff1[l], f0, f1, hidden, F, bf16);
+            job_affine(job, rows, d, normed, rounded, w->w_ff1[l], w->dot_ff1[l], w->b_ff1[l], f0, f1, hidden, F);
             for (int row = 0; row < rows; row++) gelu((f1 - f0) * LANES, hidden + (size_t)row * F + f0 * LANES);
             barrier_wait(barrier);
-            affine_panels(rows, F, hidden, w->w_ff2[l], w->b_ff2[l], d0, d1, ffo, d, bf16);
+            job_affine(job, rows, F, hidden, rounded, w->w_ff2[l], w->dot_ff2[l], w->b_ff2[l], d0, d1, ffo, d);
             barrier_wait(barrier);
             for (size_t i = 0; i < (size_t)rows * d; i++) x[i] += ffo[i];
         }
@@ -231,8 +253,8 @@ static void *transformer_member(void *arg) {
             layer_norm(d, x + (size_t)row * d, w->norm_w, w->norm_b, final + (size_t)row * d);
         if (encoding) break;
         if (r1 > r0)
-            affine_panels(r1 - r0, d, normed + (size_t)r0 * d, w->w_out, w->b_out, 0, Cp / LANES,
-                          logits + (size_t)r0 * Cp, Cp, bf16);
+            job_affine(job, r1 - r0, d, normed + (size_t)r0 * d, rounded, w->w_out, w->dot_out, w->b_out, 0,
+                       Cp / LANES, logits + (size_t)r0 * Cp, Cp);
         for (int row = r0; row < r1; row++) emit_token(rules, logits + (size_t)row * Cp, C, row / span, t + row % span);
         barrier_wait(barrier);
     }
@@ -255,13 +277,15 @@ static void run_job(TransformerJob *job, int threads) {
 
 /* Generate `steps` (<= max_steps) tokens for each of `batch` rows from START, each block's input shifted by its
  * row's z term (z_terms [blocks][batch][d]); tokens are chosen as TokenRules says (uniforms [steps][batch]).
- * Returns -1 for a workspace too small or a shape the kernel does not take. */
+ * With `dot` the matrices run in bfloat16 arithmetic (gemm_dot). Returns -1 for a workspace too small or a shape
+ * the kernel does not take, -3 for `dot` where it is unavailable or its weights are not packed. */
 int transformer_generate(const TransformerWeights *w, int batch, int steps, const float *z_terms, float temperature,
                          const float *uniforms, const int64_t *forced, const uint8_t *mask, const uint8_t *allowed,
-                         int64_t *out, float *logp, float *work, int64_t work_size, int threads) {
+                         int64_t *out, float *logp, float *work, int64_t work_size, int threads, int dot) {
     if (!takes(w, batch, steps, work_size, threads)) return -1;
+    if (dot && (!HAVE_DOT || !w->dot_out)) return -3;
     TransformerJob job = {w, batch, steps, z_terms, NULL, NULL, {steps, batch, uniforms, forced, mask, allowed,
-                                                                 temperature, out, logp}, work};
+                                                                 temperature, out, logp}, work, dot};
     run_job(&job, threads);
     return 0;
 }
@@ -273,7 +297,7 @@ int transformer_encode(const TransformerWeights *w, int batch, int steps, const 
                        float *work, int64_t work_size, int threads) {
     if (!takes(w, batch, steps, work_size, threads) || batch * steps > MAX_PASS_ROWS) return -1;
     TransformerJob job = {w, batch, steps, NULL, tokens, states, {steps, batch, NULL, NULL, NULL, NULL, 0.0f, NULL,
-                                                                  NULL}, work};
+                                                                  NULL}, work, 0};
     run_job(&job, threads);
     return 0;
 }

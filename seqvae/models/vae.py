@@ -175,8 +175,8 @@ class SequenceVAE(nn.Module):
         plans.forget_plans(self)
 
     def bf16_decoding_available(self) -> bool:
-        """True where decode(precision="bfloat16") runs: a recurrent decoder on the CPU with the C kernel built for
-        a CPU that has the AVX512-BF16 dot-product instructions."""
+        """True where decode(precision="bfloat16") runs: a decoder with a C step loop (LSTM or transformer) on the
+        CPU, the kernel built for a CPU that has the AVX512-BF16 dot-product instructions."""
         core = self.decoder.step_core
         if self.device.type != "cpu" or core is None:
             return False
@@ -195,8 +195,8 @@ class SequenceVAE(nn.Module):
         available = self.bf16_decoding_available()
         if precision == "bfloat16":
             if not available:
-                raise ValueError("bfloat16 decoding needs a recurrent decoder on a CPU with AVX512-BF16 and the C "
-                                 "kernel; use precision='float32'")
+                raise ValueError("bfloat16 decoding needs the C kernel's decoder (LSTM or transformer) on a CPU with "
+                                 "AVX512-BF16; use precision='float32'")
             return precision
         return "bfloat16" if available and native.bfloat16_exact(self.decoder) else "float32"
 
