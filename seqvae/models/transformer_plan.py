@@ -68,7 +68,7 @@ class PackedStack:
     def __init__(self, embed: torch.Tensor, position: torch.Tensor, n_heads: int, blocks: list[Block],
                  norm: nn.LayerNorm, bf16: bool, output: nn.Linear | None = None) -> None:
         self.keep: list[np.ndarray] = []
-        self.matrices: dict[tuple[str, int], np.ndarray] = {}  # [K, N] float32, for pack_dot
+        self.blocks, self.output = blocks, output  # the module's own tensors, read again by pack_dot
         self._packing = threading.Lock()  # two threads' first bfloat16 decodes pack once
         d = embed.shape[1]
         w = _TransformerWeights()
@@ -80,15 +80,13 @@ class PackedStack:
             w.ln2_w[i], w.ln2_b[i] = self.held(_vector(block.norm2.weight)), self.held(_vector(block.norm2.bias))
             for name in ("qkv", "proj", "ff1", "ff2"):
                 weight, bias = getattr(block, name)
-                self.matrices[(name, i)] = native.as_float32(weight).T
-                getattr(w, f"w_{name}")[i] = self.held(native.pack_panels(self.matrices[(name, i)], bf16))
+                getattr(w, f"w_{name}")[i] = self.held(native.pack_panels(native.as_float32(weight).T, bf16))
                 getattr(w, f"b_{name}")[i] = self.held(_vector(bias))
         w.norm_w, w.norm_b = self.held(_vector(norm.weight)), self.held(_vector(norm.bias))
         if output is not None:
             c = output.out_features
             w.num_classes, w.padded_classes = c, -(-c // native.LANES) * native.LANES
-            self.matrices[("out", 0)] = native.as_float32(output.weight).T
-            w.w_out = self.held(native.pack_panels(self.matrices[("out", 0)], bf16))
+            w.w_out = self.held(native.pack_panels(native.as_float32(output.weight).T, bf16))
             b_out = np.full(w.padded_classes, -1e30, np.float32)
             b_out[:c] = native.as_float32(output.bias)
             w.b_out = self.held(b_out)
@@ -99,16 +97,18 @@ class PackedStack:
         return native.pointer(array)
 
     def pack_dot(self) -> None:
-        """Pack every matrix as bfloat16 row pairs for the dot-product path, once; dot_out, set last, says done."""
+        """Pack a decoder's matrices as bfloat16 row pairs for the dot-product path, once, from the same tensors (a
+        plan is rebuilt when they change); dot_out, set last, says done."""
+        if self.output is None:
+            raise ValueError("only a decoder stack (with its output layer) has a bfloat16 arithmetic path")
         with self._packing:
             if self.weights.dot_out:
                 return
-            for (name, i), matrix in self.matrices.items():
-                pointer = self.held(native.pack_pairs(matrix))
-                if name == "out":
-                    self.weights.dot_out = pointer
-                else:
-                    getattr(self.weights, f"dot_{name}")[i] = pointer
+            for i, block in enumerate(self.blocks):
+                for name in ("qkv", "proj", "ff1", "ff2"):
+                    pairs = native.pack_pairs(native.as_float32(getattr(block, name)[0]).T)
+                    getattr(self.weights, f"dot_{name}")[i] = self.held(pairs)
+            self.weights.dot_out = self.held(native.pack_pairs(native.as_float32(self.output.weight).T))
 
 
 def stack_supported(d_model: int, ff_size: int, blocks: int) -> bool:
