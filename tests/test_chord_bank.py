@@ -9,7 +9,7 @@ import torch
 from seqvae.codec.chords import parse_chord, transpose_chords
 from seqvae.codec.events import FIRST_NOTE_ON
 from seqvae.models import build_model, get_config, save_model
-from seqvae.models.chord_bank import ChordBank
+from seqvae.models.chord_bank import POOL, ChordBank
 from seqvae.models.latent_prior import LatentPrior
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -107,3 +107,18 @@ def test_the_server_draws_from_a_bank_on_its_worker_not_its_receiving_loop(tmp_p
         finally:
             client.close()
     assert len(threads) >= 3 and set(threads) == {"seqvae-inference"}
+
+
+def test_ties_are_broken_across_the_bank_not_by_window_order():
+    """Folk windows share progressions and the bank keeps them in corpus order, neighbours from one tune side by
+    side: a pool of the first tied windows would be a few tunes. Ties go to windows spread over the bank, the same
+    ones each time."""
+    rng = np.random.default_rng(1)
+    events = np.where(rng.random((400, 32)) < 0.3, rng.integers(FIRST_NOTE_ON + 30, FIRST_NOTE_ON + 50, (400, 32)), 0)
+    chords = np.tile(np.repeat([parse_chord("C"), parse_chord("G")], 16), (400, 1))
+    bank = ChordBank.fit(events, chords)
+    rows, shifts = bank.nearest(chords[0], CLASSES)
+    assert len(set(rows.tolist())) == POOL and (shifts == 0).all()
+    assert rows.max() > 4 * POOL  # drawn from the whole bank, not its first POOL windows
+    again, _ = ChordBank.fit(events, chords).nearest(chords[0], CLASSES)
+    assert (again == rows).all()

@@ -6,7 +6,13 @@ import numpy as np
 import pytest
 
 from seqvae.evaluate import copying
-from seqvae.evaluate.copying import copying_report, match_held_out_novelty, nearest_distance
+from seqvae.evaluate.copying import (
+    copies_within,
+    copying_report,
+    match_held_out_novelty,
+    match_novelty,
+    nearest_distance,
+)
 from seqvae.models import LatentPrior
 from seqvae.models.latent_prior import BANDWIDTHS
 
@@ -65,3 +71,27 @@ def test_bandwidth_choice_needs_a_kernel_density():
     assert gaussian.centers is None
     with pytest.raises(ValueError, match="single Gaussian"):
         match_held_out_novelty(gaussian, _decode, np.zeros((3, 8), int), np.zeros((3, 8), int))
+
+
+def test_a_mean_distance_that_hides_copies_is_not_novel():
+    """Draws half of which are note-for-note training windows and half far off have the held-out mean distance,
+    but they copy: the choice goes on to the narrowest bandwidth that copies no more than `copies_within` lets."""
+    rng = np.random.default_rng(0)
+    reference = rng.integers(0, 90, (200, 32))
+    held_out = reference[:100].copy()
+    held_out[:, :10] = 95  # 10 of 32 steps differ from the nearest window, none is a copy
+    far = np.full((100, 32), 99)
+
+    def draw(h: float) -> np.ndarray:
+        if h < 0.5:
+            return np.concatenate([reference[:50], far[:50]])  # mean distance 0.5, half of them copies
+        moved = reference[:100].copy()
+        moved[:, :12] = 97
+        return moved  # mean distance 0.375, no copies
+
+    choice = match_novelty(draw, lambda z: z, reference, held_out)
+    assert choice.target == pytest.approx(10 / 32) and choice.target_copies == 0.0
+    narrower = [h for h in choice.tried if h < choice.bandwidth]
+    assert narrower and all(choice.tried[h] >= choice.target and choice.copies[h] == 0.5 for h in narrower)
+    assert choice.bandwidth == 0.5 and choice.copies[0.5] == 0.0
+    assert copies_within(0.03, 0.01) and not copies_within(0.04, 0.01)

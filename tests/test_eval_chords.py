@@ -115,3 +115,42 @@ def test_the_attributes_command_on_a_chord_model(setup, tmp_path, capsys):
     assert "attribute vectors from" in capsys.readouterr().out
     assert main(["attributes", str(ck), "--data", str(setup["plain"]), "--threads", "1"]) == 2
     assert "--chords" in capsys.readouterr().err
+
+
+def test_the_banks_bandwidth_is_chosen_by_the_data_copying_test(setup, tmp_path, monkeypatch):
+    """`attributes` widens the bank's draws until its samples under the held-out windows' chords are as far from
+    the training windows as those melodies are; `eval` then draws a chord model's prior samples from that bank,
+    as `sample` under chords does."""
+    from seqvae.engine import Engine
+    from seqvae.engine.side_files import fit_side_files
+    from seqvae.evaluate import copying
+    from seqvae.models.chord_bank import ChordBank
+    from seqvae.models.latent_prior import BANDWIDTHS, LatentPrior
+
+    def kernel_density(mu, max_centers=None):  # the tiny corpus's 24 latents would get a plain Gaussian
+        mu = np.asarray(mu, dtype=np.float64)
+        cov = np.cov(mu, rowvar=False) + 1e-4 * np.eye(mu.shape[1])
+        return LatentPrior(mu.mean(axis=0), np.linalg.cholesky(cov), len(mu), mu.astype(np.float16), 0.5)
+
+    monkeypatch.setattr(copying.LatentPrior, "fit", staticmethod(kernel_density))
+    engine = Engine.load(_copy_checkpoint(setup, tmp_path), device="cpu")
+    fitted = fit_side_files(engine, load_corpus(setup["built"]), "train")
+    choice = fitted.bank_bandwidth
+    assert choice is not None and ChordBank.load(engine.directory, 32).bandwidth == choice.bandwidth
+    grid = sorted(float(h) for h in BANDWIDTHS)  # the bisection itself: tests/test_copying.py
+    assert choice.tried and (choice.reached >= choice.target or choice.bandwidth == grid[-1])
+
+    drawn = []
+    real = ChordBank.draw_latents
+
+    def spy(self, progressions, *args, **kwargs):
+        drawn.append(np.asarray(progressions))
+        return real(self, progressions, *args, **kwargs)
+
+    monkeypatch.setattr(ChordBank, "draw_latents", spy)
+    report = evaluate_checkpoint(EvalOptions(checkpoint=engine.directory, data=setup["built"], split="valid",
+                                             samples=32, pairs=0, device="cpu", progress=False))
+    assert report.latent_prior.startswith("p(z | chords): a chord bank of")
+    valid = {row.tobytes() for row in np.load(setup["built"] / "valid_chords.npy").astype(np.int64)}
+    assert sum(len(rows) for rows in drawn) == 32
+    assert all(row.astype(np.int64).tobytes() in valid for rows in drawn for row in rows)

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
     from seqvae.codec import Melody
     from seqvae.engine import Engine
+    from seqvae.evaluate.copying import BandwidthChoice
 
 DEFAULT_OUT = "seqvae_out"
 
@@ -540,6 +541,13 @@ def cmd_plot(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_bandwidths(choice: BandwidthChoice) -> None:
+    print(f"  held-out melodies: mean distance {choice.target:.3f}, exact copies {choice.target_copies:.1%}")
+    for h, d in choice.tried.items():
+        mark = "  <- chosen" if h == choice.bandwidth else ""
+        print(f"  bandwidth {h:<5g} samples' mean distance {d:.3f}, exact copies {choice.copies[h]:.1%}{mark}")
+
+
 def cmd_attributes(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
@@ -557,8 +565,7 @@ def cmd_attributes(args: argparse.Namespace) -> int:
     if choice is not None:
         print(f"choosing the kernel bandwidth: samples at T={SAMPLE_TEMPERATURE} against {fitted.held_windows} "
               f"{fitted.held_split} melodies' distance to the training windows")
-        for h, d in choice.tried.items():
-            print(f"  bandwidth {h:<5g} samples' mean distance {d:.3f}{'  <- chosen' if h == choice.bandwidth else ''}")
+        _print_bandwidths(choice)
     prior_path, vectors_path = fitted.paths[0], fitted.paths[-1]
     print(f"latent prior: {fitted.prior.describe()}, from the {args.split} split, saved to {prior_path}; `sample` "
           "draws from it from now on")
@@ -579,7 +586,13 @@ def cmd_attributes(args: argparse.Namespace) -> int:
         print(f"monotonicity: decoded attribute along amounts {first.amounts} on {fitted.measured_on} validation "
               "melodies (spearman of the means, fraction of steps up, mean per-melody spearman)")
     if engine.chord_bank is not None:
-        print(f"chord bank: {len(engine.chord_bank.events)} {args.split} windows and their chords, saved to "
-              f"{fitted.paths[1]}; `sample` under chords draws near the windows whose chords are nearest")
+        bank_choice = fitted.bank_bandwidth
+        if bank_choice is not None:
+            print(f"choosing the chord bank's bandwidth: its samples under {fitted.held_windows} {fitted.held_split} "
+                  "windows' chords against those melodies' distance to the training windows")
+            _print_bandwidths(bank_choice)
+        print(f"chord bank: {len(engine.chord_bank.events)} {args.split} windows and their chords, bandwidth "
+              f"{engine.chord_bank.bandwidth:g}, saved to {fitted.paths[1]}; `sample` under chords draws near the "
+              "windows whose chords are nearest")
     print(f"wrote {vectors_path}")
     return 0

@@ -439,15 +439,9 @@ class Engine:
 
     def _draw_under_chords(self, n: int, rng: np.random.Generator, chords: np.ndarray | None) -> np.ndarray:
         """Kernel draws around the latents of the bank's windows nearest each row's progression, encoded under it."""
-        heard = self._row_chords(n, chords)
-        melodies = np.empty((n, self.steps), dtype=np.int64)
-        rows_of: dict[bytes, list[int]] = {}
-        for i, row in enumerate(heard):
-            rows_of.setdefault(row.tobytes(), []).append(i)
-        for rows in rows_of.values():
-            melodies[rows] = self.chord_bank.draw(heard[rows[0]], len(rows), rng, self.codec.num_classes)
-        mu, _ = self.encode_events(melodies, chords=heard)
-        return self._prior.sample_near(mu, rng, self.chord_bank.bandwidth)
+        return self.chord_bank.draw_latents(self._row_chords(n, chords), rng,
+                                            lambda melodies, heard: self.encode_events(melodies, chords=heard)[0],
+                                            self._prior, self.codec.num_classes)
 
     @property
     def latent_prior(self) -> LatentPrior | None:

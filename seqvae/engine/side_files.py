@@ -11,7 +11,7 @@ melodies of another split; the vectors' monotonicity is measured on validation m
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +19,7 @@ import numpy as np
 from seqvae.data.corpus import Corpus
 from seqvae.engine.engine import SAMPLE_TEMPERATURE, Engine
 from seqvae.evaluate.attributes import Monotonicity, compute_attribute_vectors, measure_monotonicity
-from seqvae.evaluate.copying import BandwidthChoice, fit_novelty_matched_prior
+from seqvae.evaluate.copying import BandwidthChoice, fit_novelty_matched_prior, match_novelty
 from seqvae.models.attribute_vectors import AttributeVectors
 from seqvae.models.chord_bank import ChordBank
 from seqvae.models.latent_prior import LatentPrior
@@ -38,6 +38,7 @@ class SideFiles:
     held_split: str  # the split the bandwidth was matched against
     held_windows: int
     bandwidth: BandwidthChoice | None  # None: a single Gaussian, nothing to choose
+    bank_bandwidth: BandwidthChoice | None = None  # a chord model's: its bank's draws under the held-out chords
     monotonicity: dict[str, Monotonicity] = field(default_factory=dict)
     measured_on: int = 0  # validation melodies the monotonicity was measured on
     paths: list[Path] = field(default_factory=list)
@@ -81,8 +82,12 @@ def fit_side_files(engine: Engine, corpus: Corpus, split: str = "train", limit: 
     fitted = SideFiles(vectors, prior, len(events), held_split, len(held), choice)
     fitted.paths.append(prior.save(engine.directory))
     if chords is not None:  # a chord model samples under chords from the windows nearest them (models/chord_bank.py)
-        engine.chord_bank = ChordBank.fit(events, chords, seed)
-        fitted.paths.append(engine.chord_bank.save(engine.directory))
+        bank = ChordBank.fit(events, chords, seed)
+        if prior.centers is not None and len(held):
+            fitted.bank_bandwidth = _match_bank_novelty(engine, bank, prior, events, held, held_chords, seed)
+            bank = replace(bank, bandwidth=fitted.bank_bandwidth.bandwidth)
+        engine.chord_bank = bank
+        fitted.paths.append(bank.save(engine.directory))
     if measure > 0:
         measured_split = "valid" if len(corpus.split("valid")) else split
         take = np.asarray(corpus.split(measured_split).events[:measure], dtype=np.int64)
@@ -94,3 +99,19 @@ def fit_side_files(engine: Engine, corpus: Corpus, split: str = "train", limit: 
         vectors.meta["monotonicity"] = {name: asdict(r) for name, r in fitted.monotonicity.items()}
     fitted.paths.append(vectors.save(engine.directory))
     return fitted
+
+
+def _match_bank_novelty(engine: Engine, bank: ChordBank, prior: LatentPrior, events: np.ndarray, held: np.ndarray,
+                        held_chords: np.ndarray, seed: int) -> BandwidthChoice:
+    """The bank's bandwidth by the data-copying test: its draws under the held-out windows' chords, decoded under
+    them, as far from the training windows as those melodies are. Narrower fits the chords better but copies."""
+    def encode(melodies: np.ndarray, heard: np.ndarray) -> np.ndarray:
+        return engine.encode_events(melodies, chords=heard)[0]
+
+    def draw(h: float) -> np.ndarray:
+        return bank.draw_latents(held_chords, np.random.default_rng(seed), encode, prior, engine.codec.num_classes, h)
+
+    def decode(z: np.ndarray) -> np.ndarray:
+        return engine.decode_events(z, temperature=SAMPLE_TEMPERATURE, seed=0, chords=held_chords)
+
+    return match_novelty(draw, decode, events, held)

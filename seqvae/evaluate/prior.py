@@ -9,6 +9,7 @@ import torch
 
 from seqvae.evaluate.features import EVAL_FEATURES, in_key_ratio
 from seqvae.models import SequenceVAE
+from seqvae.models.chord_bank import ChordBank
 from seqvae.models.latent_prior import LatentPrior
 
 # Shared bin edges per feature (the last bin also takes everything above it).
@@ -53,21 +54,30 @@ def feature_values(events: np.ndarray, min_pitch: int) -> dict[str, np.ndarray]:
 
 def sample_prior(
     model: SequenceVAE, n: int, temperature: float, seed: int, batch_size: int = 256,
-    latent_prior: LatentPrior | None = None, chords: np.ndarray | None = None,
+    latent_prior: LatentPrior | None = None, chords: np.ndarray | None = None, chord_bank: ChordBank | None = None,
 ) -> np.ndarray:
     """`n` melodies decoded from the checkpoint's fitted latent prior, or z ~ N(0, I) without one; seeded. A chord
-    model decodes sample i under `chords[i]` ([n, steps] chord classes)."""
+    model decodes sample i under `chords[i]` ([n, steps] chord classes), its latent drawn from p(z | chords[i])
+    through its `chord_bank` when it has one and a fitted prior (as `sample` under chords draws)."""
     generator = torch.Generator().manual_seed(seed)
     rng = np.random.default_rng(seed)
+    under_bank = chord_bank is not None and latent_prior is not None and chords is not None
+
+    def encode(melodies: np.ndarray, heard: np.ndarray) -> np.ndarray:
+        return model.encode(torch.as_tensor(melodies), chords=torch.as_tensor(heard))[0].cpu().numpy()
+
     out = []
     for start in range(0, n, batch_size):
         count = min(batch_size, n - start)
-        if latent_prior is not None:
+        c = None if chords is None else np.asarray(chords[start:start + count], dtype=np.int64)
+        if under_bank:
+            z = torch.from_numpy(chord_bank.draw_latents(c, rng, encode, latent_prior, model.config.num_classes))
+        elif latent_prior is not None:
             z = torch.from_numpy(latent_prior.sample(count, rng))
         else:
             z = torch.randn(count, model.config.z_size, generator=generator)
-        c = None if chords is None else torch.as_tensor(np.asarray(chords[start:start + count], dtype=np.int64))
-        out.append(model.decode(z, temperature=temperature, generator=generator, chords=c).cpu().numpy())
+        heard = None if c is None else torch.as_tensor(c)
+        out.append(model.decode(z, temperature=temperature, generator=generator, chords=heard).cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, model.config.steps), np.int64)
 
 

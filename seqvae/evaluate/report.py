@@ -21,6 +21,7 @@ from seqvae.evaluate.prior import compare_features, sample_prior
 from seqvae.evaluate.reconstruction import reconstruction_metrics
 from seqvae.models import LatentPrior, ModelConfig, load_model
 from seqvae.models.checkpoint import WEIGHTS_FILE
+from seqvae.models.chord_bank import ChordBank
 from seqvae.models.precision import parse_precision
 
 # Issue 3 quality targets, by what the model is.
@@ -132,12 +133,17 @@ def evaluate_checkpoint(options: EvalOptions) -> EvalReport:
     copying = None
     if options.samples:
         fitted = LatentPrior.load(loaded.directory, config.z_size)
-        heard = None  # a chord model samples under the progressions of randomly drawn windows of the split
+        heard = None  # a chord model samples under the progressions of randomly drawn windows of the split, as
+        # `sample` under chords does: from its chord bank where it has one
         if chords is not None:
             heard = chords[np.random.default_rng([options.seed, 2]).integers(0, len(chords), options.samples)]
+        bank = ChordBank.load(loaded.directory, config.steps) if chords is not None else None
         samples = sample_prior(model, options.samples, options.temperature, options.seed, latent_prior=fitted,
-                               chords=heard)
+                               chords=heard, chord_bank=bank)
         prior_name = fitted.describe() if fitted is not None else "N(0, I)"
+        if bank is not None and fitted is not None:
+            prior_name = (f"p(z | chords): a chord bank of {len(bank.events)} training windows, draws at bandwidth "
+                          f"{bank.bandwidth:g} of {prior_name}")
         prior = [c.to_dict() for c in compare_features(samples, events, config.min_pitch)]
         real = _training_overlaps(corpus, len(samples), events, config.min_pitch, options.seed)
         for item in prior:
