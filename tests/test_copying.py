@@ -9,6 +9,7 @@ from seqvae.evaluate import copying
 from seqvae.evaluate.copying import (
     copies_within,
     copying_report,
+    fit_novelty_matched_prior,
     match_held_out_novelty,
     match_novelty,
     nearest_distance,
@@ -95,3 +96,18 @@ def test_a_mean_distance_that_hides_copies_is_not_novel():
     assert narrower and all(choice.tried[h] >= choice.target and choice.copies[h] == 0.5 for h in narrower)
     assert choice.bandwidth == 0.5 and choice.copies[0.5] == 0.0
     assert copies_within(0.03, 0.01) and not copies_within(0.04, 0.01)
+
+
+def test_the_prior_keeps_the_kernel_whose_samples_sound_more_like_unseen_melodies():
+    centres = np.random.default_rng(0).standard_normal((6, 8)) * 4.0
+    latents = _clusters(1, 4000, centres, 0.5)
+    reference = _decode(latents)
+    held_out = _decode(_clusters(2, 500, centres, 1.5))
+    prior, choices = fit_novelty_matched_prior(latents, reference, held_out, "valid", _decode, min_pitch=21,
+                                               samples=500)
+    kept, other = choices
+    assert {kept.kernel, other.kernel} == {"global", "local"} and prior.kernel == kept.kernel
+    assert kept.weakest_overlap >= other.weakest_overlap and prior.bandwidth == kept.bandwidth
+    assert f"the {kept.kernel} kernel" in prior.describe()
+    _, none = fit_novelty_matched_prior(latents, reference, held_out[:0], "valid", _decode, min_pitch=21)
+    assert none == []

@@ -124,7 +124,8 @@ def test_attributes_command_fits_the_prior_and_eval_uses_it(checkpoint, tmp_path
     assert main(["attributes", str(checkpoint), "--data", str(data), "--measure", "0", "--threads", "1",
                  "--centers", "150"]) == 0
     printed = capsys.readouterr().out
-    assert "latent prior" in printed and "choosing the kernel bandwidth" in printed
+    assert "latent prior" in printed and "choosing the global kernel's bandwidth" in printed
+    assert "choosing the local kernel's bandwidth" in printed and printed.count("<- kept") == 1
     prior = LatentPrior.load(checkpoint, get_config("tiny_lstm").z_size)
     assert prior is not None and prior.windows == 300 and len(prior.centers) == 150
     assert prior.centers is not None and "valid melodies" in prior.describe()  # bandwidth set against the valid split
@@ -132,3 +133,38 @@ def test_attributes_command_fits_the_prior_and_eval_uses_it(checkpoint, tmp_path
                  "--threads", "1"]) == 0
     assert f"prior samples from {prior.describe()}" in capsys.readouterr().out
     assert "300 training" in prior.describe()
+
+
+def test_a_local_kernel_moves_between_neighbouring_latents(tmp_path, monkeypatch):
+    """Latents along a thin curve: the local kernel's draws stay on it (they move between each centre's nearest
+    centres) where the global kernel's, at the same bandwidth, leave it in the directions the curve spans."""
+    from seqvae.models import latent_prior
+
+    rng = np.random.default_rng(0)
+    t = rng.uniform(0, 2 * np.pi, 3000)
+    mu = np.stack([3 * np.cos(t), 3 * np.sin(t), *(0.01 * rng.standard_normal((4, 3000)))], axis=1)
+    prior = LatentPrior.fit(mu)
+    assert prior.centers is not None and prior.kernel == "global"
+    monkeypatch.setattr(latent_prior, "NEIGHBOUR_BLOCK", 500)  # several blocks, the last one partial
+    local = prior.with_bandwidth(0.5).with_local_kernel(8)
+    assert local.kernel == "local" and local.neighbours.shape == (len(prior.centers), 8)
+    whitened = local._whiten(local.centers)
+    for i in (0, 17, len(whitened) - 1):  # the 8 nearest by brute force, not the centre itself
+        d = ((whitened - whitened[i]) ** 2).sum(axis=1)
+        d[i] = np.inf
+        assert set(local.neighbours[i].tolist()) == set(np.argsort(d)[:8].tolist())
+    off_curve = lambda z: np.abs(np.hypot(z[:, 0], z[:, 1]) - 3).mean()  # noqa: E731
+    draws = local.sample(2000, np.random.default_rng(1))
+    assert draws.dtype == np.float32 and draws.shape == (2000, 6)
+    assert off_curve(draws) < 0.25 * off_curve(prior.with_bandwidth(0.5).sample(2000, np.random.default_rng(1)))
+    np.testing.assert_array_equal(draws, local.sample(2000, np.random.default_rng(1)))  # seeded
+    local.save(tmp_path)
+    loaded = LatentPrior.load(tmp_path, 6)
+    assert loaded.kernel == "local" and (loaded.neighbours == local.neighbours).all()
+    assert "nearest" in loaded.describe()
+    np.testing.assert_array_equal(loaded.sample(5, np.random.default_rng(3)), local.sample(5, np.random.default_rng(3)))
+    LatentPrior(local.mean, local.scale_tril, 3, local.centers, 0.5, neighbours=local.neighbours + 10**6).save(tmp_path)
+    with pytest.raises(ValueError, match="damaged local-kernel neighbours"):
+        LatentPrior.load(tmp_path, 6)
+    with pytest.raises(ValueError, match="neighbours"):
+        prior.with_local_kernel(len(prior.centers))

@@ -27,8 +27,6 @@ EXEMPT = {
     ("16bar", "prior overlap: mean_interval"): "samples' intervals fall short (0.77; real training windows 0.89)",
     ("16bar_triple", "prior overlap: pitch_range"): "the upper level drifts in register (17.7 semitones against 16.1)",
     ("16bar_triple", "prior overlap: in_key_ratio"): "the upper level drifts in key (in key 96.5 % against 99.2 %)",
-    ("transformer", "prior overlap: mean_interval"): "samples of the novelty-matched prior leap wider (3.19 semitones "
-    "against 2.54): the price of novelty with this decoder",
 }
 BF16_TOKEN_AGREEMENT = 0.999  # share of `default`'s reconstructed tokens that bfloat16 decodes as float32 does
 BF16_ACCURACY_LOSS = 0.0005  # the most reconstruction accuracy (a share of tokens) bfloat16 may cost

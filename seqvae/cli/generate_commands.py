@@ -561,11 +561,12 @@ def cmd_attributes(args: argparse.Namespace) -> int:
     with tqdm(desc=f"encoding {args.split}", unit="window") as bar:
         fitted = fit_side_files(engine, corpus, args.split, args.limit, args.seed, args.centers, args.measure,
                                 progress=bar.update)
-    choice = fitted.bandwidth
-    if choice is not None:
-        print(f"choosing the kernel bandwidth: samples at T={SAMPLE_TEMPERATURE} against {fitted.held_windows} "
-              f"{fitted.held_split} melodies' distance to the training windows")
+    for choice in fitted.bandwidths:
+        print(f"choosing the {choice.kernel} kernel's bandwidth: samples at T={SAMPLE_TEMPERATURE} against "
+              f"{fitted.held_windows} {fitted.held_split} melodies' distance to the training windows")
         _print_bandwidths(choice)
+        print(f"  its samples' weakest feature overlap with those melodies: {choice.weakest_overlap:.3f}"
+              f"{'  <- kept' if choice is fitted.bandwidths[0] else ''}")
     prior_path, vectors_path = fitted.paths[0], fitted.paths[-1]
     print(f"latent prior: {fitted.prior.describe()}, from the {args.split} split, saved to {prior_path}; `sample` "
           "draws from it from now on")

@@ -37,7 +37,7 @@ class SideFiles:
     windows: int  # melodies the vectors and the prior were fitted on
     held_split: str  # the split the bandwidth was matched against
     held_windows: int
-    bandwidth: BandwidthChoice | None  # None: a single Gaussian, nothing to choose
+    bandwidths: list[BandwidthChoice]  # the prior's kernels matched to unseen melodies' novelty, the kept first
     bank_bandwidth: BandwidthChoice | None = None  # a chord model's: its bank's draws under the held-out chords
     monotonicity: dict[str, Monotonicity] = field(default_factory=dict)
     measured_on: int = 0  # validation melodies the monotonicity was measured on
@@ -77,9 +77,10 @@ def fit_side_files(engine: Engine, corpus: Corpus, split: str = "train", limit: 
         heard = None if held_chords is None else np.resize(held_chords, (len(z), held_chords.shape[1]))
         return engine.decode_events(z, temperature=SAMPLE_TEMPERATURE, seed=0, chords=heard)
 
-    prior, choice = fit_novelty_matched_prior(mu, events, held, held_split, decode, max_centers)
+    prior, choices = fit_novelty_matched_prior(mu, events, held, held_split, decode, engine.codec.min_pitch,
+                                               max_centers)
     engine.set_latent_prior(prior)
-    fitted = SideFiles(vectors, prior, len(events), held_split, len(held), choice)
+    fitted = SideFiles(vectors, prior, len(events), held_split, len(held), choices)
     fitted.paths.append(prior.save(engine.directory))
     if chords is not None:  # a chord model samples under chords from the windows nearest them (models/chord_bank.py)
         bank = ChordBank.fit(events, chords, seed)

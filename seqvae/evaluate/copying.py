@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from seqvae.evaluate.prior import compare_features
 from seqvae.models.latent_prior import BANDWIDTHS, LatentPrior
 
 CHUNK_BYTES = 64 << 20  # memory per comparison block
@@ -70,6 +71,8 @@ class BandwidthChoice:
     tried: dict[float, float]  # bandwidth -> samples' mean distance
     target_copies: float = 0.0  # held-out melodies' share of exact copies of a reference window
     copies: dict[float, float] = field(default_factory=dict)  # bandwidth -> samples' share of exact copies
+    kernel: str = ""  # the kernel density's kernel, where fit_novelty_matched_prior compared two
+    weakest_overlap: float | None = None  # its samples' lowest feature overlap with the held-out melodies
 
     @property
     def reached(self) -> float:
@@ -127,15 +130,27 @@ def match_novelty(
 
 def fit_novelty_matched_prior(
     mu: np.ndarray, reference: np.ndarray, held_out: np.ndarray, held_name: str,
-    decode: Callable[[np.ndarray], np.ndarray], max_centers: int | None = None,
-) -> tuple[LatentPrior, BandwidthChoice | None]:
-    """The latent prior for training latents `mu` of windows `reference`; a kernel density gets the bandwidth of
-    `match_held_out_novelty` against `held_out` (named `held_name` in its description). None for the choice when
-    there is nothing to choose: a single Gaussian, or no held-out melodies."""
+    decode: Callable[[np.ndarray], np.ndarray], min_pitch: int, max_centers: int | None = None,
+    samples: int = 1000, seed: int = 0,
+) -> tuple[LatentPrior, list[BandwidthChoice]]:
+    """The latent prior for training latents `mu` of windows `reference`. A kernel density is tried with the global
+    kernel and the local one (LatentPrior.with_local_kernel), each at the bandwidth of `match_held_out_novelty`
+    against `held_out` (named `held_name` in its description); the one whose decoded samples' weakest feature
+    overlap with those melodies (seqvae.evaluate.prior) is higher is kept. Choices, the kept one first; none
+    when there is nothing to choose: a single Gaussian, or no held-out melodies."""
     prior = LatentPrior.fit(mu, max_centers=max_centers)
     if prior.centers is None or len(held_out) == 0:
-        return prior, None
-    choice = match_held_out_novelty(prior, decode, reference, held_out)
+        return prior, []
+    tried = []
+    for kernel in (prior, prior.with_local_kernel()):
+        choice = match_held_out_novelty(kernel, decode, reference, held_out, samples, seed)
+        choice.kernel = kernel.kernel
+        drawn = decode(kernel.with_bandwidth(choice.bandwidth).sample(samples, np.random.default_rng(seed)))
+        choice.weakest_overlap = min(c.overlap for c in compare_features(drawn, held_out, min_pitch))
+        tried.append((kernel, choice))
+    tried.sort(key=lambda pair: -pair[1].weakest_overlap)
+    (kept, choice), (_, other) = tried
     rule = (f"its samples differ from their nearest training window in {choice.reached:.0%} of steps, "
-            f"{held_name} melodies in {choice.target:.0%}")
-    return prior.with_bandwidth(choice.bandwidth, rule), choice
+            f"{held_name} melodies in {choice.target:.0%}; the {choice.kernel} kernel, its samples' weakest feature "
+            f"overlap {choice.weakest_overlap:.2f} against {other.weakest_overlap:.2f} for the {other.kernel} one")
+    return kept.with_bandwidth(choice.bandwidth, rule), [choice, other]

@@ -13,6 +13,13 @@ gives held-out latents the higher likelihood is kept:
   first bandwidth h; `seqvae attributes` then narrows it to match unseen melodies' novelty
   (seqvae.evaluate.copying), and `bandwidth_rule` records which rule set it.
 
+- a local kernel over the same centres: z = c_i + h sum_j w_j (c_j - c_i), w ~ N(0, I / K), over the K
+  latents nearest c_i (whitened). Its draws move along the directions in which neighbouring melodies differ,
+  where the global kernel's move in every direction the whole set spreads in; a decoder that is sharp off its
+  training latents (the transformer's: its draws leap wider than the music) keeps closer to the music at the
+  same novelty. `seqvae attributes` matches both to unseen melodies' novelty and keeps the one whose samples'
+  features overlap those melodies' more.
+
 A personalized model (`seqvae personalize`) has only a user's few windows, often fewer than the latent has
 dims: `fit_personal` centres the kernel density on them and borrows the covariance's shape from the base
 model's prior, shrunk towards the user's own as their windows grow in number.
@@ -38,6 +45,8 @@ KERNEL_MARGIN = 1.0  # nats per held-out latent the kernel density must gain to 
 PERSONAL_MIN_WINDOWS = 2  # a spread needs two latents
 PERSONAL_BANDWIDTH = 0.5  # a personal kernel's bandwidth until one is chosen by the data-copying test
 PERSONAL_RULE = "personal"  # how a personal prior's bandwidth rule begins, so describe() tells it apart
+NEIGHBOURS = 16  # latents a local kernel's draw moves between (see the module docstring)
+NEIGHBOUR_BLOCK = 1024  # centres per distance block when finding neighbours
 
 
 def _kernel_log_likelihood(parts: tuple[np.ndarray, np.ndarray, np.ndarray], count: int, dims: int, h: float) -> float:
@@ -61,6 +70,7 @@ class LatentPrior:
     centers: np.ndarray | None = None  # [N, Z] kernel centres (training latents), None for the plain Gaussian
     bandwidth: float = 0.0  # h of the kernel density (see the module docstring)
     bandwidth_rule: str = "chosen by held-out likelihood"  # how h was set, for describe()
+    neighbours: np.ndarray | None = None  # [N, K] int32: each centre's nearest centres, for a local kernel
     _packed: native.PackedAffine | None = field(default=None, repr=False, compare=False)
 
     @classmethod
@@ -146,8 +156,9 @@ class LatentPrior:
         if self.bandwidth_rule.startswith(PERSONAL_RULE):
             return (f"a personal kernel density over {len(self.centers)} of the user's {self.windows} windows "
                     f"(bandwidth {self.bandwidth:g}; {self.bandwidth_rule})")
-        return (f"a kernel density over {len(self.centers)} of {self.windows} training latents, preferred to a "
-                f"Gaussian by held-out likelihood (bandwidth {self.bandwidth:g}, {self.bandwidth_rule})")
+        shape = "" if self.neighbours is None else f", local over each one's {self.neighbours.shape[1]} nearest"
+        return (f"a kernel density over {len(self.centers)} of {self.windows} training latents{shape}, preferred to "
+                f"a Gaussian by held-out likelihood (bandwidth {self.bandwidth:g}, {self.bandwidth_rule})")
 
     def with_bandwidth(self, bandwidth: float, rule: str = "set by hand") -> LatentPrior:
         """The same kernel density with another bandwidth; `rule` says why, for describe()."""
@@ -155,7 +166,32 @@ class LatentPrior:
             raise ValueError("a Gaussian prior has no bandwidth; fit one on clustered latents to get a kernel density")
         if not np.isfinite(bandwidth) or bandwidth <= 0:
             raise ValueError(f"bandwidth {bandwidth!r} must be a positive number")
-        return LatentPrior(self.mean, self.scale_tril, self.windows, self.centers, float(bandwidth), rule)
+        return LatentPrior(self.mean, self.scale_tril, self.windows, self.centers, float(bandwidth), rule,
+                           self.neighbours)
+
+    def with_local_kernel(self, neighbours: int = NEIGHBOURS) -> LatentPrior:
+        """The local kernel over the same centres: each centre's `neighbours` nearest centres in the whitened
+        latent space, found once here."""
+        if self.centers is None:
+            raise ValueError("a Gaussian prior has no centres for a local kernel")
+        if not 1 <= neighbours < len(self.centers):
+            raise ValueError(f"a local kernel over {len(self.centers)} centres needs 1 to {len(self.centers) - 1} "
+                             f"neighbours, got {neighbours}")
+        w = self._whiten(self.centers).astype(np.float32)
+        norms = (w ** 2).sum(axis=1)
+        nearest = np.empty((len(w), neighbours), dtype=np.int32)
+        for start in range(0, len(w), NEIGHBOUR_BLOCK):
+            block = w[start:start + NEIGHBOUR_BLOCK]
+            d = norms[start:start + len(block), None] + norms[None] - 2.0 * block @ w.T
+            d[np.arange(len(block)), np.arange(start, start + len(block))] = np.inf  # not its own neighbour
+            nearest[start:start + len(block)] = np.argpartition(d, neighbours, axis=1)[:, :neighbours]
+        return LatentPrior(self.mean, self.scale_tril, self.windows, self.centers, self.bandwidth,
+                           self.bandwidth_rule, nearest)
+
+    @property
+    def kernel(self) -> str:
+        """'gaussian', 'global' (the variance-preserving kernel) or 'local' (see the module docstring)."""
+        return "gaussian" if self.centers is None else "global" if self.neighbours is None else "local"
 
     def _correlated_noise(self, eps: np.ndarray) -> np.ndarray:
         """eps @ L.T. Through the C affine where it is built, not numpy's BLAS: a multithreaded BLAS call leaves
@@ -173,11 +209,22 @@ class LatentPrior:
         if self.centers is None:
             return np.ascontiguousarray(mean + self._correlated_noise(rng.standard_normal((n, self.z_size))),
                                         dtype=np.float32)
-        return self.sample_near(self.centers[rng.integers(0, len(self.centers), n)], rng)
+        picked = rng.integers(0, len(self.centers), n)
+        if self.neighbours is None:
+            return self.sample_near(self.centers[picked], rng)
+        weights = rng.standard_normal((n, self.neighbours.shape[1])).astype(np.float32)
+        weights *= np.float32(self.bandwidth / np.sqrt(weights.shape[1]))
+        out = self.centers[picked].astype(np.float32)
+        for start in range(0, n, NEIGHBOUR_BLOCK):  # [rows, K, Z] offsets a block at a time: 16 MB, not n x 16 KB
+            rows = slice(start, start + NEIGHBOUR_BLOCK)
+            offsets = self.centers[self.neighbours[picked[rows]]].astype(np.float32) - out[rows, None]
+            out[rows] += np.einsum("nk,nkz->nz", weights[rows], offsets)
+        return out
 
     def sample_near(self, centers: np.ndarray, rng: np.random.Generator, bandwidth: float | None = None) -> np.ndarray:
         """One kernel draw around each of `centers` [n, Z] (latents of melodies chosen elsewhere, e.g. by their
-        chords) at `bandwidth`: by default the kernel density's, or PERSONAL_BANDWIDTH for a Gaussian."""
+        chords) at `bandwidth`: by default the kernel density's, or PERSONAL_BANDWIDTH for a Gaussian. The noise is
+        the global kernel's even for a local one: a latent from elsewhere has no stored neighbours."""
         mean = self.mean.astype(np.float32)
         h = bandwidth if bandwidth is not None else self.bandwidth if self.centers is not None else PERSONAL_BANDWIDTH
         noise = self._correlated_noise(rng.standard_normal((len(centers), self.z_size)))
@@ -191,6 +238,8 @@ class LatentPrior:
         tensors = {"mean": self.mean.astype(np.float32), "scale_tril": self.scale_tril.astype(np.float32)}
         if self.centers is not None:
             tensors["centers"] = self.centers.astype(np.float16)
+        if self.neighbours is not None:
+            tensors["neighbours"] = self.neighbours.astype(np.int32)
         return write_side_file(path, tensors, {"windows": str(self.windows), "bandwidth": str(self.bandwidth),
                                                "bandwidth_rule": self.bandwidth_rule})
 
@@ -203,7 +252,8 @@ class LatentPrior:
         def build(tensors: dict[str, np.ndarray], metadata: dict[str, str]) -> LatentPrior:
             return cls(tensors["mean"].astype(np.float64), tensors["scale_tril"].astype(np.float64),
                        int(metadata.get("windows", 0)), tensors.get("centers"),
-                       float(metadata.get("bandwidth", 0.0)), metadata.get("bandwidth_rule", cls.bandwidth_rule))
+                       float(metadata.get("bandwidth", 0.0)), metadata.get("bandwidth_rule", cls.bandwidth_rule),
+                       tensors.get("neighbours"))
 
         prior = read_side_file(path, build)
         centers, bandwidth = prior.centers, prior.bandwidth
@@ -214,4 +264,9 @@ class LatentPrior:
                                     or not np.isfinite(bandwidth) or bandwidth <= 0):
             raise ValueError(f"{path} has a damaged kernel density (centres {centers.shape}, bandwidth {bandwidth}); "
                              "recompute it with `seqvae attributes`")
+        near = prior.neighbours
+        if near is not None and (centers is None or near.ndim != 2 or len(near) != len(centers) or not near.shape[1]
+                                 or near.min() < 0 or near.max() >= len(centers)):
+            raise ValueError(f"{path} has damaged local-kernel neighbours (shape {near.shape}); recompute it with "
+                             "`seqvae attributes`")
         return prior
