@@ -9,10 +9,10 @@ import torch
 
 from seqvae.data.synthetic import synthetic_windows
 from seqvae.models import build_model, get_config, plans
-from seqvae.models.cuda_graph_decode import MAX_ROWS, CudaGraphLSTMPlan, bucket_rows
+from seqvae.models.cuda_graph_decode import MAX_ROWS, CudaGraphPlan, bucket_rows
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU; CPU-only CI")
-RECURRENT = ["tiny_lstm", "tiny_hier", "tiny_hier2"]
+DECODERS = ["tiny_lstm", "tiny_hier", "tiny_hier2", "tiny_transformer"]
 
 
 @pytest.fixture(autouse=True)
@@ -63,14 +63,14 @@ def test_buckets_are_powers_of_two_up_to_the_largest_graph():
     assert bucket_rows(MAX_ROWS + 1) == MAX_ROWS
 
 
-@pytest.mark.parametrize("name", RECURRENT)
+@pytest.mark.parametrize("name", DECODERS)
 def test_graph_body_decodes_what_the_torch_reference_decodes(name, monkeypatch):
     """The plan's static buffers and recorded body, run eagerly here: greedy and sampled, with forced steps, a key
     mask and log-probabilities, rows padded to a bucket, and one plan replayed at two temperatures."""
     eager = {}
 
     def plan_for(core):
-        return eager.setdefault(id(core), CudaGraphLSTMPlan(core, capture=False))
+        return eager.setdefault(id(core), CudaGraphPlan(core, capture=False))
 
     monkeypatch.setattr(plans, "plan_for", plan_for)
     model = sharpened(name, seed=1)
@@ -86,7 +86,7 @@ def test_batches_beyond_the_largest_graph_run_in_pieces(monkeypatch):
     from seqvae.models import cuda_graph_decode
 
     monkeypatch.setattr(cuda_graph_decode, "MAX_ROWS", 4)
-    monkeypatch.setattr(plans, "plan_for", lambda core: CudaGraphLSTMPlan(core, capture=False))
+    monkeypatch.setattr(plans, "plan_for", lambda core: CudaGraphPlan(core, capture=False))
     model = sharpened("tiny_hier", seed=2)
     assert_same(decode_both_ways(model, 11, temperature=0.9, **constraints(model, 11)))
 
@@ -95,7 +95,7 @@ def test_the_plan_refuses_what_it_cannot_decode():
     from seqvae.models.decoder import Generation
 
     model = sharpened("tiny_lstm")
-    plan = CudaGraphLSTMPlan(model.decoder.core, capture=False)
+    plan = CudaGraphPlan(model.decoder.core, capture=False)
     z = torch.zeros(1, model.config.z_size)
     with pytest.raises(ValueError, match="bfloat16"):
         plan.generate(z, Generation(0.0, bfloat16=True), steps=4)
@@ -103,18 +103,19 @@ def test_the_plan_refuses_what_it_cannot_decode():
         plan.generate(z, Generation(0.0, features=torch.zeros(1, 4, 3)), steps=4)
 
 
-def test_cpu_models_keep_their_cpu_plans():
-    model = sharpened("tiny_lstm")
-    assert not isinstance(plans.plan_for(model.decoder.core), CudaGraphLSTMPlan)
+@pytest.mark.parametrize("name", ["tiny_lstm", "tiny_transformer"])
+def test_cpu_models_keep_their_cpu_plans(name):
+    model = sharpened(name)
+    assert not isinstance(plans.plan_for(model.decoder.step_core), CudaGraphPlan)
 
 
 # ------------------------------------------------------------------ on a GPU
 @needs_cuda
 @pytest.mark.filterwarnings("error::RuntimeWarning")  # a capture that falls back to eager decoding fails here
-@pytest.mark.parametrize("name", RECURRENT)
+@pytest.mark.parametrize("name", DECODERS)
 def test_cuda_graphs_decode_what_the_torch_reference_decodes_on_the_gpu(name):
     model = sharpened(name, seed=3, device="cuda")
-    assert isinstance(plans.plan_for(model.decoder.step_core), CudaGraphLSTMPlan)
+    assert isinstance(plans.plan_for(model.decoder.step_core), CudaGraphPlan)
     for temperature in (0.0, 0.7, 1.2):
         for rows in (1, 3, 64):
             assert_same(decode_both_ways(model, rows, temperature=temperature))

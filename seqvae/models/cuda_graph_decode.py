@@ -1,10 +1,13 @@
-"""The CUDA graph step plan for ConditionedLSTM: the GPU's backend for free-running decoding.
+"""The CUDA graph step plan for a ConditionedLSTM or a TransformerDecoder: the GPU's backend for free-running
+decoding.
 
 On a GPU a small decode is bound by kernel launches (a dozen or so per step, 32 steps and more per window),
 not by arithmetic. This plan records the whole step loop (initial states, every cell step, every token
 choice) once per batch-size bucket and variant as a torch.cuda.CUDAGraph over static buffers, then replays
-it: one launch per decode. The recorded body is the torch reference itself (`ConditionedLSTM.cell_step` and
-`Generation.choose`), so the graph decodes what the torch path decodes. Rows are padded up to the bucket (a
+it: one launch per decode. The recorded body is the torch reference itself (`ConditionedLSTM.cell_step`, or
+`TransformerDecoder.step_logits` over its key/value cache, and `Generation.choose`), so the graph decodes
+what the torch path decodes. A transformer's step t attends over the cache's first t + 1 positions, a shape
+fixed per step, so the unrolled loop records as any other. Rows are padded up to the bucket (a
 power of two, at most MAX_ROWS) and larger batches run in MAX_ROWS pieces; rows never see one another.
 
 A variant is what changes the recorded work: the steps per call, greedy or sampled, and whether there are
@@ -25,6 +28,7 @@ import torch
 
 from seqvae.models.decoder import Generation
 from seqvae.models.lstm import ConditionedLSTM
+from seqvae.models.transformer import TransformerDecoder
 
 MAX_ROWS = 4096  # the largest graph: the engine's decode chunk, beyond which launches no longer dominate
 
@@ -50,14 +54,14 @@ class GraphVariant:
     run: Callable[[], None] | None = None  # the graph's replay, or the eager body; set once the loop is recorded
 
 
-class CudaGraphLSTMPlan:
-    """A ConditionedLSTM's step loop as replayable CUDA graphs, built lazily per (bucket, variant)."""
+class CudaGraphPlan:
+    """A decoder core's step loop as replayable CUDA graphs, built lazily per (bucket, variant)."""
 
     has_bf16_dot = False  # bfloat16 decoding arithmetic is the CPU kernel's alone
 
-    def __init__(self, core: ConditionedLSTM, capture: bool | None = None) -> None:
+    def __init__(self, core: ConditionedLSTM | TransformerDecoder, capture: bool | None = None) -> None:
         self.core = core
-        self.device = core.init_state.weight.device
+        self.device = next(core.parameters()).device
         self.capture = self.device.type == "cuda" if capture is None else capture
         self.pool = torch.cuda.graph_pool_handle() if self.capture else None  # one memory pool for all graphs
         self.variants: dict[tuple, GraphVariant] = {}
@@ -123,7 +127,10 @@ class CudaGraphLSTMPlan:
         def body() -> None:
             states, token = core.initial_states(variant.cond), variant.prev
             for t in range(steps):
-                logits, states = core.cell_step(token, variant.cond, states)
+                if isinstance(core, TransformerDecoder):
+                    logits = core.step_logits(token, t, states)
+                else:
+                    logits, states = core.cell_step(token, variant.cond, states)
                 token = choice.choose(t, logits)
                 variant.tokens[:, t] = token
 

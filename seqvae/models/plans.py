@@ -16,7 +16,7 @@ from typing import TypeVar
 from torch import nn
 
 from seqvae.models import native
-from seqvae.models.cuda_graph_decode import CudaGraphLSTMPlan
+from seqvae.models.cuda_graph_decode import CudaGraphPlan
 from seqvae.models.decoder import StepPlan
 from seqvae.models.lstm import BidirectionalLSTMEncoder
 from seqvae.models.numpy_plan import NumpyLSTMPlan
@@ -48,13 +48,11 @@ def device_type(module: nn.Module) -> str:
 
 
 def plan_for(core: nn.Module) -> StepPlan | None:
-    """The fastest available step plan for a decoder's step core: on a GPU, CUDA graphs for a ConditionedLSTM (a
-    transformer decodes in torch there); on the CPU, for a ConditionedLSTM the C kernel, else numpy, and for a
+    """The fastest available step plan for a decoder's step core: on a GPU, CUDA graphs (a ConditionedLSTM or a
+    TransformerDecoder); on the CPU, for a ConditionedLSTM the C kernel, else numpy, and for a
     TransformerDecoder its C loop, else None (it then decodes in torch)."""
     if device_type(core) == "cuda":
-        if isinstance(core, TransformerDecoder):
-            return None
-        return cached_plan(core, "cuda_graph", lambda: CudaGraphLSTMPlan(core))
+        return cached_plan(core, "cuda_graph", lambda: CudaGraphPlan(core))
     lib = native.library()
     if isinstance(core, TransformerDecoder):
         if lib is None or not NativeTransformerPlan.supports(core):

@@ -102,23 +102,39 @@ class TransformerDecoder(Decoder):
         coin = uniforms[..., 0] < prob
         return self._logits_for_prev(two_pass_previous(self.teacher_forced, x, z, coin, uniforms, self.num_classes), z)
 
+    @property
+    def start_token(self) -> int:
+        return self.num_classes
+
+    @property
+    def cond_size(self) -> int:
+        return self.blocks[0].z_proj.in_features
+
+    def initial_states(self, z: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """What a step loop carries: an empty key/value cache [layers, 2, B, heads, steps, d_head] and each
+        block's z term."""
+        d_head = self.blocks[0].qkv.out_features // 3 // self.n_heads
+        caches = torch.empty(len(self.blocks), 2, z.shape[0], self.n_heads, self.steps, d_head, device=z.device,
+                             dtype=z.dtype)
+        return caches, self._z_terms(z)
+
+    def step_logits(self, token: torch.Tensor, t: int, states: tuple[torch.Tensor, list[torch.Tensor]]
+                    ) -> torch.Tensor:
+        """Logits [B, classes] of step `t` after `token` [B] (START at t = 0), filling the cache's step t."""
+        caches, z_terms = states
+        h = self.embed(token.unsqueeze(1)) + self.position[t]
+        for i, block in enumerate(self.blocks):
+            h = block(h, z_terms[i], caches[i], t)
+        return self.output(self.norm(h[:, 0]))
+
     def generate(self, z: torch.Tensor, generation: Generation, plan: StepPlan | None) -> torch.Tensor:
         """Step-by-step generation with a key/value cache, through `plan` when one is given."""
         if plan is not None:
             return plan.generate(z, generation, steps=self.steps).to(z.device)
-        batch = z.shape[0]
-        first = self.blocks[0]
-        d_head = first.qkv.out_features // 3 // self.n_heads
-        caches = torch.empty(len(self.blocks), 2, batch, self.n_heads, self.steps, d_head, device=z.device,
-                             dtype=z.dtype)
-        z_terms = self._z_terms(z)
-        prev = torch.full((batch, 1), self.num_classes, dtype=torch.long, device=z.device)
-        out = torch.empty(batch, self.steps, dtype=torch.long, device=z.device)
+        states = self.initial_states(z)
+        token = torch.full((z.shape[0],), self.start_token, dtype=torch.long, device=z.device)
+        out = torch.empty(z.shape[0], self.steps, dtype=torch.long, device=z.device)
         for t in range(self.steps):
-            h = self.embed(prev) + self.position[t]
-            for i, block in enumerate(self.blocks):
-                h = block(h, z_terms[i], caches[i], t)
-            token = generation.choose(t, self.output(self.norm(h[:, 0])))
+            token = generation.choose(t, self.step_logits(token, t, states))
             out[:, t] = token
-            prev = token.unsqueeze(1)
         return out
