@@ -142,8 +142,8 @@ def evaluate_checkpoint(options: EvalOptions) -> EvalReport:
                                chords=heard, chord_bank=bank)
         prior_name = fitted.describe() if fitted is not None else "N(0, I)"
         if bank is not None and fitted is not None:
-            prior_name = (f"p(z | chords): a chord bank of {len(bank.events)} training windows, draws at bandwidth "
-                          f"{bank.bandwidth:g} of {prior_name}")
+            prior_name = (f"p(z | chords): a chord bank of {len(bank.events)} training windows, global-kernel draws "
+                          f"at bandwidth {bank.bandwidth:g} around their latents, beside {prior_name}")
         prior = [c.to_dict() for c in compare_features(samples, events, config.min_pitch)]
         real = _training_overlaps(corpus, len(samples), events, config.min_pitch, options.seed)
         for item in prior:
