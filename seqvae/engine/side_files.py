@@ -10,6 +10,7 @@ melodies of another split; the vectors' monotonicity is measured on validation m
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -85,7 +86,8 @@ def fit_side_files(engine: Engine, corpus: Corpus, split: str = "train", limit: 
     if chords is not None:  # a chord model samples under chords from the windows nearest them (models/chord_bank.py)
         bank = ChordBank.fit(events, chords, seed)
         if prior.centers is not None and len(held):
-            fitted.bank_bandwidth = _match_bank_novelty(engine, bank, prior, events, held, held_chords, seed)
+            fitted.bank_bandwidth = _match_bank_novelty(engine, bank, prior, events, held, held_chords, decode,
+                                                        seed)
             bank = replace(bank, bandwidth=fitted.bank_bandwidth.bandwidth)
         engine.chord_bank = bank
         fitted.paths.append(bank.save(engine.directory))
@@ -103,16 +105,12 @@ def fit_side_files(engine: Engine, corpus: Corpus, split: str = "train", limit: 
 
 
 def _match_bank_novelty(engine: Engine, bank: ChordBank, prior: LatentPrior, events: np.ndarray, held: np.ndarray,
-                        held_chords: np.ndarray, seed: int) -> BandwidthChoice:
+                        held_chords: np.ndarray, decode: Callable[[np.ndarray], np.ndarray],
+                        seed: int) -> BandwidthChoice:
     """The bank's bandwidth by the data-copying test: its draws under the held-out windows' chords, decoded under
-    them, as far from the training windows as those melodies are. Narrower fits the chords better but copies."""
-    def encode(melodies: np.ndarray, heard: np.ndarray) -> np.ndarray:
-        return engine.encode_events(melodies, chords=heard)[0]
-
-    def draw(h: float) -> np.ndarray:
-        return bank.draw_latents(held_chords, np.random.default_rng(seed), encode, prior, engine.codec.num_classes, h)
-
-    def decode(z: np.ndarray) -> np.ndarray:
-        return engine.decode_events(z, temperature=SAMPLE_TEMPERATURE, seed=0, chords=held_chords)
-
-    return match_novelty(draw, decode, events, held)
+    them, as far from the training windows as those melodies are. Narrower fits the chords better but copies.
+    The matched windows are encoded once; every bandwidth then draws the same noise around them."""
+    rng = np.random.default_rng(seed)
+    centres = bank.matched_latents(held_chords, rng, lambda melodies, heard: engine.encode_events(
+        melodies, chords=heard)[0], engine.codec.num_classes)
+    return match_novelty(lambda h: prior.sample_near(centres, copy.deepcopy(rng), h), decode, events, held)

@@ -73,6 +73,7 @@ class BandwidthChoice:
     copies: dict[float, float] = field(default_factory=dict)  # bandwidth -> samples' share of exact copies
     kernel: str = ""  # the kernel density's kernel, where fit_novelty_matched_prior compared two
     weakest_overlap: float | None = None  # its samples' lowest feature overlap with the held-out melodies
+    samples: np.ndarray | None = field(default=None, repr=False, compare=False)  # decoded at the chosen bandwidth
 
     @property
     def reached(self) -> float:
@@ -107,10 +108,12 @@ def match_novelty(
     target, target_copies = float(held.mean()), float(np.mean(held == 0))
     tried: dict[float, float] = {}
     copies: dict[float, float] = {}
+    decoded: dict[float, np.ndarray] = {}
 
     def novel(h: float) -> bool:
         if h not in tried:
-            d = nearest_distance(decode(draw(h)), reference)
+            decoded[h] = decode(draw(h))
+            d = nearest_distance(decoded[h], reference)
             tried[h], copies[h] = float(d.mean()), float(np.mean(d == 0))
         return tried[h] >= target and copies_within(copies[h], target_copies)
 
@@ -125,7 +128,8 @@ def match_novelty(
         else:
             lo = mid + 1
     novel(grid[lo])
-    return BandwidthChoice(grid[lo], target, dict(sorted(tried.items())), target_copies, dict(sorted(copies.items())))
+    return BandwidthChoice(grid[lo], target, dict(sorted(tried.items())), target_copies, dict(sorted(copies.items())),
+                           samples=decoded[grid[lo]])
 
 
 def fit_novelty_matched_prior(
@@ -145,8 +149,7 @@ def fit_novelty_matched_prior(
     for kernel in (prior, prior.with_local_kernel()):
         choice = match_held_out_novelty(kernel, decode, reference, held_out, samples, seed)
         choice.kernel = kernel.kernel
-        drawn = decode(kernel.with_bandwidth(choice.bandwidth).sample(samples, np.random.default_rng(seed)))
-        choice.weakest_overlap = min(c.overlap for c in compare_features(drawn, held_out, min_pitch))
+        choice.weakest_overlap = min(c.overlap for c in compare_features(choice.samples, held_out, min_pitch))
         tried.append((kernel, choice))
     tried.sort(key=lambda pair: -pair[1].weakest_overlap)
     (kept, choice), (_, other) = tried

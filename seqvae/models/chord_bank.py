@@ -99,12 +99,10 @@ class ChordBank:
         events = self.events[rows[pick]].astype(np.int64)
         return np.where(events >= FIRST_NOTE_ON, events + shifts[pick][:, None], events)
 
-    def draw_latents(self, progressions: np.ndarray, rng: np.random.Generator,
-                     encode: Callable[[np.ndarray, np.ndarray], np.ndarray], prior: LatentPrior, num_classes: int,
-                     bandwidth: float | None = None) -> np.ndarray:
-        """[n, Z] latents from p(z | chords), one per row of `progressions` [n, steps]: kernel draws of `prior` at
-        `bandwidth` (default the bank's) around the latents `encode(melodies, chords)` gives the nearest windows
-        moved onto each row's progression. Rows that share a progression share one lookup."""
+    def matched_latents(self, progressions: np.ndarray, rng: np.random.Generator,
+                        encode: Callable[[np.ndarray, np.ndarray], np.ndarray], num_classes: int) -> np.ndarray:
+        """[n, Z]: the latents `encode(melodies, chords)` gives windows of the nearest pool, each moved onto its
+        row of `progressions` [n, steps]; rows that share a progression share one lookup."""
         heard = np.asarray(progressions, dtype=np.int64)
         melodies = np.empty(heard.shape, dtype=np.int64)
         rows_of: dict[bytes, list[int]] = {}
@@ -112,7 +110,14 @@ class ChordBank:
             rows_of.setdefault(row.tobytes(), []).append(i)
         for rows in rows_of.values():
             melodies[rows] = self.draw(heard[rows[0]], len(rows), rng, num_classes)
-        return prior.sample_near(encode(melodies, heard), rng, self.bandwidth if bandwidth is None else bandwidth)
+        return encode(melodies, heard)
+
+    def draw_latents(self, progressions: np.ndarray, rng: np.random.Generator,
+                     encode: Callable[[np.ndarray, np.ndarray], np.ndarray], prior: LatentPrior,
+                     num_classes: int) -> np.ndarray:
+        """[n, Z] latents from p(z | chords), one per row of `progressions`: kernel draws of `prior` at the bank's
+        bandwidth around `matched_latents`."""
+        return prior.sample_near(self.matched_latents(progressions, rng, encode, num_classes), rng, self.bandwidth)
 
     def _fits(self, low: np.ndarray, high: np.ndarray, shift: np.ndarray, num_classes: int) -> np.ndarray:
         """Whether notes spanning low..high moved by `shift` semitones (broadcast) stay inside the codec."""

@@ -5,7 +5,7 @@ On a GPU a small decode is bound by kernel launches (a dozen or so per step, 32 
 not by arithmetic. This plan records the whole step loop (initial states, every cell step, every token
 choice) once per batch-size bucket and variant as a torch.cuda.CUDAGraph over static buffers, then replays
 it: one launch per decode. The recorded body is the torch reference itself (`ConditionedLSTM.cell_step`, or
-`TransformerDecoder.step_logits` over its key/value cache, and `Generation.choose`), so the graph decodes
+`TransformerDecoder.cell_step` over its key/value cache, and `Generation.choose`), so the graph decodes
 what the torch path decodes. A transformer's step t attends over the cache's first t + 1 positions, a shape
 fixed per step, so the unrolled loop records as any other. Rows are padded up to the bucket (a
 power of two, at most MAX_ROWS) and larger batches run in MAX_ROWS pieces; rows never see one another.
@@ -127,10 +127,7 @@ class CudaGraphPlan:
         def body() -> None:
             states, token = core.initial_states(variant.cond), variant.prev
             for t in range(steps):
-                if isinstance(core, TransformerDecoder):
-                    logits = core.step_logits(token, t, states)
-                else:
-                    logits, states = core.cell_step(token, variant.cond, states)
+                logits, states = core.cell_step(token, variant.cond, states)
                 token = choice.choose(t, logits)
                 variant.tokens[:, t] = token
 

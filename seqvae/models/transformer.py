@@ -110,22 +110,24 @@ class TransformerDecoder(Decoder):
     def cond_size(self) -> int:
         return self.blocks[0].z_proj.in_features
 
-    def initial_states(self, z: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """What a step loop carries: an empty key/value cache [layers, 2, B, heads, steps, d_head] and each
-        block's z term."""
+    def initial_states(self, z: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor], int]:
+        """What a step loop carries: an empty key/value cache [layers, 2, B, heads, steps, d_head], each block's z
+        term, and the step the next call decodes."""
         d_head = self.blocks[0].qkv.out_features // 3 // self.n_heads
         caches = torch.empty(len(self.blocks), 2, z.shape[0], self.n_heads, self.steps, d_head, device=z.device,
                              dtype=z.dtype)
-        return caches, self._z_terms(z)
+        return caches, self._z_terms(z), 0
 
-    def step_logits(self, token: torch.Tensor, t: int, states: tuple[torch.Tensor, list[torch.Tensor]]
-                    ) -> torch.Tensor:
-        """Logits [B, classes] of step `t` after `token` [B] (START at t = 0), filling the cache's step t."""
-        caches, z_terms = states
+    def cell_step(self, token: torch.Tensor, z: torch.Tensor, states: tuple[torch.Tensor, list[torch.Tensor], int]
+                  ) -> tuple[torch.Tensor, tuple[torch.Tensor, list[torch.Tensor], int]]:
+        """(logits [B, classes], states) of the next step after `token` [B] (START first), filling the cache's
+        row for that step: the step interface of ConditionedLSTM.cell_step, which the CUDA graph plan records. `z`
+        is already in the states' z terms."""
+        caches, z_terms, t = states
         h = self.embed(token.unsqueeze(1)) + self.position[t]
         for i, block in enumerate(self.blocks):
             h = block(h, z_terms[i], caches[i], t)
-        return self.output(self.norm(h[:, 0]))
+        return self.output(self.norm(h[:, 0])), (caches, z_terms, t + 1)
 
     def generate(self, z: torch.Tensor, generation: Generation, plan: StepPlan | None) -> torch.Tensor:
         """Step-by-step generation with a key/value cache, through `plan` when one is given."""
@@ -135,6 +137,7 @@ class TransformerDecoder(Decoder):
         token = torch.full((z.shape[0],), self.start_token, dtype=torch.long, device=z.device)
         out = torch.empty(z.shape[0], self.steps, dtype=torch.long, device=z.device)
         for t in range(self.steps):
-            token = generation.choose(t, self.step_logits(token, t, states))
+            logits, states = self.cell_step(token, z, states)
+            token = generation.choose(t, logits)
             out[:, t] = token
         return out
